@@ -1,0 +1,8 @@
+// Everything of chute's public C++ API.
+#pragma once
+
+#include "chute/dataset.h"
+#include "chute/export.h"
+#include "chute/format.h"
+#include "chute/status.h"
+#include "chute/writer.h"

@@ -1,0 +1,61 @@
+// Reading a chute dataset (index.json + chunk files) from a local directory.
+//
+// Lifetime: Dataset::Open returns a shared_ptr; Items returned by it own (share) the
+// memory their leaves point to, so they stay valid after the Dataset is destroyed.
+// Thread-safety: all const methods may be called concurrently from any thread.
+// Fork: a Dataset may be used in a child process after fork() (it holds only file
+// mappings and descriptors, no threads or locks held across calls).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "chute/export.h"
+#include "chute/format.h"
+#include "chute/status.h"
+
+namespace chute {
+
+struct DatasetOptions {
+  // Verify each chunk's checksum the first time this process opens it.
+  bool verify_checksums = true;
+  // Chunk mappings kept open (LRU); Items keep their own chunk alive regardless.
+  size_t max_open_chunks = 64;
+};
+
+class CHUTE_API Dataset {
+ public:
+  // Reads and validates `<dir>/index.json`. Errors: NotFound (no such directory or no
+  // index.json), Corrupt (unparseable index), VersionMismatch (newer format).
+  static Result<std::shared_ptr<Dataset>> Open(const std::string& dir,
+                                               const DatasetOptions& options = {});
+  ~Dataset();
+  Dataset(const Dataset&) = delete;
+  Dataset& operator=(const Dataset&) = delete;
+
+  const std::string& dir() const;
+  uint64_t num_items() const;
+  const std::vector<ChunkInfo>& chunks() const;
+  // First global item index of each chunk, plus num_items() at the end.
+  const std::vector<uint64_t>& chunk_starts() const;
+  // The "schema" object of index.json, serialized as JSON.
+  const std::string& schema_json() const;
+  // "zstd:<level>" or "" when uncompressed.
+  const std::string& compression() const;
+
+  // (chunk index, item index inside the chunk) of global item `i` (< num_items()).
+  std::pair<uint32_t, uint64_t> Locate(uint64_t i) const;
+  // Global item `i`. Errors name the chunk file: NotFound, Corrupt (checksum, truncation).
+  Result<Item> GetItem(uint64_t i) const;
+  Result<Item> GetChunkItem(uint32_t chunk, uint64_t j) const;
+
+ private:
+  struct Impl;
+  explicit Dataset(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chute

@@ -1,0 +1,53 @@
+// Writing a chute dataset: items are appended in order, packed into chunk files of at
+// most `chunk_bytes` (an item larger than that gets a chunk of its own), and index.json
+// is written last, so a directory with an index.json is always a complete dataset.
+//
+// Thread-safety: a DatasetWriter is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "chute/export.h"
+#include "chute/format.h"
+#include "chute/status.h"
+
+namespace chute {
+
+struct WriterOptions {
+  uint64_t chunk_bytes = 64'000'000;  // target chunk size (uncompressed item bytes)
+  uint64_t chunk_items = 0;           // max items per chunk, 0 = no limit
+  // "" (none) or "zstd" / "zstd:<level>"; compression is per block of items.
+  std::string compression;
+  uint64_t block_bytes = 1 << 20;     // target uncompressed block size
+  bool overwrite = false;             // replace an existing dataset in `dir`
+};
+
+class CHUTE_API DatasetWriter {
+ public:
+  // Creates `dir` if needed. Fails with Invalid if it already holds a dataset and
+  // options.overwrite is false.
+  static Result<std::unique_ptr<DatasetWriter>> Create(const std::string& dir,
+                                                       const WriterOptions& options);
+  ~DatasetWriter();
+  DatasetWriter(DatasetWriter&&) noexcept;
+  DatasetWriter& operator=(DatasetWriter&&) noexcept;
+
+  // Appends one item. Copies the leaves; may write a finished chunk to disk.
+  Status Add(std::span<const LeafInput> leaves);
+  // Writes the last chunk and index.json. `schema_json` is a JSON object stored as the
+  // index's "schema"; `metadata_json` a JSON object stored as "metadata".
+  Status Finish(const std::string& schema_json, const std::string& metadata_json = "{}");
+
+  uint64_t num_items() const;
+  uint64_t num_chunks() const;
+
+ private:
+  struct Impl;
+  explicit DatasetWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chute

@@ -1,0 +1,30 @@
+// Chunk checksums: XXH3-64 (from the xxHash header that Arrow ships), streamed so that
+// a writer can hash while it writes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace chute {
+
+uint64_t Checksum(const void* data, size_t size);
+
+class ChecksumStream {
+ public:
+  ChecksumStream();
+  ~ChecksumStream();
+  void Update(const void* data, size_t size);
+  uint64_t Digest() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+std::string ChecksumToHex(uint64_t checksum);
+// Returns false if `hex` is not 16 hex digits.
+bool ChecksumFromHex(const std::string& hex, uint64_t* checksum);
+
+}  // namespace chute

@@ -1,0 +1,234 @@
+#include <filesystem>
+#include <vector>
+
+#include "checksum.h"
+#include "chunk_layout.h"
+#include "chute/writer.h"
+#include "codec.h"
+#include "json.h"
+#include "local_file.h"
+
+namespace chute {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string ChunkFileName(uint64_t index) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "chunk-%06llu.bin", static_cast<unsigned long long>(index));
+  return buf;
+}
+
+size_t PayloadAlignment(LeafKind kind) {
+  switch (kind) {
+    case LeafKind::kArray: return kArrayAlignment;
+    case LeafKind::kBool:
+    case LeafKind::kInt:
+    case LeafKind::kFloat: return 8;
+    default: return 1;
+  }
+}
+
+// Bytes the item occupies when it starts at stream position `start`.
+uint64_t ItemSize(std::span<const LeafInput> leaves, uint64_t start) {
+  uint64_t pos = start + sizeof(ItemHeader) + leaves.size() * sizeof(LeafEntry);
+  for (auto& leaf : leaves) pos += leaf.shape.size() * sizeof(int64_t);
+  for (auto& leaf : leaves) pos = AlignUp(pos, PayloadAlignment(leaf.kind)) + leaf.size;
+  return pos - start;
+}
+
+}  // namespace
+
+struct DatasetWriter::Impl {
+  std::string dir;
+  WriterOptions options;
+  CompressionSpec spec;
+  std::shared_ptr<Codec> codec;
+
+  // The chunk being built.
+  std::vector<std::byte> stream;        // uncompressed item stream
+  std::vector<uint64_t> item_offsets;   // stream position of each item
+  std::vector<BlockEntry> blocks;       // file_offset relative to data start until flush
+  std::vector<std::vector<std::byte>> compressed;
+  uint64_t block_start = 0;             // stream position of the open block
+  uint64_t block_first_item = 0;
+
+  std::vector<ChunkInfo> chunks;
+  uint64_t num_items = 0;
+
+  Status CloseBlock() {
+    if (block_start >= stream.size()) return Status::OK();
+    std::vector<std::byte> out;
+    CHUTE_RETURN_NOT_OK(codec->Compress(stream.data() + block_start, stream.size() - block_start, &out));
+    uint64_t rel = blocks.empty() ? 0 : blocks.back().file_offset + blocks.back().file_size;
+    blocks.push_back({block_first_item, block_start, stream.size() - block_start, rel, out.size()});
+    compressed.push_back(std::move(out));
+    // The next block starts 64-aligned so its arrays stay aligned once decompressed.
+    stream.resize(AlignUp(stream.size(), kArrayAlignment));
+    block_start = stream.size();
+    block_first_item = item_offsets.size();
+    return Status::OK();
+  }
+
+  Status FlushChunk() {
+    if (item_offsets.empty()) return Status::OK();
+    if (codec) CHUTE_RETURN_NOT_OK(CloseBlock());
+    ChunkHeader h{};
+    std::memcpy(h.magic, kChunkMagic, sizeof h.magic);
+    h.version = kFormatVersion;
+    h.codec = static_cast<uint32_t>(spec.codec);
+    h.num_items = item_offsets.size();
+    h.num_blocks = blocks.size();
+    h.stream_size = stream.size();
+    std::vector<uint64_t> offsets = item_offsets;
+    offsets.push_back(stream.size());
+    uint64_t tables = sizeof h + offsets.size() * 8 + blocks.size() * sizeof(BlockEntry);
+    h.data_offset = AlignUp(tables, kArrayAlignment);
+    for (auto& b : blocks) b.file_offset += h.data_offset;
+    std::vector<std::byte> padding(h.data_offset - tables);
+
+    std::vector<std::span<const std::byte>> parts;
+    parts.emplace_back(reinterpret_cast<const std::byte*>(&h), sizeof h);
+    parts.emplace_back(reinterpret_cast<const std::byte*>(offsets.data()), offsets.size() * 8);
+    parts.emplace_back(reinterpret_cast<const std::byte*>(blocks.data()), blocks.size() * sizeof(BlockEntry));
+    parts.emplace_back(padding.data(), padding.size());
+    if (codec) {
+      for (auto& c : compressed) parts.emplace_back(c.data(), c.size());
+    } else {
+      parts.emplace_back(stream.data(), stream.size());
+    }
+    ChecksumStream sum;
+    uint64_t total = 0;
+    for (auto p : parts) {
+      sum.Update(p.data(), p.size());
+      total += p.size();
+    }
+    ChunkInfo info{ChunkFileName(chunks.size()), h.num_items, total, sum.Digest()};
+    CHUTE_RETURN_NOT_OK(WriteFileAtomic((fs::path(dir) / info.file).string(), parts));
+    chunks.push_back(std::move(info));
+
+    stream.clear();
+    item_offsets.clear();
+    blocks.clear();
+    compressed.clear();
+    block_start = 0;
+    block_first_item = 0;
+    return Status::OK();
+  }
+};
+
+DatasetWriter::DatasetWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DatasetWriter::~DatasetWriter() = default;
+DatasetWriter::DatasetWriter(DatasetWriter&&) noexcept = default;
+DatasetWriter& DatasetWriter::operator=(DatasetWriter&&) noexcept = default;
+
+Result<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::string& dir,
+                                                             const WriterOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  impl->options = options;
+  CHUTE_ASSIGN_OR_RETURN(impl->spec, CompressionSpec::Parse(options.compression));
+  if (impl->spec.codec != CodecId::kNone) {
+    CHUTE_ASSIGN_OR_RETURN(impl->codec, Codec::Make(impl->spec));
+  }
+  if (options.chunk_bytes == 0) return Status::Invalid("chunk_bytes must be positive");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError(dir + ": cannot create the output directory: " + ec.message());
+  fs::path index = fs::path(dir) / "index.json";
+  if (fs::exists(index)) {
+    if (!options.overwrite)
+      return Status::Invalid(dir + " already holds a chute dataset (index.json); "
+                             "choose another output_dir or pass overwrite=True");
+  }
+  // Remove the old index first (a crash in between leaves no valid index), then chunk
+  // files of the old dataset or of an optimize run that did not finish.
+  fs::remove(index, ec);
+  for (auto& entry : fs::directory_iterator(dir, ec)) {
+    auto name = entry.path().filename().string();
+    if (name.starts_with("chunk-") && name.find(".bin") != std::string::npos) fs::remove(entry.path(), ec);
+  }
+  return std::unique_ptr<DatasetWriter>(new DatasetWriter(std::move(impl)));
+}
+
+Status DatasetWriter::Add(std::span<const LeafInput> leaves) {
+  Impl& w = *impl_;
+  for (auto& leaf : leaves) {
+    if (leaf.shape.size() > 255) return Status::Invalid("arrays may have at most 255 dimensions");
+    if (leaf.kind != LeafKind::kArray && !leaf.shape.empty())
+      return Status::Invalid("only array leaves have a shape");
+  }
+  uint64_t start = AlignUp(w.stream.size(), 8);
+  uint64_t size = ItemSize(leaves, start);
+  bool full = (start + size > w.options.chunk_bytes) ||
+              (w.options.chunk_items && w.item_offsets.size() >= w.options.chunk_items);
+  if (!w.item_offsets.empty() && full) {
+    CHUTE_RETURN_NOT_OK(w.FlushChunk());
+    start = 0;
+    size = ItemSize(leaves, start);
+  }
+  if (w.codec && w.stream.size() - w.block_start >= w.options.block_bytes) {
+    CHUTE_RETURN_NOT_OK(w.CloseBlock());
+    start = AlignUp(w.stream.size(), 8);
+    size = ItemSize(leaves, start);
+  }
+
+  w.stream.resize(start + size);  // zero-fills padding
+  std::byte* item = w.stream.data() + start;
+  ItemHeader ih{static_cast<uint32_t>(leaves.size()), 0};
+  std::memcpy(item, &ih, sizeof ih);
+  uint64_t pos = start + sizeof ih + leaves.size() * sizeof(LeafEntry);
+  auto* shapes = reinterpret_cast<int64_t*>(w.stream.data() + pos);
+  for (auto& leaf : leaves) pos += leaf.shape.size() * sizeof(int64_t);
+  for (size_t k = 0; k < leaves.size(); ++k) {
+    const LeafInput& leaf = leaves[k];
+    pos = AlignUp(pos, PayloadAlignment(leaf.kind));
+    LeafEntry e{static_cast<uint8_t>(leaf.kind), leaf.dtype.code, leaf.dtype.bits,
+                static_cast<uint8_t>(leaf.shape.size()), 0, pos - start, leaf.size};
+    if (leaf.kind != LeafKind::kArray) e.dtype_code = e.dtype_bits = 0;
+    std::memcpy(item + sizeof ih + k * sizeof e, &e, sizeof e);
+    std::memcpy(shapes, leaf.shape.data(), leaf.shape.size() * sizeof(int64_t));
+    shapes += leaf.shape.size();
+    if (leaf.size) std::memcpy(w.stream.data() + pos, leaf.data, leaf.size);
+    pos += leaf.size;
+  }
+  w.item_offsets.push_back(start);
+  ++w.num_items;
+  return Status::OK();
+}
+
+Status DatasetWriter::Finish(const std::string& schema_json, const std::string& metadata_json) {
+  Impl& w = *impl_;
+  CHUTE_ASSIGN_OR_RETURN(json::Value schema, json::Parse(schema_json));
+  CHUTE_ASSIGN_OR_RETURN(json::Value metadata, json::Parse(metadata_json));
+  if (!schema.object() || !metadata.object())
+    return Status::Invalid("schema and metadata must be JSON objects");
+  CHUTE_RETURN_NOT_OK(w.FlushChunk());
+
+  json::Array chunks;
+  for (auto& c : w.chunks) {
+    chunks.push_back(json::Object{{"file", c.file},
+                                  {"num_items", c.num_items},
+                                  {"num_bytes", c.num_bytes},
+                                  {"xxh3_64", ChecksumToHex(c.checksum)}});
+  }
+  std::string compression = w.spec.ToString();
+  json::Value index = json::Object{
+      {"format", "chute"},
+      {"version", static_cast<int64_t>(kFormatVersion)},
+      {"num_items", w.num_items},
+      {"compression", compression.empty() ? json::Value() : json::Value(compression)},
+      {"schema", std::move(schema)},
+      {"chunks", std::move(chunks)},
+      {"metadata", std::move(metadata)},
+  };
+  std::string text = json::Dump(index, 1) + "\n";
+  std::span<const std::byte> part(reinterpret_cast<const std::byte*>(text.data()), text.size());
+  return WriteFileAtomic((fs::path(w.dir) / "index.json").string(), {&part, 1});
+}
+
+uint64_t DatasetWriter::num_items() const { return impl_->num_items; }
+uint64_t DatasetWriter::num_chunks() const { return impl_->chunks.size(); }
+
+}  // namespace chute

@@ -1,0 +1,326 @@
+#include "chute/dataset.h"
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+#include "checksum.h"
+#include "chunk_layout.h"
+#include "codec.h"
+#include "json.h"
+#include "local_file.h"
+
+namespace chute {
+
+namespace fs = std::filesystem;
+
+bool LeafView::as_bool() const { return as_int() != 0; }
+int64_t LeafView::as_int() const {
+  int64_t v = 0;
+  if (size == sizeof v) std::memcpy(&v, data, sizeof v);
+  return v;
+}
+double LeafView::as_float() const {
+  double v = 0;
+  if (size == sizeof v) std::memcpy(&v, data, sizeof v);
+  return v;
+}
+
+namespace {
+
+const char* kRewriteHint = "; the file is damaged: copy it again from its source or rewrite the dataset";
+
+// Parses one item's bytes [base, base+size) into leaves that point into it.
+Result<Item> DecodeItem(const std::byte* base, uint64_t size, std::shared_ptr<const void> owner,
+                        const std::string& where) {
+  auto corrupt = [&](const char* what) {
+    return Status::Corrupt(where + ": malformed item (" + what + ")" + kRewriteHint);
+  };
+  if (size < sizeof(ItemHeader)) return corrupt("too short");
+  ItemHeader ih;
+  std::memcpy(&ih, base, sizeof ih);
+  uint64_t table_end = sizeof ih + uint64_t{ih.num_leaves} * sizeof(LeafEntry);
+  if (table_end > size) return corrupt("leaf table");
+  Item item;
+  item.leaves.resize(ih.num_leaves);
+  uint64_t shape_pos = table_end;
+  for (uint32_t k = 0; k < ih.num_leaves; ++k) {
+    LeafEntry e;
+    std::memcpy(&e, base + sizeof ih + k * sizeof e, sizeof e);
+    if (e.kind > static_cast<uint8_t>(LeafKind::kArray)) return corrupt("leaf kind");
+    if (e.offset > size || e.size > size - e.offset) return corrupt("leaf bounds");
+    if (shape_pos + e.ndim * sizeof(int64_t) > size) return corrupt("shape");
+    LeafView& v = item.leaves[k];
+    v.kind = static_cast<LeafKind>(e.kind);
+    v.dtype = DType{e.dtype_code, e.dtype_bits};
+    v.shape.resize(e.ndim);
+    std::memcpy(v.shape.data(), base + shape_pos, e.ndim * sizeof(int64_t));
+    shape_pos += e.ndim * sizeof(int64_t);
+    v.data = base + e.offset;
+    v.size = e.size;
+    if (v.kind == LeafKind::kArray) {
+      uint64_t n = v.dtype.itemsize();
+      for (int64_t d : v.shape) {
+        if (d < 0) return corrupt("negative dimension");
+        n *= static_cast<uint64_t>(d);
+      }
+      if (n != v.size) return corrupt("array size does not match its shape");
+    }
+  }
+  item.owner = std::move(owner);
+  return item;
+}
+
+// One opened chunk file. Thread-safe.
+class ChunkReader {
+ public:
+  static Result<std::shared_ptr<ChunkReader>> Open(const std::string& path, const ChunkInfo& info,
+                                                   bool verify) {
+    CHUTE_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+    auto r = std::shared_ptr<ChunkReader>(new ChunkReader(path, std::move(file)));
+    CHUTE_RETURN_NOT_OK(r->Validate(info, verify));
+    return r;
+  }
+
+  Result<Item> GetItem(uint64_t j) {
+    std::string where = path_ + " item " + std::to_string(j);
+    uint64_t begin = offsets_[j], end = offsets_[j + 1];
+    if (begin > end || end > header_.stream_size)
+      return Status::Corrupt(where + ": bad item offsets" + kRewriteHint);
+    if (!codec_) {
+      std::shared_ptr<const void> owner(file_, file_.get());
+      return DecodeItem(file_->data() + header_.data_offset + begin, end - begin, std::move(owner), where);
+    }
+    auto it = std::upper_bound(blocks_.begin(), blocks_.end(), j,
+                               [](uint64_t x, const BlockEntry& b) { return x < b.first_item; });
+    size_t b = static_cast<size_t>(it - blocks_.begin()) - 1;
+    CHUTE_ASSIGN_OR_RETURN(std::shared_ptr<std::byte> block, Block(b));
+    const BlockEntry& e = blocks_[b];
+    end = std::min(end, e.stream_offset + e.stream_size);
+    if (begin < e.stream_offset || begin > end)
+      return Status::Corrupt(where + ": item outside its block" + kRewriteHint);
+    const std::byte* base = block.get() + (begin - e.stream_offset);
+    return DecodeItem(base, end - begin, std::shared_ptr<const void>(std::move(block)), where);
+  }
+
+ private:
+  ChunkReader(std::string path, std::shared_ptr<MappedFile> file)
+      : path_(std::move(path)), file_(std::move(file)) {}
+
+  Status Validate(const ChunkInfo& info, bool verify) {
+    auto corrupt = [&](const std::string& what) { return Status::Corrupt(path_ + ": " + what + kRewriteHint); };
+    if (file_->size() != info.num_bytes) {
+      return corrupt((file_->size() < info.num_bytes ? "truncated: " : "wrong size: ") +
+                     std::to_string(file_->size()) + " bytes, index.json says " +
+                     std::to_string(info.num_bytes));
+    }
+    if (verify) {
+      uint64_t sum = Checksum(file_->data(), file_->size());
+      if (sum != info.checksum)
+        return corrupt("checksum mismatch (xxh3_64 " + ChecksumToHex(sum) + ", index.json says " +
+                       ChecksumToHex(info.checksum) + ")");
+    }
+    if (file_->size() < sizeof header_) return corrupt("shorter than a chunk header");
+    std::memcpy(&header_, file_->data(), sizeof header_);
+    if (std::memcmp(header_.magic, kChunkMagic, sizeof kChunkMagic) != 0)
+      return corrupt("not a chute chunk (bad magic)");
+    if (header_.version > kFormatVersion)
+      return Status::VersionMismatch(path_ + ": chunk format version " + std::to_string(header_.version) +
+                                     " is newer than this chute reads (" + std::to_string(kFormatVersion) +
+                                     "); upgrade chute");
+    if (header_.num_items != info.num_items)
+      return corrupt("holds " + std::to_string(header_.num_items) + " items, index.json says " +
+                     std::to_string(info.num_items));
+    uint64_t tables = sizeof header_ + (header_.num_items + 1) * 8 + header_.num_blocks * sizeof(BlockEntry);
+    if (tables > file_->size() || header_.data_offset < tables || header_.data_offset > file_->size())
+      return corrupt("bad tables");
+    offsets_ = reinterpret_cast<const uint64_t*>(file_->data() + sizeof header_);
+    if (header_.codec == static_cast<uint32_t>(CodecId::kNone)) {
+      if (header_.data_offset + header_.stream_size > file_->size()) return corrupt("item stream past end");
+      return Status::OK();
+    }
+    if (header_.codec != static_cast<uint32_t>(CodecId::kZstd)) return corrupt("unknown codec");
+    CHUTE_ASSIGN_OR_RETURN(codec_, Codec::Make(CompressionSpec{CodecId::kZstd, 3}));
+    blocks_.resize(header_.num_blocks);
+    std::memcpy(blocks_.data(), offsets_ + header_.num_items + 1, blocks_.size() * sizeof(BlockEntry));
+    if (blocks_.empty() && header_.num_items) return corrupt("no blocks");
+    for (auto& b : blocks_) {
+      if (b.file_offset < header_.data_offset || b.file_offset + b.file_size > file_->size() ||
+          b.stream_offset + b.stream_size > header_.stream_size)
+        return corrupt("bad block table");
+    }
+    if (!blocks_.empty() && blocks_[0].first_item != 0) return corrupt("bad block table");
+    return Status::OK();
+  }
+
+  // The decompressed block `b`; the most recent one is kept for sequential reads.
+  Result<std::shared_ptr<std::byte>> Block(size_t b) {
+    {
+      std::lock_guard lock(mu_);
+      if (cached_index_ == b && cached_) return cached_;
+    }
+    const BlockEntry& e = blocks_[b];
+    auto buf = AllocateAligned(e.stream_size);
+    Status st = codec_->Decompress(file_->data() + e.file_offset, e.file_size, buf.get(), e.stream_size);
+    if (!st.ok()) return Status::Corrupt(path_ + " block " + std::to_string(b) + ": " + st.message() + kRewriteHint);
+    std::lock_guard lock(mu_);
+    cached_index_ = b;
+    cached_ = buf;
+    return buf;
+  }
+
+  std::string path_;
+  std::shared_ptr<MappedFile> file_;
+  ChunkHeader header_{};
+  const uint64_t* offsets_ = nullptr;
+  std::vector<BlockEntry> blocks_;
+  std::shared_ptr<Codec> codec_;
+  std::mutex mu_;
+  size_t cached_index_ = SIZE_MAX;
+  std::shared_ptr<std::byte> cached_;
+};
+
+Status BadIndex(const std::string& path, const std::string& what) {
+  return Status::Corrupt(path + ": " + what + "; the index is damaged or not written by chute.optimize");
+}
+
+}  // namespace
+
+struct Dataset::Impl {
+  std::string dir;
+  DatasetOptions options;
+  std::vector<ChunkInfo> chunks;
+  std::vector<uint64_t> starts;
+  std::string schema_json;
+  std::string compression;
+  std::unique_ptr<std::atomic<bool>[]> verified;
+
+  std::mutex mu;  // guards the open-chunk LRU
+  std::list<uint32_t> lru;
+  std::unordered_map<uint32_t, std::pair<std::shared_ptr<ChunkReader>, std::list<uint32_t>::iterator>> open;
+
+  Result<std::shared_ptr<ChunkReader>> Chunk(uint32_t c) {
+    {
+      std::lock_guard lock(mu);
+      if (auto it = open.find(c); it != open.end()) {
+        lru.splice(lru.begin(), lru, it->second.second);
+        return it->second.first;
+      }
+    }
+    bool verify = options.verify_checksums && !verified[c].load(std::memory_order_acquire);
+    std::string path = (fs::path(dir) / chunks[c].file).string();
+    auto r = ChunkReader::Open(path, chunks[c], verify);
+    if (!r.ok()) {
+      if (r.status().code() == StatusCode::kNotFound)
+        return Status::NotFound(r.status().message() + " (chunk listed in index.json is missing)");
+      return r.status();
+    }
+    verified[c].store(true, std::memory_order_release);
+    std::lock_guard lock(mu);
+    if (auto it = open.find(c); it != open.end()) return it->second.first;
+    lru.push_front(c);
+    open.emplace(c, std::make_pair(*r, lru.begin()));
+    while (open.size() > std::max<size_t>(1, options.max_open_chunks)) {
+      open.erase(lru.back());
+      lru.pop_back();
+    }
+    return *r;
+  }
+};
+
+Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Dataset::~Dataset() = default;
+
+Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& dir, const DatasetOptions& options) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    return Status::NotFound(dir + ": no such dataset directory; run chute.optimize(..., output_dir=...) first "
+                            "or check the path");
+  std::string index_path = (fs::path(dir) / "index.json").string();
+  auto text = ReadFile(index_path);
+  if (!text.ok()) {
+    if (text.status().code() == StatusCode::kNotFound)
+      return Status::NotFound(index_path + " does not exist: " + dir +
+                              " is not a chute dataset, or chute.optimize did not finish writing it");
+    return text.status();
+  }
+  auto parsed = json::Parse(*text);
+  if (!parsed.ok()) return BadIndex(index_path, "not valid JSON (" + parsed.status().message() + ")");
+  const json::Value& index = *parsed;
+  auto* format = index.get("format");
+  auto* version = index.get("version");
+  if (!format || !format->string() || *format->string() != "chute" || !version || !version->integer())
+    return BadIndex(index_path, "not a chute index (no \"format\": \"chute\" / \"version\")");
+  if (*version->integer() > kFormatVersion)
+    return Status::VersionMismatch(index_path + " is format version " + std::to_string(*version->integer()) +
+                                   ", newer than this chute reads (" + std::to_string(kFormatVersion) +
+                                   "); upgrade chute (pip install -U chute)");
+
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  impl->options = options;
+  auto* chunks = index.get("chunks");
+  auto* schema = index.get("schema");
+  if (!chunks || !chunks->array() || !schema || !schema->object())
+    return BadIndex(index_path, "missing \"chunks\" or \"schema\"");
+  impl->schema_json = json::Dump(*schema);
+  if (auto* c = index.get("compression"); c && c->string()) impl->compression = *c->string();
+  uint64_t total = 0;
+  for (const json::Value& c : *chunks->array()) {
+    auto* file = c.get("file");
+    auto* n = c.get("num_items");
+    auto* bytes = c.get("num_bytes");
+    auto* sum = c.get("xxh3_64");
+    ChunkInfo info;
+    if (!file || !file->string() || !n || !n->integer() || *n->integer() < 0 || !bytes || !bytes->integer() ||
+        !sum || !sum->string() || !ChecksumFromHex(*sum->string(), &info.checksum))
+      return BadIndex(index_path, "malformed entry in \"chunks\"");
+    info.file = *file->string();
+    if (info.file.find('/') != std::string::npos || info.file.starts_with("."))
+      return BadIndex(index_path, "chunk file name '" + info.file + "' is not a plain file name");
+    info.num_items = static_cast<uint64_t>(*n->integer());
+    info.num_bytes = static_cast<uint64_t>(*bytes->integer());
+    impl->starts.push_back(total);
+    total += info.num_items;
+    impl->chunks.push_back(std::move(info));
+  }
+  impl->starts.push_back(total);
+  if (auto* n = index.get("num_items"); n && n->integer() && static_cast<uint64_t>(*n->integer()) != total)
+    return BadIndex(index_path, "\"num_items\" does not match the chunk list");
+  impl->verified = std::make_unique<std::atomic<bool>[]>(impl->chunks.size());
+  return std::shared_ptr<Dataset>(new Dataset(std::move(impl)));
+}
+
+const std::string& Dataset::dir() const { return impl_->dir; }
+uint64_t Dataset::num_items() const { return impl_->starts.back(); }
+const std::vector<ChunkInfo>& Dataset::chunks() const { return impl_->chunks; }
+const std::vector<uint64_t>& Dataset::chunk_starts() const { return impl_->starts; }
+const std::string& Dataset::schema_json() const { return impl_->schema_json; }
+const std::string& Dataset::compression() const { return impl_->compression; }
+
+std::pair<uint32_t, uint64_t> Dataset::Locate(uint64_t i) const {
+  auto& s = impl_->starts;
+  auto it = std::upper_bound(s.begin(), s.end() - 1, i);
+  auto c = static_cast<uint32_t>(it - s.begin() - 1);
+  return {c, i - s[c]};
+}
+
+Result<Item> Dataset::GetItem(uint64_t i) const {
+  if (i >= num_items())
+    return Status::Invalid("item " + std::to_string(i) + " out of range for " + impl_->dir + " (" +
+                           std::to_string(num_items()) + " items)");
+  auto [c, j] = Locate(i);
+  return GetChunkItem(c, j);
+}
+
+Result<Item> Dataset::GetChunkItem(uint32_t chunk, uint64_t j) const {
+  if (chunk >= impl_->chunks.size() || j >= impl_->chunks[chunk].num_items)
+    return Status::Invalid("chunk " + std::to_string(chunk) + " item " + std::to_string(j) + " out of range");
+  CHUTE_ASSIGN_OR_RETURN(auto reader, impl_->Chunk(chunk));
+  return reader->GetItem(j);
+}
+
+}  // namespace chute

@@ -1,0 +1,107 @@
+#include "local_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "chute/format.h"
+
+namespace chute {
+
+std::string ErrnoMessage(const std::string& path) { return path + ": " + std::strerror(errno); }
+
+namespace {
+
+Status OpenError(const std::string& path) {
+  if (errno == ENOENT) return Status::NotFound(ErrnoMessage(path));
+  return Status::IOError(ErrnoMessage(path));
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() { if (fd >= 0) ::close(fd); }
+};
+
+}  // namespace
+
+Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) return OpenError(path);
+  struct stat st;
+  if (::fstat(f.fd, &st) != 0) return Status::IOError(ErrnoMessage(path));
+  size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) return std::shared_ptr<MappedFile>(new MappedFile(nullptr, 0));
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, f.fd, 0);
+  if (p == MAP_FAILED) return Status::IOError(ErrnoMessage(path));
+  return std::shared_ptr<MappedFile>(new MappedFile(static_cast<const std::byte*>(p), size));
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) return OpenError(path);
+  std::string out;
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(ErrnoMessage(path));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+Status WriteFileAtomic(const std::string& path,
+                       std::span<const std::span<const std::byte>> parts) {
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+  if (f.fd < 0) return OpenError(tmp);
+  for (auto part : parts) {
+    const std::byte* p = part.data();
+    size_t left = part.size();
+    while (left > 0) {
+      ssize_t n = ::write(f.fd, p, left);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        Status st = Status::IOError(ErrnoMessage(tmp));
+        ::unlink(tmp.c_str());
+        return st;
+      }
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+  }
+  if (::close(f.fd) != 0) {
+    f.fd = -1;
+    ::unlink(tmp.c_str());
+    return Status::IOError(ErrnoMessage(tmp));
+  }
+  f.fd = -1;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status st = Status::IOError(ErrnoMessage(path));
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return Status::OK();
+}
+
+std::shared_ptr<std::byte> AllocateAligned(size_t size) {
+  size_t rounded = (size + kArrayAlignment - 1) / kArrayAlignment * kArrayAlignment;
+  if (rounded == 0) rounded = kArrayAlignment;
+  void* p = std::aligned_alloc(kArrayAlignment, rounded);
+  if (!p) throw std::bad_alloc();
+  return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
+}
+
+}  // namespace chute

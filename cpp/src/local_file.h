@@ -1,0 +1,41 @@
+// Local files: read-only mappings for chunks, whole-file reads for small files, and
+// atomic writes (temp file + rename) so readers never see a partial file.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "chute/status.h"
+
+namespace chute {
+
+// A read-only mapping of a whole file. Thread-safe; unmapped when the last owner goes.
+class MappedFile {
+ public:
+  static Result<std::shared_ptr<MappedFile>> Open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  MappedFile(const std::byte* data, size_t size) : data_(data), size_(size) {}
+  const std::byte* data_;
+  size_t size_;
+};
+
+Result<std::string> ReadFile(const std::string& path);
+// Writes the concatenation of `parts` to `path` through `path.tmp-<pid>` and rename().
+Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts);
+
+// An uninitialized buffer of `size` bytes aligned to kArrayAlignment.
+std::shared_ptr<std::byte> AllocateAligned(size_t size);
+
+// strerror(errno) with the path: "<path>: <reason>".
+std::string ErrnoMessage(const std::string& path);
+
+}  // namespace chute

@@ -1,0 +1,29 @@
+"""chute: a streaming data loader for ML training.
+
+``optimize`` turns raw data into chunk files; ``StreamingDataset`` streams them into
+PyTorch (or any DLPack consumer).
+"""
+
+import pyarrow  # noqa: F401  -- loads the one libarrow that chute._core links (DESIGN.md)
+
+from chute import _core
+from chute._core import CorruptDataError, FormatVersionError
+from chute.dataset import StreamingDataset
+from chute.optimize import OptimizeError, optimize
+
+__version__ = "0.1.0"
+__all__ = [
+    "CorruptDataError",
+    "FormatVersionError",
+    "OptimizeError",
+    "StreamingDataset",
+    "cmake_prefix_path",
+    "optimize",
+]
+
+
+def cmake_prefix_path() -> str:
+    """The prefix to give CMake (CMAKE_PREFIX_PATH) for ``find_package(chute)``."""
+    import os
+
+    return os.path.dirname(os.path.abspath(__file__))

@@ -1,0 +1,246 @@
+"""Samples <-> leaves: flattening pytrees and converting leaf types.
+
+A sample is any nesting of dict (str or int keys; read back in sorted key order) / list /
+tuple whose leaves are None, bool, int, float,
+str, bytes, numpy arrays and scalars, torch tensors, PIL images, or (with
+``allow_pickle=True``) anything picklable. It is flattened into a *tree* (its nesting,
+stored once in index.json) and a list of *core leaves* that ``chute._core`` stores:
+None, bool, int, float, str, bytes or a C-contiguous array. The schema records, per
+leaf, how to turn the core leaf back into what was written.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import sys
+
+import numpy as np
+
+LEAF = "*"
+# numpy dtype kinds that DLPack (and so chute._core) carries directly.
+_DLPACK_KINDS = frozenset("biufc")
+_RAW_IMAGE_MAGIC = b"CHUTERAW\0"
+
+
+class SampleError(TypeError):
+    """A sample cannot be stored (unsupported leaf, or a structure that changed)."""
+
+
+# ---- trees ---------------------------------------------------------------------------
+
+def flatten(sample, leaves: list, path: str = ""):
+    """Appends the leaves of ``sample`` to ``leaves`` (with their paths); returns the tree."""
+    if isinstance(sample, dict):
+        for key in sample:
+            if type(key) not in (str, int):
+                raise SampleError(f"dict key {key!r} at '{path or '<root>'}' is not a str or int")
+        # Keys in sorted order (as JAX pytrees do), so insertion order cannot make two
+        # samples differ; int keys before str keys.
+        keys = sorted(sample, key=lambda k: (type(k) is str, k))
+        return {"dict": [[key, flatten(sample[key], leaves, f"{path}.{key}" if path else str(key))]
+                         for key in keys]}
+    if type(sample) in (list, tuple):
+        kind = "list" if type(sample) is list else "tuple"
+        return {kind: [flatten(v, leaves, f"{path}.{i}" if path else str(i)) for i, v in enumerate(sample)]}
+    leaves.append((path, sample))
+    return LEAF
+
+
+def unflatten(tree, leaves_iter):
+    if tree == LEAF:
+        return next(leaves_iter)
+    (kind, children), = tree.items()
+    if kind == "dict":
+        return {key: unflatten(child, leaves_iter) for key, child in children}
+    values = [unflatten(child, leaves_iter) for child in children]
+    return values if kind == "list" else tuple(values)
+
+
+# ---- leaves: encoding ----------------------------------------------------------------
+
+def _c_contiguous(arr: np.ndarray) -> np.ndarray:
+    # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def _raw_bytes_view(arr: np.ndarray) -> np.ndarray:
+    """A uint8 view with one trailing axis of itemsize bytes (for dtypes DLPack lacks)."""
+    arr = _c_contiguous(arr)
+    return arr.reshape(-1).view(np.uint8).reshape(arr.shape + (arr.dtype.itemsize,))
+
+
+def _encode_array(arr: np.ndarray, type_name: str, path: str, allow_pickle: bool):
+    if arr.dtype.hasobject:
+        if not allow_pickle:
+            raise SampleError(f"leaf '{path}' is an array of Python objects; pass allow_pickle=True to pickle it")
+        return {"type": "pickle"}, pickle.dumps(arr, protocol=5)
+    if arr.dtype.kind in _DLPACK_KINDS and arr.dtype.isnative and arr.dtype.itemsize <= 16 \
+            and arr.dtype != np.longdouble:
+        return {"type": type_name, "dtype": arr.dtype.str}, _c_contiguous(arr)
+    descr = np.lib.format.dtype_to_descr(arr.dtype)
+    return {"type": type_name, "dtype": descr, "raw": True}, _raw_bytes_view(arr)
+
+
+def _image_module():
+    return sys.modules.get("PIL.Image")
+
+
+def encode_leaf(value, path: str, allow_pickle: bool):
+    """(schema entry, core leaf) for one leaf value."""
+    if value is None:
+        return {"type": "none"}, None
+    if isinstance(value, bool):
+        return {"type": "bool"}, value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**63:
+            return {"type": "int"}, int(value)
+        if allow_pickle:
+            return {"type": "pickle"}, pickle.dumps(value, protocol=5)
+        raise SampleError(f"int leaf '{path}' = {value} does not fit in 64 bits; "
+                          "store it as a str, or pass allow_pickle=True")
+    if isinstance(value, float):
+        return {"type": "float"}, float(value)
+    if isinstance(value, str):
+        return {"type": "str"}, value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"type": "bytes"}, bytes(value)
+    if isinstance(value, np.ndarray):
+        return _encode_array(value, "numpy", path, allow_pickle)
+    if isinstance(value, np.generic):
+        return _encode_array(np.asarray(value), "numpy_scalar", path, allow_pickle)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return _encode_tensor(torch, value, path)
+    image = _image_module()
+    if image is not None and isinstance(value, image.Image):
+        return {"type": "image"}, _encode_image(value)
+    if allow_pickle:
+        return {"type": "pickle"}, pickle.dumps(value, protocol=5)
+    raise SampleError(f"leaf '{path or '<root>'}' has unsupported type {type(value).__qualname__}; "
+                      "convert it to a supported type or pass allow_pickle=True to pickle it")
+
+
+def _encode_tensor(torch, t, path: str):
+    if t.layout != torch.strided:
+        raise SampleError(f"tensor leaf '{path}' has layout {t.layout}; convert it with .to_dense()")
+    t = t.detach().cpu().contiguous()
+    dtype = str(t.dtype).removeprefix("torch.")
+    try:
+        arr = t.numpy()
+    except TypeError:  # bfloat16, float8, ...: store the bytes, keep the dtype name
+        shape = tuple(t.shape) + (t.element_size(),)
+        if t.numel() == 0:  # empty tensors may have strides that .view() rejects
+            raw = np.zeros(shape, np.uint8)
+        else:
+            raw = t.reshape(-1).view(torch.uint8).reshape(shape).numpy()
+        return {"type": "torch", "dtype": dtype, "raw": True}, raw
+    return {"type": "torch", "dtype": dtype}, arr
+
+
+def _encode_image(img) -> bytes:
+    """Encoded bytes of a JPEG/PNG image that came from a file; raw pixels otherwise."""
+    filename = getattr(img, "filename", "")
+    if img.format in ("JPEG", "PNG") and filename and os.path.isfile(filename):
+        with open(filename, "rb") as f:
+            return f.read()
+    header = f"{img.mode}\0{img.width}\0{img.height}\0".encode()
+    return _RAW_IMAGE_MAGIC + header + img.tobytes()
+
+
+# ---- leaves: decoding ----------------------------------------------------------------
+
+def _descr_from_json(descr):
+    """Undo JSON's tuples -> lists on a numpy dtype descr."""
+    if isinstance(descr, str):
+        return descr
+    fields = []
+    for field in descr:
+        entry = [field[0] if isinstance(field[0], str) else tuple(field[0]), _descr_from_json(field[1])]
+        if len(field) > 2:
+            entry.append(tuple(field[2]))
+        fields.append(tuple(entry))
+    return fields
+
+
+def _decode_image(data: bytes):
+    from PIL import Image
+
+    if data.startswith(_RAW_IMAGE_MAGIC):
+        mode, width, height, pixels = data[len(_RAW_IMAGE_MAGIC):].split(b"\0", 3)
+        return Image.frombytes(mode.decode(), (int(width), int(height)), pixels)
+    return Image.open(io.BytesIO(data))
+
+
+def leaf_decoder(entry: dict):
+    """A function core leaf -> value for one schema entry, or None for identity."""
+    kind = entry["type"]
+    raw_dtype = np.lib.format.descr_to_dtype(_descr_from_json(entry["dtype"])) if entry.get("raw") \
+        and kind != "torch" else None
+
+    def from_raw(arr):
+        return arr.view(raw_dtype).reshape(arr.shape[:-1])
+
+    if kind == "numpy":
+        return from_raw if raw_dtype is not None else None
+    if kind == "numpy_scalar":  # the schema's dtype gives the exact scalar type (int64, not longlong)
+        if raw_dtype is not None:
+            return lambda a: from_raw(a)[()]
+        dtype = np.dtype(entry["dtype"])
+        return lambda a: a.view(dtype)[()]
+    if kind == "torch":
+        import torch
+
+        dtype = getattr(torch, entry["dtype"])
+        if entry.get("raw"):
+            def from_raw_tensor(a):
+                if a.size == 0:
+                    return torch.empty(a.shape[:-1], dtype=dtype)
+                return _tensor_from_array(torch, a).view(dtype).reshape(a.shape[:-1])
+            return from_raw_tensor
+        return lambda a: _tensor_from_array(torch, a)
+    if kind == "image":
+        return _decode_image
+    if kind == "pickle":
+        return pickle.loads
+    return None
+
+
+def _tensor_from_array(torch, arr):
+    # DLPack keeps the zero-copy view (torch ignores numpy's read-only flag there).
+    return torch.from_dlpack(arr)
+
+
+class Encoder:
+    """Flattens samples and checks they all have the first sample's structure."""
+
+    def __init__(self, allow_pickle: bool = False):
+        self.allow_pickle = allow_pickle
+
+    def encode(self, sample):
+        """(tree, schema fields, core leaves) of one sample."""
+        pairs: list = []
+        tree = flatten(sample, pairs)
+        fields, leaves = [], []
+        for path, value in pairs:
+            entry, leaf = encode_leaf(value, path, self.allow_pickle)
+            fields.append({"name": path, **entry})
+            leaves.append(leaf)
+        return tree, fields, leaves
+
+
+class Decoder:
+    """Rebuilds samples from core leaves with the schema stored in index.json."""
+
+    def __init__(self, schema: dict):
+        self.tree = schema["tree"]
+        self.decoders = [leaf_decoder(entry) for entry in schema["fields"]]
+        self.identity = all(d is None for d in self.decoders)
+
+    def decode(self, leaves: list):
+        if not self.identity:
+            leaves = [v if d is None else d(v) for d, v in zip(self.decoders, leaves)]
+        if self.tree == LEAF:
+            return leaves[0]
+        return unflatten(self.tree, iter(leaves))

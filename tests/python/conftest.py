@@ -1,0 +1,49 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+
+def assert_same(actual, expected, path="sample"):
+    """Deep equality that also checks types, dtypes and shapes (NaNs compare equal)."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor), f"{path}: {type(actual)} is not a tensor"
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape, path
+        def as_bytes(t):
+            return t.contiguous().reshape(-1).view(torch.uint8)
+
+        if expected.numel():
+            assert torch.equal(as_bytes(actual), as_bytes(expected)), path
+        return
+    if isinstance(expected, (np.ndarray, np.generic)):
+        assert type(actual) is type(expected), f"{path}: {type(actual)} != {type(expected)}"
+        assert actual.dtype == expected.dtype and np.shape(actual) == np.shape(expected), path
+        assert np.asarray(actual).tobytes() == np.asarray(expected).tobytes(), path
+        return
+    assert type(actual) is type(expected), f"{path}: {type(actual)} != {type(expected)}"
+    if isinstance(expected, dict):
+        assert sorted(actual, key=str) == sorted(expected, key=str), path  # keys come back sorted
+        for key in expected:
+            assert_same(actual[key], expected[key], f"{path}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same(a, e, f"{path}[{i}]")
+    elif isinstance(expected, float) and math.isnan(expected):
+        assert math.isnan(actual), path
+    else:
+        assert actual == expected, path
+
+
+@pytest.fixture
+def make_dataset(tmp_path):
+    """optimize(fn, inputs, <tmp>/name, **kw) with progress off; returns the directory."""
+    import chute
+
+    def make(fn, inputs, name="ds", **kwargs):
+        kwargs.setdefault("progress", False)
+        kwargs.setdefault("num_workers", 0)
+        return chute.optimize(fn, inputs, str(tmp_path / name), **kwargs)
+
+    return make
