@@ -1,0 +1,51 @@
+"""The C++ library from native code: a downstream CMake project and the bench executable."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import chute
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sample(i):
+    return {"i": i, "x": np.arange(10, dtype=np.int64) * i, "name": f"n{i}"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("native") / "ds")
+    return chute.optimize(_sample, range(300), out, chunk_bytes="8KB", compression="zstd", progress=False,
+                          num_workers=0)
+
+
+def test_downstream_project_links_the_installed_library(dataset, tmp_path):
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is a test requirement (pip install .[test])"
+    build = tmp_path / "build"
+    configure = [cmake, "-S", os.path.join(HERE, "..", "cpp", "downstream"), "-B", str(build),
+                 f"-DCMAKE_PREFIX_PATH={chute.cmake_prefix_path()}", "-DCMAKE_BUILD_TYPE=Release"]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"]
+    subprocess.run(configure, check=True, capture_output=True)
+    subprocess.run([cmake, "--build", str(build)], check=True, capture_output=True)
+    out = subprocess.run([str(build / "downstream"), dataset], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == f"items=300 int_sum={sum(range(300))} array_sum={45 * sum(range(300))}"
+
+
+def test_bench_read_smoke(dataset):
+    exe = shutil.which("chute_bench_read")
+    assert exe, "chute_bench_read is installed as a console script"
+    out = subprocess.run([exe, dataset, "2"], check=True, capture_output=True, text=True).stdout
+    fields = dict(kv.split("=") for kv in out.split())
+    assert int(fields["items"]) == 300 and float(fields["items_per_s"]) > 0
+
+
+def test_bench_read_reports_errors(tmp_path):
+    proc = subprocess.run([shutil.which("chute_bench_read"), str(tmp_path / "missing")], capture_output=True, text=True)
+    assert proc.returncode == 1 and re.search(r"NotFound: .*missing: no such dataset directory", proc.stderr)
