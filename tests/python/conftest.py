@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -47,3 +48,11 @@ def make_dataset(tmp_path):
         return chute.optimize(fn, inputs, str(tmp_path / name), **kwargs)
 
     return make
+
+
+# CI explores the same examples every run (no flaky failures); locally hypothesis varies.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
