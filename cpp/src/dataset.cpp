@@ -118,6 +118,7 @@ class ChunkReader {
                      std::to_string(info.num_bytes));
     }
     if (verify) {
+      file_->WillNeed();
       uint64_t sum = Checksum(file_->data(), file_->size());
       if (sum != info.checksum)
         return corrupt("checksum mismatch (xxh3_64 " + ChecksumToHex(sum) + ", index.json says " +

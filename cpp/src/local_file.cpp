@@ -41,6 +41,10 @@ Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
   return std::shared_ptr<MappedFile>(new MappedFile(static_cast<const std::byte*>(p), size));
 }
 
+void MappedFile::WillNeed() const {
+  if (data_) ::madvise(const_cast<std::byte*>(data_), size_, MADV_WILLNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
 }
