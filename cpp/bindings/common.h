@@ -30,5 +30,6 @@ T Unwrap(Result<T>&& r) {
 }
 
 void init_format(nanobind::module_& m);
+void init_order(nanobind::module_& m);
 
 }  // namespace chute::bindings

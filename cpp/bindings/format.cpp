@@ -184,6 +184,7 @@ void init_format(nb::module_& m) {
       .def_prop_ro("dir", &Dataset::dir)
       .def_prop_ro("schema_json", &Dataset::schema_json)
       .def_prop_ro("compression", &Dataset::compression)
+      .def_prop_ro("fingerprint", &Dataset::fingerprint)
       .def_prop_ro("chunk_starts", &Dataset::chunk_starts, "First item of each chunk, then len().")
       .def_prop_ro("chunks",
                    [](const Dataset& d) {

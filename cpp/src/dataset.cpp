@@ -197,6 +197,7 @@ struct Dataset::Impl {
   std::vector<uint64_t> starts;
   std::string schema_json;
   std::string compression;
+  std::string fingerprint;
   std::unique_ptr<std::atomic<bool>[]> verified;
 
   std::mutex mu;  // guards the open-chunk LRU
@@ -291,6 +292,12 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& dir, const Dat
   impl->starts.push_back(total);
   if (auto* n = index.get("num_items"); n && n->integer() && static_cast<uint64_t>(*n->integer()) != total)
     return BadIndex(index_path, "\"num_items\" does not match the chunk list");
+  ChecksumStream digest;
+  for (auto& c : impl->chunks) {
+    uint64_t fields[3] = {c.num_items, c.num_bytes, c.checksum};
+    digest.Update(fields, sizeof fields);
+  }
+  impl->fingerprint = ChecksumToHex(digest.Digest());
   impl->verified = std::make_unique<std::atomic<bool>[]>(impl->chunks.size());
   return std::shared_ptr<Dataset>(new Dataset(std::move(impl)));
 }
@@ -300,6 +307,7 @@ uint64_t Dataset::num_items() const { return impl_->starts.back(); }
 const std::vector<ChunkInfo>& Dataset::chunks() const { return impl_->chunks; }
 const std::vector<uint64_t>& Dataset::chunk_starts() const { return impl_->starts; }
 const std::string& Dataset::schema_json() const { return impl_->schema_json; }
+const std::string& Dataset::fingerprint() const { return impl_->fingerprint; }
 const std::string& Dataset::compression() const { return impl_->compression; }
 
 std::pair<uint32_t, uint64_t> Dataset::Locate(uint64_t i) const {

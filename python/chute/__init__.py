@@ -9,6 +9,7 @@ import pyarrow  # noqa: F401  -- loads the one libarrow that chute._core links (
 from chute import _core
 from chute._core import CorruptDataError, FormatVersionError
 from chute.dataset import StreamingDataset
+from chute.loader import StreamingDataLoader
 from chute.optimize import OptimizeError, optimize
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __all__ = [
     "CorruptDataError",
     "FormatVersionError",
     "OptimizeError",
+    "StreamingDataLoader",
     "StreamingDataset",
     "cmake_prefix_path",
     "optimize",

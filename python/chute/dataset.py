@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import operator
 import os
 
@@ -12,6 +13,7 @@ from torch.utils.data import IterableDataset
 from chute import _core
 from chute._distributed import current_layout
 from chute._serialize import Decoder
+from chute._units import parse_size
 
 
 class StreamingDataset(IterableDataset):
@@ -19,11 +21,18 @@ class StreamingDataset(IterableDataset):
 
     Args:
         input_dir: the dataset directory (holding ``index.json``).
-        shuffle: shuffle chunks, and items inside chunks, per epoch.
-        seed: base of the shuffle; the order of an epoch depends on (seed, epoch) only.
-        drop_last: with several ranks, drop the tail so every rank gets ``len(ds)``
-            items; otherwise the first items are repeated to fill the last ranks.
+        shuffle: shuffle per epoch (see docs/order.md); otherwise items come in order.
+        seed: the order of an epoch depends on (dataset, seed, epoch, partitions,
+            shuffle_window) only — not on the number of nodes, ranks or workers.
+        drop_last: with several ranks, drop up to world_size - 1 samples of the epoch so
+            every rank gets ``len(ds)`` samples; otherwise the first samples of the epoch
+            are repeated to fill the last ranks.
         transform: called on each sample before it is yielded or returned.
+        partitions: the epoch is read as this many interleaved streams; a layout whose
+            world size divides it reads each chunk on one rank only (locality).
+        shuffle_window: items are shuffled within windows of this many chunks (an int)
+            or bytes (a string such as "512MB"); bigger mixes more and needs a bigger
+            cache (each rank reads partitions / world_size windows at once).
         verify_checksums: check each chunk's checksum when it is first opened.
 
     ``len(ds)`` is the number of samples this rank yields per epoch; ``ds[i]`` (and
@@ -32,20 +41,42 @@ class StreamingDataset(IterableDataset):
     """
 
     def __init__(self, input_dir, *, shuffle: bool = False, seed: int = 42, drop_last: bool = False,
-                 transform=None, verify_checksums: bool = True):
+                 transform=None, partitions: int = 64, shuffle_window=1, verify_checksums: bool = True):
+        if partitions < 1:
+            raise ValueError(f"partitions={partitions} must be at least 1")
         self.input_dir = os.fspath(input_dir)
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
         self.transform = transform
+        self.partitions = partitions
+        self.shuffle_window = shuffle_window
         self.verify_checksums = verify_checksums
-        self.epoch = 0
+        # (epoch, first epoch position to read), shared with DataLoader workers (also
+        # persistent ones) through inherited shared memory.
+        self._position = multiprocessing.RawArray("q", 2)
+        self._batch_size = 1  # set by StreamingDataLoader: workers take whole batches
         self._open()
+        self.window_items = self._window_items(shuffle_window)
 
     def _open(self):
         self._core = _core.Dataset.open(self.input_dir, verify_checksums=self.verify_checksums)
         self._decoder = Decoder(json.loads(self._core.schema_json))
         self._pid = os.getpid()
+
+    def _window_items(self, shuffle_window) -> int:
+        n, chunks = len(self._core), len(self._core.chunks)
+        if n == 0:
+            return 1
+        if isinstance(shuffle_window, str):
+            total = sum(c[2] for c in self._core.chunks)
+            items = parse_size(shuffle_window, "shuffle_window") * n // max(total, 1)
+        elif isinstance(shuffle_window, int) and not isinstance(shuffle_window, bool) and shuffle_window > 0:
+            items = shuffle_window * n // chunks
+        else:
+            raise ValueError(f"shuffle_window={shuffle_window!r}: use a number of chunks (int > 0) or a size "
+                             "such as '512MB'")
+        return max(1, items)
 
     @property
     def core(self) -> _core.Dataset:
@@ -64,9 +95,22 @@ class StreamingDataset(IterableDataset):
         self.__dict__.update(state)
         self._open()
 
+    @property
+    def epoch(self) -> int:
+        return self._position[0]
+
     def set_epoch(self, epoch: int) -> None:
-        """Selects the shuffle of epoch ``epoch`` for the next iteration."""
-        self.epoch = epoch
+        """Reads epoch ``epoch`` from its start in the next iteration."""
+        self._set_position(epoch, 0)
+
+    def _set_position(self, epoch: int, start: int) -> None:
+        self._position[0], self._position[1] = epoch, start
+
+    def epoch_order(self, epoch: int) -> _core.EpochOrder:
+        """The order of epoch ``epoch`` (position -> global item id)."""
+        sizes = np.diff(np.asarray(self.core.chunk_starts, dtype=np.uint64)).tolist()
+        return _core.EpochOrder(sizes, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
+                                partitions=self.partitions, window_items=self.window_items)
 
     @property
     def num_samples(self) -> int:
@@ -74,8 +118,7 @@ class StreamingDataset(IterableDataset):
         return len(self.core)
 
     def __len__(self) -> int:
-        layout = current_layout()
-        return _rank_count(self.num_samples, layout.world_size, self.drop_last)
+        return rank_count(self.num_samples, current_layout().world_size, self.drop_last)
 
     def _decode(self, leaves):
         sample = self._decoder.decode(leaves)
@@ -94,53 +137,36 @@ class StreamingDataset(IterableDataset):
 
     def __iter__(self):
         layout = current_layout()
+        epoch, start = self._position[0], self._position[1]
         core = self.core
-        n = len(core)
-        if n == 0:
-            return
-        per_rank = _rank_count(n, layout.world_size, self.drop_last)
-        rank_start = layout.rank * per_rank
-        # Workers of a rank take contiguous runs of its positions, so each reads few chunks.
-        lo = rank_start + per_rank * layout.worker // layout.num_workers
-        hi = rank_start + per_rank * (layout.worker + 1) // layout.num_workers
-        order = _EpochOrder(core.chunk_starts, self.shuffle, self.seed, self.epoch)
-        for position in range(lo, hi):
-            chunk, j = order.locate(position % n)
-            yield self._decode(core.get_in_chunk(chunk, j))
+        for ids in rank_batches(self.epoch_order(epoch), start, layout, self._batch_size, self.drop_last):
+            for i in ids.tolist():
+                yield self._decode(core.get(i))
 
 
-def _rank_count(n: int, world_size: int, drop_last: bool) -> int:
+def rank_count(remaining: int, world_size: int, drop_last: bool) -> int:
+    """Samples per rank when `remaining` epoch positions are shared by `world_size` ranks."""
     if drop_last:
-        return n // world_size
-    return -(-n // world_size)
+        return remaining // world_size
+    return -(-remaining // world_size)
 
 
-class _EpochOrder:
-    """Position in the epoch -> (chunk, item in chunk): chunks in a shuffled order, items
-    shuffled inside each chunk. O(chunks) memory plus the permutation of the chunk
-    being read."""
+def rank_batches(order: _core.EpochOrder, start: int, layout, batch_size: int, drop_last: bool):
+    """The item ids this reader yields, one array per batch.
 
-    def __init__(self, chunk_starts, shuffle: bool, seed: int, epoch: int):
-        starts = np.asarray(chunk_starts, dtype=np.int64)
-        sizes = np.diff(starts)
-        self.shuffle = shuffle
-        self.seed, self.epoch = seed, epoch
-        if shuffle:
-            self.chunks = np.random.default_rng([seed, epoch]).permutation(len(sizes))
-        else:
-            self.chunks = np.arange(len(sizes))
-        self.sizes = sizes[self.chunks]
-        self.starts = np.concatenate([[0], np.cumsum(self.sizes)])
-        self._perm_chunk = -1
-        self._perm = None
-
-    def locate(self, position: int):
-        k = int(np.searchsorted(self.starts, position, side="right")) - 1
-        chunk = int(self.chunks[k])
-        j = position - int(self.starts[k])
-        if self.shuffle:
-            if self._perm_chunk != chunk:
-                self._perm = np.random.default_rng([self.seed, self.epoch, chunk]).permutation(int(self.sizes[k]))
-                self._perm_chunk = chunk
-            j = int(self._perm[j])
-        return chunk, j
+    From epoch position ``start`` on, rank r takes positions start + m * R + r
+    (m < rank_count), so global batch k — batch k of every rank — is the contiguous
+    positions [start + k*B*R, start + (k+1)*B*R) whatever the layout. DataLoader
+    workers take whole batches in turn (batch k from worker k % W), which is the order
+    the DataLoader yields them in. Positions past the end wrap to the epoch's start.
+    """
+    n = len(order)
+    if n == 0:
+        return
+    R, r = layout.world_size, layout.rank
+    count = rank_count(max(n - start, 0), R, drop_last)
+    num_batches = -(-count // batch_size)
+    for k in range(layout.worker, num_batches, layout.num_workers):
+        m0 = k * batch_size
+        size = min(batch_size, count - m0)
+        yield order.fill(start + m0 * R + r, R, size)

@@ -95,27 +95,12 @@ def test_roundtrip_property(tmp_path_factory, samples, compression, optimize_wor
     for i, expected in enumerate(samples):
         assert_same(ds[i], expected, f"ds[{i}]")
     assert len(streamed) == len(samples)
-    for got, i in zip(streamed, _loader_order(len(samples), loader_workers)):
+    # Unshuffled, DataLoader workers take items in turn, so the stream is in order.
+    for i, got in enumerate(streamed):
         # Worker processes pickle samples to the main process (numpy's pickle makes byte
         # order native): compare with what that transport makes of the sample.
-        expected = _transported(samples[i]) if loader_workers else samples[i]
+        expected = pickle.loads(pickle.dumps(samples[i])) if loader_workers else samples[i]
         assert_same(got, expected, f"streamed item {i}")
-
-
-def _transported(sample):
-    return pickle.loads(pickle.dumps(sample))
-
-
-def _loader_order(n, workers):
-    """Unshuffled, each worker reads a contiguous run; the DataLoader takes one item from
-    each worker in turn until they run out."""
-    runs = [list(range(n * w // max(workers, 1), n * (w + 1) // max(workers, 1))) for w in range(max(workers, 1))]
-    order = []
-    while any(runs):
-        for run in runs:
-            if run:
-                order.append(run.pop(0))
-    return order
 
 
 def _numbered(i):

@@ -4,5 +4,6 @@
 #include "chute/dataset.h"
 #include "chute/export.h"
 #include "chute/format.h"
+#include "chute/order.h"
 #include "chute/status.h"
 #include "chute/writer.h"

@@ -43,6 +43,9 @@ class CHUTE_API Dataset {
   const std::vector<uint64_t>& chunk_starts() const;
   // The "schema" object of index.json, serialized as JSON.
   const std::string& schema_json() const;
+  // 16 hex digits identifying the dataset's content (a digest of its chunk list and
+  // checksums): equal for copies of one dataset, different after it is rewritten.
+  const std::string& fingerprint() const;
   // "zstd:<level>" or "" when uncompressed.
   const std::string& compression() const;
 
