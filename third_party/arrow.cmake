@@ -23,3 +23,13 @@ add_library(chute_arrow SHARED IMPORTED)
 set_target_properties(chute_arrow PROPERTIES
   IMPORTED_LOCATION "${CHUTE_ARROW_LIBRARY}"
   INTERFACE_INCLUDE_DIRECTORIES "${CHUTE_ARROW_INCLUDE_DIR}")
+
+# S3 lives in its own library next to libarrow (same version suffix).
+string(REPLACE "libarrow.so" "libarrow_s3.so" CHUTE_ARROW_S3_LIBRARY "${CHUTE_ARROW_LIBRARY}")
+if(NOT EXISTS "${CHUTE_ARROW_S3_LIBRARY}")
+  message(FATAL_ERROR "no ${CHUTE_ARROW_S3_LIBRARY}: this pyarrow was built without S3")
+endif()
+add_library(chute_arrow_s3 SHARED IMPORTED)
+set_target_properties(chute_arrow_s3 PROPERTIES
+  IMPORTED_LOCATION "${CHUTE_ARROW_S3_LIBRARY}"
+  INTERFACE_LINK_LIBRARIES chute_arrow)

@@ -1,6 +1,7 @@
 // Bindings for the data format: DatasetWriter (optimize) and Dataset (reading).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
@@ -137,23 +138,32 @@ nb::list ToPython(Item&& item) {
 
 void init_format(nb::module_& m) {
   m.attr("FORMAT_VERSION") = kFormatVersion;
+  m.def("shutdown_storage", [] {
+    nb::gil_scoped_release release;
+    ShutdownStorage();
+  }, "Releases every object-store client (before Arrow finalizes S3 at exit).");
 
   nb::class_<DatasetWriter>(m, "DatasetWriter",
                             "Appends items to chunk files in a directory; index.json last.")
       .def("__init__",
-           [](DatasetWriter* self, const std::string& dir, uint64_t chunk_bytes, uint64_t chunk_items,
-              const std::string& compression, uint64_t block_bytes, bool overwrite) {
+           [](DatasetWriter* self, const std::string& url, uint64_t chunk_bytes, uint64_t chunk_items,
+              const std::string& compression, uint64_t block_bytes, bool overwrite,
+              const StorageOptions& storage_options) {
              WriterOptions o;
              o.chunk_bytes = chunk_bytes;
              o.chunk_items = chunk_items;
              o.compression = compression;
              o.block_bytes = block_bytes;
              o.overwrite = overwrite;
-             auto w = Unwrap(DatasetWriter::Create(dir, o));
+             std::unique_ptr<DatasetWriter> w;
+             {
+               nb::gil_scoped_release release;
+               w = Unwrap(DatasetWriter::Create(url, o, storage_options));
+             }
              new (self) DatasetWriter(std::move(*w));
            },
-           "dir"_a, "chunk_bytes"_a = 64'000'000, "chunk_items"_a = 0, "compression"_a = "",
-           "block_bytes"_a = 1 << 20, "overwrite"_a = false)
+           "url"_a, "chunk_bytes"_a = 64'000'000, "chunk_items"_a = 0, "compression"_a = "",
+           "block_bytes"_a = 1 << 20, "overwrite"_a = false, "storage_options"_a = StorageOptions{})
       .def("add",
            [](DatasetWriter& w, nb::list leaves) {
              LeafBuffers buf;
@@ -173,15 +183,19 @@ void init_format(nb::module_& m) {
 
   nb::class_<Dataset>(m, "Dataset", "A chute dataset opened for reading (thread-safe).")
       .def_static("open",
-                  [](const std::string& dir, bool verify_checksums) {
+                  [](const std::string& url, bool verify_checksums, const StorageOptions& storage_options,
+                     uint64_t part_size, size_t concurrency) {
                     DatasetOptions o;
                     o.verify_checksums = verify_checksums;
+                    o.part_size = part_size;
+                    o.concurrency = concurrency;
                     nb::gil_scoped_release release;
-                    return Unwrap(Dataset::Open(dir, o));
+                    return Unwrap(Dataset::Open(url, o, storage_options));
                   },
-                  "dir"_a, "verify_checksums"_a = true)
+                  "url"_a, "verify_checksums"_a = true, "storage_options"_a = StorageOptions{},
+                  "part_size"_a = 8 << 20, "concurrency"_a = 16)
       .def("__len__", &Dataset::num_items)
-      .def_prop_ro("dir", &Dataset::dir)
+      .def_prop_ro("url", &Dataset::url)
       .def_prop_ro("schema_json", &Dataset::schema_json)
       .def_prop_ro("compression", &Dataset::compression)
       .def_prop_ro("fingerprint", &Dataset::fingerprint)

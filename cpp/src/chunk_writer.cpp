@@ -41,7 +41,8 @@ uint64_t ItemSize(std::span<const LeafInput> leaves, uint64_t start) {
 }  // namespace
 
 struct DatasetWriter::Impl {
-  std::string dir;
+  std::shared_ptr<Storage> storage;
+  std::string root;
   WriterOptions options;
   CompressionSpec spec;
   std::shared_ptr<Codec> codec;
@@ -105,7 +106,7 @@ struct DatasetWriter::Impl {
       total += p.size();
     }
     ChunkInfo info{ChunkFileName(chunks.size()), h.num_items, total, sum.Digest()};
-    CHUTE_RETURN_NOT_OK(WriteFileAtomic((fs::path(dir) / info.file).string(), parts));
+    CHUTE_RETURN_NOT_OK(storage->Write(JoinPath(root, info.file), parts));
     chunks.push_back(std::move(info));
 
     stream.clear();
@@ -123,31 +124,38 @@ DatasetWriter::~DatasetWriter() = default;
 DatasetWriter::DatasetWriter(DatasetWriter&&) noexcept = default;
 DatasetWriter& DatasetWriter::operator=(DatasetWriter&&) noexcept = default;
 
-Result<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::string& dir,
-                                                             const WriterOptions& options) {
+Result<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::string& url, const WriterOptions& options,
+                                                             const StorageOptions& storage_options) {
   auto impl = std::make_unique<Impl>();
-  impl->dir = dir;
+  CHUTE_ASSIGN_OR_RETURN(StorageLocation location, OpenStorage(url, storage_options));
+  impl->storage = std::move(location.storage);
+  impl->root = std::move(location.path);
   impl->options = options;
   CHUTE_ASSIGN_OR_RETURN(impl->spec, CompressionSpec::Parse(options.compression));
   if (impl->spec.codec != CodecId::kNone) {
     CHUTE_ASSIGN_OR_RETURN(impl->codec, Codec::Make(impl->spec));
   }
   if (options.chunk_bytes == 0) return Status::Invalid("chunk_bytes must be positive");
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Status::IOError(dir + ": cannot create the output directory: " + ec.message());
-  fs::path index = fs::path(dir) / "index.json";
-  if (fs::exists(index)) {
-    if (!options.overwrite)
-      return Status::Invalid(dir + " already holds a chute dataset (index.json); "
-                             "choose another output_dir or pass overwrite=True");
+  Storage& storage = *impl->storage;
+  if (storage.is_local()) {
+    std::error_code ec;
+    fs::create_directories(impl->root, ec);
+    if (ec) return Status::IOError(url + ": cannot create the output directory: " + ec.message());
   }
+  std::string index = JoinPath(impl->root, "index.json");
+  auto existing = storage.Size(index);
+  if (existing.ok() && !options.overwrite)
+    return Status::Invalid(url + " already holds a chute dataset (index.json); "
+                           "choose another output_dir or pass overwrite=True");
+  if (!existing.ok() && existing.status().code() != StatusCode::kNotFound) return existing.status();
   // Remove the old index first (a crash in between leaves no valid index), then chunk
   // files of the old dataset or of an optimize run that did not finish.
-  fs::remove(index, ec);
-  for (auto& entry : fs::directory_iterator(dir, ec)) {
-    auto name = entry.path().filename().string();
-    if (name.starts_with("chunk-") && name.find(".bin") != std::string::npos) fs::remove(entry.path(), ec);
+  if (existing.ok()) CHUTE_RETURN_NOT_OK(storage.Delete(index));
+  CHUTE_ASSIGN_OR_RETURN(auto objects, storage.List(impl->root));
+  for (auto& object : objects) {
+    std::string name = object.path.substr(object.path.find_last_of('/') + 1);
+    if (name.starts_with("chunk-") && name.find(".bin") != std::string::npos)
+      CHUTE_RETURN_NOT_OK(storage.Delete(object.path));
   }
   return std::unique_ptr<DatasetWriter>(new DatasetWriter(std::move(impl)));
 }
@@ -225,7 +233,7 @@ Status DatasetWriter::Finish(const std::string& schema_json, const std::string& 
   };
   std::string text = json::Dump(index, 1) + "\n";
   std::span<const std::byte> part(reinterpret_cast<const std::byte*>(text.data()), text.size());
-  return WriteFileAtomic((fs::path(w.dir) / "index.json").string(), {&part, 1});
+  return w.storage->Write(JoinPath(w.root, "index.json"), {&part, 1});
 }
 
 uint64_t DatasetWriter::num_items() const { return impl_->num_items; }

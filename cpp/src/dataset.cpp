@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <list>
 #include <mutex>
@@ -11,6 +13,7 @@
 #include "chunk_layout.h"
 #include "codec.h"
 #include "json.h"
+#include "io_pool.h"
 #include "local_file.h"
 
 namespace chute {
@@ -74,13 +77,114 @@ Result<Item> DecodeItem(const std::byte* base, uint64_t size, std::shared_ptr<co
   return item;
 }
 
-// One opened chunk file. Thread-safe.
+// The bytes of one chunk file: mapped (local) or arriving by parallel ranged reads
+// (remote). Thread-safe.
+class ChunkBytes {
+ public:
+  virtual ~ChunkBytes() = default;
+  virtual const std::byte* data() const = 0;
+  virtual size_t size() const = 0;
+  // Returns once bytes [offset, offset + length) are present, or why they never will be.
+  virtual Status Wait(uint64_t offset, uint64_t length) = 0;
+};
+
+class MappedChunkBytes final : public ChunkBytes {
+ public:
+  explicit MappedChunkBytes(std::shared_ptr<MappedFile> file) : file_(std::move(file)) {}
+  const std::byte* data() const override { return file_->data(); }
+  size_t size() const override { return file_->size(); }
+  Status Wait(uint64_t, uint64_t) override { return Status::OK(); }
+  const MappedFile& file() const { return *file_; }
+
+ private:
+  std::shared_ptr<MappedFile> file_;
+};
+
+// A remote chunk downloaded into memory in parts of `part_size` bytes, all requested at
+// once on the I/O pool; readers wait only for the parts they need. When the last part
+// lands, the whole chunk's checksum is checked; after a mismatch every wait fails.
+class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from_this<RemoteChunkBytes> {
+ public:
+  RemoteChunkBytes(std::shared_ptr<Storage> storage, std::string path, const ChunkInfo& info, uint64_t part_size,
+                   bool verify)
+      : storage_(std::move(storage)), path_(std::move(path)), info_(info), part_size_(std::max<uint64_t>(part_size, 4096)),
+        verify_(verify), buffer_(AllocateAligned(info.num_bytes)),
+        done_((info.num_bytes + part_size_ - 1) / part_size_, 0) {}
+
+  void Start(IoPool& pool) {
+    auto self = shared_from_this();
+    for (size_t k = 0; k < done_.size(); ++k) pool.Submit([self, k] { self->FetchPart(k); });
+  }
+
+  const std::byte* data() const override { return buffer_.get(); }
+  size_t size() const override { return info_.num_bytes; }
+
+  Status Wait(uint64_t offset, uint64_t length) override {
+    if (offset + length > info_.num_bytes)
+      return Status::Corrupt(storage_->Url(path_) + ": item past the end of the chunk" + kRewriteHint);
+    size_t first = offset / part_size_, last = length ? (offset + length - 1) / part_size_ : first;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(storage_->timeout() + 5);
+    std::unique_lock lock(mu_);
+    for (size_t k = first; k <= last && k < done_.size(); ++k) {
+      if (!cv_.wait_until(lock, deadline, [&] { return done_[k] || !error_.ok(); }))
+        return Status::IOError(storage_->Url(path_) + ": timed out waiting for bytes " + std::to_string(offset) +
+                               ".." + std::to_string(offset + length) + " (storage_options timeout)");
+      if (!error_.ok()) return error_;
+    }
+    return error_;
+  }
+
+ private:
+  void FetchPart(size_t k) {
+    {
+      std::lock_guard lock(mu_);
+      if (!error_.ok()) return;
+    }
+    uint64_t offset = k * part_size_;
+    uint64_t length = std::min(part_size_, info_.num_bytes - offset);
+    Status st = storage_->ReadRange(path_, offset, length, buffer_.get() + offset);
+    bool all_done = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!st.ok()) {
+        if (error_.ok()) error_ = st;
+      } else {
+        done_[k] = 1;
+        all_done = ++num_done_ == done_.size();
+      }
+    }
+    if (all_done && verify_) {
+      uint64_t sum = Checksum(buffer_.get(), info_.num_bytes);
+      if (sum != info_.checksum) {
+        std::lock_guard lock(mu_);
+        error_ = Status::Corrupt(storage_->Url(path_) + ": checksum mismatch (xxh3_64 " + ChecksumToHex(sum) +
+                                 ", index.json says " + ChecksumToHex(info_.checksum) + ")" + kRewriteHint);
+      }
+    }
+    cv_.notify_all();
+  }
+
+  std::shared_ptr<Storage> storage_;
+  std::string path_;
+  ChunkInfo info_;
+  uint64_t part_size_;
+  bool verify_;
+  std::shared_ptr<std::byte> buffer_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<uint8_t> done_;
+  size_t num_done_ = 0;
+  Status error_;
+};
+
+// One opened chunk. Thread-safe.
 class ChunkReader {
  public:
-  static Result<std::shared_ptr<ChunkReader>> Open(const std::string& path, const ChunkInfo& info,
-                                                   bool verify) {
-    CHUTE_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
-    auto r = std::shared_ptr<ChunkReader>(new ChunkReader(path, std::move(file)));
+  // `bytes` is the chunk; `url` names it in errors. A mapped chunk is size-checked and
+  // (if `verify`) checksummed here; a remote one checks itself when fully arrived.
+  static Result<std::shared_ptr<ChunkReader>> Open(std::shared_ptr<ChunkBytes> bytes, std::string url,
+                                                   const ChunkInfo& info, bool verify) {
+    auto r = std::shared_ptr<ChunkReader>(new ChunkReader(std::move(url), std::move(bytes)));
     CHUTE_RETURN_NOT_OK(r->Validate(info, verify));
     return r;
   }
@@ -91,8 +195,9 @@ class ChunkReader {
     if (begin > end || end > header_.stream_size)
       return Status::Corrupt(where + ": bad item offsets" + kRewriteHint);
     if (!codec_) {
-      std::shared_ptr<const void> owner(file_, file_.get());
-      return DecodeItem(file_->data() + header_.data_offset + begin, end - begin, std::move(owner), where);
+      CHUTE_RETURN_NOT_OK(bytes_->Wait(header_.data_offset + begin, end - begin));
+      std::shared_ptr<const void> owner(bytes_, bytes_.get());
+      return DecodeItem(bytes_->data() + header_.data_offset + begin, end - begin, std::move(owner), where);
     }
     auto it = std::upper_bound(blocks_.begin(), blocks_.end(), j,
                                [](uint64_t x, const BlockEntry& b) { return x < b.first_item; });
@@ -107,25 +212,27 @@ class ChunkReader {
   }
 
  private:
-  ChunkReader(std::string path, std::shared_ptr<MappedFile> file)
-      : path_(std::move(path)), file_(std::move(file)) {}
+  ChunkReader(std::string path, std::shared_ptr<ChunkBytes> bytes)
+      : path_(std::move(path)), bytes_(std::move(bytes)) {}
 
   Status Validate(const ChunkInfo& info, bool verify) {
     auto corrupt = [&](const std::string& what) { return Status::Corrupt(path_ + ": " + what + kRewriteHint); };
-    if (file_->size() != info.num_bytes) {
-      return corrupt((file_->size() < info.num_bytes ? "truncated: " : "wrong size: ") +
-                     std::to_string(file_->size()) + " bytes, index.json says " +
-                     std::to_string(info.num_bytes));
+    if (auto* mapped = dynamic_cast<MappedChunkBytes*>(bytes_.get())) {
+      if (mapped->size() != info.num_bytes) {
+        return corrupt((mapped->size() < info.num_bytes ? "truncated: " : "wrong size: ") +
+                       std::to_string(mapped->size()) + " bytes, index.json says " + std::to_string(info.num_bytes));
+      }
+      if (verify) {
+        mapped->file().WillNeed();
+        uint64_t sum = Checksum(mapped->data(), mapped->size());
+        if (sum != info.checksum)
+          return corrupt("checksum mismatch (xxh3_64 " + ChecksumToHex(sum) + ", index.json says " +
+                         ChecksumToHex(info.checksum) + ")");
+      }
     }
-    if (verify) {
-      file_->WillNeed();
-      uint64_t sum = Checksum(file_->data(), file_->size());
-      if (sum != info.checksum)
-        return corrupt("checksum mismatch (xxh3_64 " + ChecksumToHex(sum) + ", index.json says " +
-                       ChecksumToHex(info.checksum) + ")");
-    }
-    if (file_->size() < sizeof header_) return corrupt("shorter than a chunk header");
-    std::memcpy(&header_, file_->data(), sizeof header_);
+    if (bytes_->size() < sizeof header_) return corrupt("shorter than a chunk header");
+    CHUTE_RETURN_NOT_OK(bytes_->Wait(0, sizeof header_));
+    std::memcpy(&header_, bytes_->data(), sizeof header_);
     if (std::memcmp(header_.magic, kChunkMagic, sizeof kChunkMagic) != 0)
       return corrupt("not a chute chunk (bad magic)");
     if (header_.version > kFormatVersion)
@@ -136,11 +243,12 @@ class ChunkReader {
       return corrupt("holds " + std::to_string(header_.num_items) + " items, index.json says " +
                      std::to_string(info.num_items));
     uint64_t tables = sizeof header_ + (header_.num_items + 1) * 8 + header_.num_blocks * sizeof(BlockEntry);
-    if (tables > file_->size() || header_.data_offset < tables || header_.data_offset > file_->size())
+    if (tables > bytes_->size() || header_.data_offset < tables || header_.data_offset > bytes_->size())
       return corrupt("bad tables");
-    offsets_ = reinterpret_cast<const uint64_t*>(file_->data() + sizeof header_);
+    CHUTE_RETURN_NOT_OK(bytes_->Wait(0, tables));
+    offsets_ = reinterpret_cast<const uint64_t*>(bytes_->data() + sizeof header_);
     if (header_.codec == static_cast<uint32_t>(CodecId::kNone)) {
-      if (header_.data_offset + header_.stream_size > file_->size()) return corrupt("item stream past end");
+      if (header_.data_offset + header_.stream_size > bytes_->size()) return corrupt("item stream past end");
       return Status::OK();
     }
     if (header_.codec != static_cast<uint32_t>(CodecId::kZstd)) return corrupt("unknown codec");
@@ -149,7 +257,7 @@ class ChunkReader {
     std::memcpy(blocks_.data(), offsets_ + header_.num_items + 1, blocks_.size() * sizeof(BlockEntry));
     if (blocks_.empty() && header_.num_items) return corrupt("no blocks");
     for (auto& b : blocks_) {
-      if (b.file_offset < header_.data_offset || b.file_offset + b.file_size > file_->size() ||
+      if (b.file_offset < header_.data_offset || b.file_offset + b.file_size > bytes_->size() ||
           b.stream_offset + b.stream_size > header_.stream_size)
         return corrupt("bad block table");
     }
@@ -164,8 +272,9 @@ class ChunkReader {
       if (cached_index_ == b && cached_) return cached_;
     }
     const BlockEntry& e = blocks_[b];
+    CHUTE_RETURN_NOT_OK(bytes_->Wait(e.file_offset, e.file_size));
     auto buf = AllocateAligned(e.stream_size);
-    Status st = codec_->Decompress(file_->data() + e.file_offset, e.file_size, buf.get(), e.stream_size);
+    Status st = codec_->Decompress(bytes_->data() + e.file_offset, e.file_size, buf.get(), e.stream_size);
     if (!st.ok()) return Status::Corrupt(path_ + " block " + std::to_string(b) + ": " + st.message() + kRewriteHint);
     std::lock_guard lock(mu_);
     cached_index_ = b;
@@ -174,7 +283,7 @@ class ChunkReader {
   }
 
   std::string path_;
-  std::shared_ptr<MappedFile> file_;
+  std::shared_ptr<ChunkBytes> bytes_;
   ChunkHeader header_{};
   const uint64_t* offsets_ = nullptr;
   std::vector<BlockEntry> blocks_;
@@ -191,7 +300,9 @@ Status BadIndex(const std::string& path, const std::string& what) {
 }  // namespace
 
 struct Dataset::Impl {
-  std::string dir;
+  std::string url;
+  std::shared_ptr<Storage> storage;
+  std::string root;  // the dataset's path inside `storage`
   DatasetOptions options;
   std::vector<ChunkInfo> chunks;
   std::vector<uint64_t> starts;
@@ -199,6 +310,7 @@ struct Dataset::Impl {
   std::string compression;
   std::string fingerprint;
   std::unique_ptr<std::atomic<bool>[]> verified;
+  std::unique_ptr<IoPool> pool;  // remote datasets only
 
   std::mutex mu;  // guards the open-chunk LRU
   std::list<uint32_t> lru;
@@ -213,40 +325,54 @@ struct Dataset::Impl {
       }
     }
     bool verify = options.verify_checksums && !verified[c].load(std::memory_order_acquire);
-    std::string path = (fs::path(dir) / chunks[c].file).string();
-    auto r = ChunkReader::Open(path, chunks[c], verify);
-    if (!r.ok()) {
-      if (r.status().code() == StatusCode::kNotFound)
-        return Status::NotFound(r.status().message() + " (chunk listed in index.json is missing)");
-      return r.status();
+    std::string path = JoinPath(root, chunks[c].file);
+    std::string url = storage->Url(path);
+    std::shared_ptr<ChunkBytes> bytes;
+    if (storage->is_local()) {
+      auto file = MappedFile::Open(path);
+      if (!file.ok()) {
+        if (file.status().code() == StatusCode::kNotFound)
+          return Status::NotFound(file.status().message() + " (chunk listed in index.json is missing)");
+        return file.status();
+      }
+      bytes = std::make_shared<MappedChunkBytes>(*file);
+    } else {
+      auto remote = std::make_shared<RemoteChunkBytes>(storage, path, chunks[c], options.part_size, verify);
+      remote->Start(*pool);
+      bytes = std::move(remote);
     }
-    verified[c].store(true, std::memory_order_release);
+    CHUTE_ASSIGN_OR_RETURN(auto reader, ChunkReader::Open(std::move(bytes), url, chunks[c], verify));
+    if (storage->is_local()) verified[c].store(true, std::memory_order_release);
     std::lock_guard lock(mu);
     if (auto it = open.find(c); it != open.end()) return it->second.first;
     lru.push_front(c);
-    open.emplace(c, std::make_pair(*r, lru.begin()));
+    open.emplace(c, std::make_pair(reader, lru.begin()));
     while (open.size() > std::max<size_t>(1, options.max_open_chunks)) {
       open.erase(lru.back());
       lru.pop_back();
     }
-    return *r;
+    return reader;
   }
 };
 
 Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Dataset::~Dataset() = default;
 
-Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& dir, const DatasetOptions& options) {
+Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const DatasetOptions& options,
+                                               const StorageOptions& storage_options) {
+  CHUTE_ASSIGN_OR_RETURN(StorageLocation location, OpenStorage(url, storage_options));
+  auto& storage = location.storage;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    return Status::NotFound(dir + ": no such dataset directory; run chute.optimize(..., output_dir=...) first "
+  if (storage->is_local() && !fs::is_directory(location.path, ec))
+    return Status::NotFound(url + ": no such dataset directory; run chute.optimize(..., output_dir=...) first "
                             "or check the path");
-  std::string index_path = (fs::path(dir) / "index.json").string();
-  auto text = ReadFile(index_path);
+  std::string index_path = storage->Url(JoinPath(location.path, "index.json"));
+  auto text = storage->ReadAll(JoinPath(location.path, "index.json"));
   if (!text.ok()) {
     if (text.status().code() == StatusCode::kNotFound)
-      return Status::NotFound(index_path + " does not exist: " + dir +
-                              " is not a chute dataset, or chute.optimize did not finish writing it");
+      return Status::NotFound(index_path + " does not exist: " + url +
+                              " is not a chute dataset, or chute.optimize did not finish writing it (" +
+                              text.status().message() + ")");
     return text.status();
   }
   auto parsed = json::Parse(*text);
@@ -262,8 +388,11 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& dir, const Dat
                                    "); upgrade chute (pip install -U chute)");
 
   auto impl = std::make_unique<Impl>();
-  impl->dir = dir;
+  impl->url = url;
+  impl->storage = std::move(location.storage);
+  impl->root = std::move(location.path);
   impl->options = options;
+  if (!impl->storage->is_local()) impl->pool = std::make_unique<IoPool>(std::max<size_t>(1, options.concurrency));
   auto* chunks = index.get("chunks");
   auto* schema = index.get("schema");
   if (!chunks || !chunks->array() || !schema || !schema->object())
@@ -302,7 +431,7 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& dir, const Dat
   return std::shared_ptr<Dataset>(new Dataset(std::move(impl)));
 }
 
-const std::string& Dataset::dir() const { return impl_->dir; }
+const std::string& Dataset::url() const { return impl_->url; }
 uint64_t Dataset::num_items() const { return impl_->starts.back(); }
 const std::vector<ChunkInfo>& Dataset::chunks() const { return impl_->chunks; }
 const std::vector<uint64_t>& Dataset::chunk_starts() const { return impl_->starts; }
@@ -319,7 +448,7 @@ std::pair<uint32_t, uint64_t> Dataset::Locate(uint64_t i) const {
 
 Result<Item> Dataset::GetItem(uint64_t i) const {
   if (i >= num_items())
-    return Status::Invalid("item " + std::to_string(i) + " out of range for " + impl_->dir + " (" +
+    return Status::Invalid("item " + std::to_string(i) + " out of range for " + impl_->url + " (" +
                            std::to_string(num_items()) + " items)");
   auto [c, j] = Locate(i);
   return GetChunkItem(c, j);

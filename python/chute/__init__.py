@@ -4,7 +4,9 @@
 PyTorch (or any DLPack consumer).
 """
 
-import pyarrow  # noqa: F401  -- loads the one libarrow that chute._core links (DESIGN.md)
+import atexit
+
+import pyarrow.fs  # noqa: F401  -- loads the one libarrow chute._core links; registers S3 finalization
 
 from chute import _core
 from chute._core import CorruptDataError, FormatVersionError
@@ -13,6 +15,10 @@ from chute.loader import StreamingDataLoader
 from chute.optimize import OptimizeError, optimize
 
 __version__ = "0.1.0"
+
+# Runs before pyarrow's S3 finalization (atexit is last-in, first-out): every S3 client
+# must be gone by then or the interpreter hangs at exit (Arrow issue 50188).
+atexit.register(_core.shutdown_storage)
 __all__ = [
     "CorruptDataError",
     "FormatVersionError",

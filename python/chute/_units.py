@@ -1,4 +1,4 @@
-"""Byte sizes given as numbers or strings such as "64MB" or "1.5GiB"."""
+"""Option values: byte sizes ("64MB", "1.5GiB") and storage options."""
 
 import re
 
@@ -25,3 +25,17 @@ def parse_size(value, name: str = "size") -> int:
     if size <= 0:
         raise ValueError(f"{name}={value!r} must be positive")
     return size
+
+
+def storage_options_to_strings(options) -> dict:
+    """storage_options for chute._core: every value as a string (bools as true/false)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"storage_options must be a dict, not {type(options).__name__}")
+    out = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        out[str(key)] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out

@@ -13,14 +13,18 @@ from torch.utils.data import IterableDataset
 from chute import _core
 from chute._distributed import current_layout
 from chute._serialize import Decoder
-from chute._units import parse_size
+from chute._units import parse_size, storage_options_to_strings
+
+# Datasets inherited through fork(): kept, never destroyed in the child (see `core`).
+_FORKED_LEFTOVERS: list = []
 
 
 class StreamingDataset(IterableDataset):
     """Streams the samples of a dataset written by :func:`chute.optimize`.
 
     Args:
-        input_dir: the dataset directory (holding ``index.json``).
+        input_dir: the dataset: a local directory, or a URL such as ``s3://bucket/prefix``,
+            ``gs://bucket/prefix`` or ``abfs://container@account.dfs.core.windows.net/prefix``.
         shuffle: shuffle per epoch (see docs/order.md); otherwise items come in order.
         seed: the order of an epoch depends on (dataset, seed, epoch, partitions,
             shuffle_window) only — not on the number of nodes, ranks or workers.
@@ -33,7 +37,15 @@ class StreamingDataset(IterableDataset):
         shuffle_window: items are shuffled within windows of this many chunks (an int)
             or bytes (a string such as "512MB"); bigger mixes more and needs a bigger
             cache (each rank reads partitions / world_size windows at once).
-        verify_checksums: check each chunk's checksum when it is first opened.
+        verify_checksums: check each chunk's checksum when it is first opened (remote
+            chunks: when fully downloaded).
+        storage_options: credentials, endpoint, region, timeouts for an object store
+            (``endpoint_url``, ``region``, ``access_key_id``, ``secret_access_key``,
+            ``session_token``, ``anonymous``, ``project_id``, ``timeout``,
+            ``max_attempts``, ``connect_timeout``, ``request_timeout``); they override
+            the environment (AWS_*, STORAGE_EMULATOR_HOST, Google ADC).
+        part_size: bytes per ranged GET when reading remote chunks.
+        max_concurrency: ranged GETs in flight per process.
 
     ``len(ds)`` is the number of samples this rank yields per epoch; ``ds[i]`` (and
     negative indices and slices) index the whole dataset. Array leaves are read-only
@@ -41,10 +53,16 @@ class StreamingDataset(IterableDataset):
     """
 
     def __init__(self, input_dir, *, shuffle: bool = False, seed: int = 42, drop_last: bool = False,
-                 transform=None, partitions: int = 64, shuffle_window=1, verify_checksums: bool = True):
+                 transform=None, partitions: int = 64, shuffle_window=1, verify_checksums: bool = True,
+                 storage_options=None, part_size="8MiB", max_concurrency: int = 16):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency={max_concurrency} must be at least 1")
         self.input_dir = os.fspath(input_dir)
+        self.storage_options = storage_options_to_strings(storage_options)
+        self.part_size = parse_size(part_size, "part_size")
+        self.max_concurrency = max_concurrency
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
@@ -60,7 +78,9 @@ class StreamingDataset(IterableDataset):
         self.window_items = self._window_items(shuffle_window)
 
     def _open(self):
-        self._core = _core.Dataset.open(self.input_dir, verify_checksums=self.verify_checksums)
+        self._core = _core.Dataset.open(self.input_dir, verify_checksums=self.verify_checksums,
+                                        storage_options=self.storage_options, part_size=self.part_size,
+                                        concurrency=self.max_concurrency)
         self._decoder = Decoder(json.loads(self._core.schema_json))
         self._pid = os.getpid()
 
@@ -80,8 +100,11 @@ class StreamingDataset(IterableDataset):
 
     @property
     def core(self) -> _core.Dataset:
-        """The C++ dataset, reopened in a process that was forked after it was made."""
+        """The C++ dataset, reopened in a process that was forked after it was made: its
+        clients, connections and threads belong to the parent, so the child neither uses
+        nor destroys them."""
         if self._pid != os.getpid():
+            _FORKED_LEFTOVERS.append(self._core)
             self._open()
         return self._core
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from chute import _core
 from chute._serialize import Encoder, SampleError
-from chute._units import parse_size
+from chute._units import parse_size, storage_options_to_strings
 
 
 class OptimizeError(RuntimeError):
@@ -23,7 +23,7 @@ class OptimizeError(RuntimeError):
 
 def optimize(fn, inputs, output_dir, *, chunk_bytes="64MB", chunk_size=None, num_workers=None,
              compression=None, allow_pickle: bool = False, overwrite: bool = False,
-             progress: bool = True, block_bytes="1MiB") -> str:
+             progress: bool = True, block_bytes="1MiB", storage_options=None) -> str:
     """Writes the samples of ``fn(input)`` for each input to ``output_dir``.
 
     Args:
@@ -32,7 +32,9 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes="64MB", chunk_size=None, num
             float, str, bytes, numpy arrays, torch tensors or PIL images; every sample
             must have the first one's structure and leaf types.
         inputs: a sequence (or iterable) of inputs.
-        output_dir: the dataset directory to create.
+        output_dir: the dataset directory to create, or an object-store URL
+            (``s3://bucket/prefix``, ``gs://...``); chunks are uploaded as they fill up,
+            index.json last.
         chunk_bytes: target chunk size ("64MB", "256MiB" or bytes).
         chunk_size: maximum samples per chunk (None: no limit).
         num_workers: processes running ``fn`` (default: CPU count; 0 runs in this process).
@@ -41,6 +43,7 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes="64MB", chunk_size=None, num
         allow_pickle: pickle leaves of other types instead of failing.
         overwrite: replace a dataset already in ``output_dir``.
         progress: show a progress bar.
+        storage_options: object-store settings (see :class:`chute.StreamingDataset`).
 
     Returns the output directory. Raises OptimizeError naming the input that failed.
     """
@@ -55,6 +58,7 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes="64MB", chunk_size=None, num
         compression=compression or "",
         block_bytes=parse_size(block_bytes, "block_bytes"),
         overwrite=overwrite,
+        storage_options=storage_options_to_strings(storage_options),
     )
     tree = fields = None
     results = _run(fn, inputs, num_workers, allow_pickle)

@@ -1,10 +1,13 @@
-// Reading a chute dataset (index.json + chunk files) from a local directory.
+// Reading a chute dataset (index.json + chunk files) from a local directory or an
+// object store (see storage.h). Local chunks are memory-mapped in place; remote chunks
+// are fetched into memory with parallel ranged reads on a pool of I/O threads that
+// starts on first use, and an item is returned as soon as its bytes have arrived.
 //
 // Lifetime: Dataset::Open returns a shared_ptr; Items returned by it own (share) the
 // memory their leaves point to, so they stay valid after the Dataset is destroyed.
 // Thread-safety: all const methods may be called concurrently from any thread.
-// Fork: a Dataset may be used in a child process after fork() (it holds only file
-// mappings and descriptors, no threads or locks held across calls).
+// Fork: a local Dataset may be used in a child process after fork(). A remote one must
+// not (its clients and threads belong to the parent): open a new one in the child.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +19,7 @@
 #include "chute/export.h"
 #include "chute/format.h"
 #include "chute/status.h"
+#include "chute/storage.h"
 
 namespace chute {
 
@@ -24,19 +28,23 @@ struct DatasetOptions {
   bool verify_checksums = true;
   // Chunk mappings kept open (LRU); Items keep their own chunk alive regardless.
   size_t max_open_chunks = 64;
+  // Remote reads: bytes per ranged GET and GETs in flight.
+  uint64_t part_size = 8 << 20;
+  size_t concurrency = 16;
 };
 
 class CHUTE_API Dataset {
  public:
-  // Reads and validates `<dir>/index.json`. Errors: NotFound (no such directory or no
-  // index.json), Corrupt (unparseable index), VersionMismatch (newer format).
-  static Result<std::shared_ptr<Dataset>> Open(const std::string& dir,
-                                               const DatasetOptions& options = {});
+  // Reads and validates `<url>/index.json`. Errors: NotFound (no such directory, bucket
+  // or index.json), Corrupt (unparseable index), VersionMismatch (newer format), and
+  // the storage's errors (storage.h).
+  static Result<std::shared_ptr<Dataset>> Open(const std::string& url, const DatasetOptions& options = {},
+                                               const StorageOptions& storage_options = {});
   ~Dataset();
   Dataset(const Dataset&) = delete;
   Dataset& operator=(const Dataset&) = delete;
 
-  const std::string& dir() const;
+  const std::string& url() const;
   uint64_t num_items() const;
   const std::vector<ChunkInfo>& chunks() const;
   // First global item index of each chunk, plus num_items() at the end.

@@ -13,6 +13,7 @@
 #include "chute/export.h"
 #include "chute/format.h"
 #include "chute/status.h"
+#include "chute/storage.h"
 
 namespace chute {
 
@@ -27,10 +28,11 @@ struct WriterOptions {
 
 class CHUTE_API DatasetWriter {
  public:
-  // Creates `dir` if needed. Fails with Invalid if it already holds a dataset and
-  // options.overwrite is false.
-  static Result<std::unique_ptr<DatasetWriter>> Create(const std::string& dir,
-                                                       const WriterOptions& options);
+  // Writes to `url` (a local directory, created if needed, or an object-store prefix,
+  // see storage.h); each chunk is written (uploaded) as soon as it is full. Fails with
+  // Invalid if `url` already holds a dataset and options.overwrite is false.
+  static Result<std::unique_ptr<DatasetWriter>> Create(const std::string& url, const WriterOptions& options,
+                                                       const StorageOptions& storage_options = {});
   ~DatasetWriter();
   DatasetWriter(DatasetWriter&&) noexcept;
   DatasetWriter& operator=(DatasetWriter&&) noexcept;

@@ -1,0 +1,87 @@
+// Where datasets live: a small object-store interface with one backend per URL scheme.
+//
+//   local paths and file://  local files (reads are mmap'ed by the Dataset, not copied)
+//   s3://bucket/key          Arrow's S3FileSystem (AWS SDK credential chain)
+//   gs://bucket/key          Arrow's GcsFileSystem (Google application default credentials)
+//   az://, abfs://           Arrow's AzureFileSystem (URL and credentials per Arrow)
+//
+// Backends register a factory by scheme (RegisterStorage); OpenStorage picks one.
+// Options are strings (from Python's storage_options=), validated by the backend:
+//   common:  timeout (seconds an operation may take, retries included; default 60),
+//            max_attempts (default 6), connect_timeout, request_timeout (seconds)
+//   s3:      endpoint_url, region, access_key_id, secret_access_key, session_token,
+//            anonymous ("true"/"false"); environment: AWS_* as the AWS SDK reads them,
+//            AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
+//   gs:      endpoint_url, anonymous, project_id; environment: STORAGE_EMULATOR_HOST,
+//            GOOGLE_APPLICATION_CREDENTIALS
+//   az:      anonymous (other settings come from the URL and the environment, per Arrow)
+// Transient failures (connection errors, timeouts, 5xx, throttling) are retried with
+// exponential backoff and full jitter until `timeout`; permanent ones (no such
+// bucket/object, access denied, bad credentials) fail at once. Every error names the URL.
+//
+// Thread-safety: Storage methods may be called concurrently.
+// Fork: a Storage must not be used in a child process; open a new one there.
+// Exit: ShutdownStorage() releases every remote client (call it before Arrow finalizes
+// S3; the Python package does this at interpreter exit).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "chute/export.h"
+#include "chute/status.h"
+
+namespace chute {
+
+using StorageOptions = std::map<std::string, std::string>;
+
+struct ObjectInfo {
+  std::string path;  // in the storage's namespace (as passed to the other methods)
+  uint64_t size = 0;
+};
+
+class CHUTE_API Storage {
+ public:
+  virtual ~Storage() = default;
+
+  // True for local files (a Dataset maps them instead of reading them).
+  virtual bool is_local() const = 0;
+  // "s3://bucket/key" etc. for messages and for joining.
+  virtual std::string Url(const std::string& path) const = 0;
+  // The storage's `timeout` option in seconds.
+  virtual double timeout() const = 0;
+
+  virtual Result<uint64_t> Size(const std::string& path) = 0;
+  // Objects whose path starts with `dir` + "/" (not recursive).
+  virtual Result<std::vector<ObjectInfo>> List(const std::string& dir) = 0;
+  // Reads exactly `length` bytes at `offset`; a short object is Corrupt (truncated).
+  virtual Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) = 0;
+  virtual Result<std::string> ReadAll(const std::string& path) = 0;
+  // Writes the object in one go: it becomes visible complete or not at all.
+  virtual Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts) = 0;
+  virtual Status Delete(const std::string& path) = 0;
+};
+
+// A storage for `url` and the path of `url` inside it.
+struct StorageLocation {
+  std::shared_ptr<Storage> storage;
+  std::string path;
+};
+
+// Makes the storage for `url`; `path` is the part after "scheme://" (the factory may
+// derive another path from the URL, e.g. Azure's container@account form).
+using StorageFactory = std::function<Result<StorageLocation>(const std::string& url, const std::string& path,
+                                                             const StorageOptions& options)>;
+
+CHUTE_API void RegisterStorage(const std::string& scheme, StorageFactory factory);
+CHUTE_API Result<StorageLocation> OpenStorage(const std::string& url, const StorageOptions& options = {});
+// Joins a path inside a storage with a relative name.
+CHUTE_API std::string JoinPath(const std::string& dir, const std::string& name);
+CHUTE_API void ShutdownStorage();
+
+}  // namespace chute

@@ -1,0 +1,221 @@
+#include "arrow_fs.h"
+
+#include <arrow/buffer.h>
+#include <arrow/io/interfaces.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace chute::storage {
+
+namespace {
+
+enum class Failure { kTransient, kNotFound, kDenied, kPermanent };
+
+bool Contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
+
+Failure Classify(const arrow::Status& st) {
+  const std::string m = st.ToString();
+  if (Contains(m, "NO_SUCH_BUCKET") || Contains(m, "NoSuchBucket") || Contains(m, "NO_SUCH_KEY") ||
+      Contains(m, "NoSuchKey") || Contains(m, "RESOURCE_NOT_FOUND") || Contains(m, "NotFound") ||
+      Contains(m, "not found") || Contains(m, "does not exist") || Contains(m, "404") || st.IsKeyError())
+    return Failure::kNotFound;
+  if (Contains(m, "ACCESS_DENIED") || Contains(m, "AccessDenied") || Contains(m, "InvalidAccessKeyId") ||
+      Contains(m, "SignatureDoesNotMatch") || Contains(m, "PERMISSION_DENIED") || Contains(m, "UNAUTHENTICATED") ||
+      Contains(m, "403") || Contains(m, "401"))
+    return Failure::kDenied;
+  if (st.IsInvalid() || st.IsNotImplemented() || st.IsTypeError()) return Failure::kPermanent;
+  return Failure::kTransient;  // connection refused/reset, timeouts, 5xx, throttling
+}
+
+class ArrowStorage;
+
+// Every live ArrowStorage, so that ShutdownStorage() can drop their clients.
+std::mutex& LiveMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::vector<std::weak_ptr<ArrowStorage>>& Live() {
+  static auto* live = new std::vector<std::weak_ptr<ArrowStorage>>();  // never destroyed: used at exit
+  return *live;
+}
+
+class ArrowStorage final : public Storage, public std::enable_shared_from_this<ArrowStorage> {
+ public:
+  ArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme, CommonOptions options,
+               ErrorHints hints)
+      : fs_(std::move(fs)), scheme_(std::move(scheme)), options_(options), hints_(std::move(hints)),
+        pid_(::getpid()) {}
+
+  ~ArrowStorage() override {
+    // A client made before fork() belongs to the parent: never tear it down here.
+    if (::getpid() != pid_) new std::shared_ptr<arrow::fs::FileSystem>(std::move(fs_));
+  }
+
+  void Release() {
+    std::lock_guard lock(mu_);
+    if (::getpid() != pid_) new std::shared_ptr<arrow::fs::FileSystem>(std::move(fs_));
+    fs_.reset();
+  }
+
+  bool is_local() const override { return false; }
+  std::string Url(const std::string& path) const override { return scheme_ + "://" + path; }
+  double timeout() const override { return options_.timeout; }
+
+  Result<uint64_t> Size(const std::string& path) override {
+    uint64_t size = 0;
+    CHUTE_RETURN_NOT_OK(Retry(path, "stat", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(auto info, fs.GetFileInfo(path));
+      if (info.type() == arrow::fs::FileType::NotFound) return arrow::Status::KeyError("object not found");
+      size = static_cast<uint64_t>(info.size());
+      return arrow::Status::OK();
+    }));
+    return size;
+  }
+
+  Result<std::vector<ObjectInfo>> List(const std::string& dir) override {
+    std::vector<ObjectInfo> out;
+    CHUTE_RETURN_NOT_OK(Retry(dir, "list", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+      arrow::fs::FileSelector sel;
+      sel.base_dir = dir;
+      sel.allow_not_found = true;
+      ARROW_ASSIGN_OR_RAISE(auto infos, fs.GetFileInfo(sel));
+      out.clear();
+      for (auto& info : infos)
+        if (info.IsFile()) out.push_back({info.path(), static_cast<uint64_t>(info.size())});
+      return arrow::Status::OK();
+    }));
+    return out;
+  }
+
+  Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) override {
+    return Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(auto file, fs.OpenInputFile(path));
+      ARROW_ASSIGN_OR_RAISE(int64_t n, file->ReadAt(static_cast<int64_t>(offset), static_cast<int64_t>(length), out));
+      if (static_cast<uint64_t>(n) != length)
+        return arrow::Status::Invalid("truncated: ", offset + static_cast<uint64_t>(n), " bytes, needed ",
+                                      offset + length);
+      return arrow::Status::OK();
+    });
+  }
+
+  Result<std::string> ReadAll(const std::string& path) override {
+    std::string out;
+    CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(auto file, fs.OpenInputFile(path));
+      ARROW_ASSIGN_OR_RAISE(int64_t size, file->GetSize());
+      ARROW_ASSIGN_OR_RAISE(auto buf, file->ReadAt(0, size));
+      out.assign(reinterpret_cast<const char*>(buf->data()), static_cast<size_t>(buf->size()));
+      return arrow::Status::OK();
+    }));
+    return out;
+  }
+
+  Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts) override {
+    return Retry(path, "write", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(auto stream, fs.OpenOutputStream(path));
+      for (auto part : parts) ARROW_RETURN_NOT_OK(stream->Write(part.data(), static_cast<int64_t>(part.size())));
+      return stream->Close();
+    });
+  }
+
+  Status Delete(const std::string& path) override {
+    return Retry(path, "delete", [&](arrow::fs::FileSystem& fs) { return fs.DeleteFile(path); });
+  }
+
+ private:
+  std::shared_ptr<arrow::fs::FileSystem> Client() {
+    std::lock_guard lock(mu_);
+    return fs_;
+  }
+
+  template <typename Op>
+  Status Retry(const std::string& path, const char* what, Op&& op) {
+    using Clock = std::chrono::steady_clock;
+    auto deadline = Clock::now() + std::chrono::duration<double>(options_.timeout);
+    thread_local std::mt19937_64 rng(std::random_device{}());
+    double backoff = 0.1;
+    arrow::Status st;
+    int attempt = 0;
+    for (;;) {
+      auto fs = Client();
+      if (!fs) return Status::IOError(Url(path) + ": storage was shut down (interpreter exit)");
+      st = op(*fs);
+      ++attempt;
+      if (st.ok()) return Status::OK();
+      Failure kind = Classify(st);
+      if (kind != Failure::kTransient || attempt >= options_.max_attempts) break;
+      // Full jitter: sleep uniformly in [0, backoff], never past the deadline.
+      double sleep = std::uniform_real_distribution<double>(0, backoff)(rng);
+      auto wake = Clock::now() + std::chrono::duration<double>(sleep);
+      if (wake >= deadline) break;
+      std::this_thread::sleep_until(wake);
+      backoff = std::min(backoff * 2, 5.0);
+    }
+    return ToStatus(path, what, st, attempt);
+  }
+
+  Status ToStatus(const std::string& path, const char* what, const arrow::Status& st, int attempts) const {
+    std::string url = Url(path);
+    std::string detail = st.message();
+    switch (Classify(st)) {
+      case Failure::kNotFound: {
+        std::string bucket = path.substr(0, path.find('/'));
+        return Status::NotFound(url + ": not found (" + detail + "); check the bucket '" + bucket +
+                                "' and the path exist" + (hints_.endpoint.empty() ? "" : " at " + hints_.endpoint));
+      }
+      case Failure::kDenied:
+        return Status::IOError(url + ": access denied (" + detail + "); check the credentials: " + hints_.credentials);
+      case Failure::kPermanent:
+        if (Contains(detail, "truncated")) return Status::Corrupt(url + ": " + detail);
+        return Status::IOError(url + ": " + what + " failed: " + detail);
+      case Failure::kTransient:
+        break;
+    }
+    return Status::IOError(url + ": " + what + " failed after " + std::to_string(attempts) + " attempt(s) within " +
+                           std::to_string(static_cast<int>(options_.timeout)) + " s: " + detail +
+                           (hints_.endpoint.empty() ? "" : "; is the endpoint " + hints_.endpoint + " reachable?") +
+                           " (storage_options: timeout, max_attempts)");
+  }
+
+  std::mutex mu_;
+  std::shared_ptr<arrow::fs::FileSystem> fs_;
+  std::string scheme_;
+  CommonOptions options_;
+  ErrorHints hints_;
+  pid_t pid_;
+};
+
+}  // namespace
+
+std::shared_ptr<Storage> MakeArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme,
+                                          CommonOptions options, ErrorHints hints) {
+  auto storage = std::make_shared<ArrowStorage>(std::move(fs), std::move(scheme), options, std::move(hints));
+  std::lock_guard lock(LiveMutex());
+  auto& live = Live();
+  live.erase(std::remove_if(live.begin(), live.end(), [](auto& w) { return w.expired(); }), live.end());
+  live.push_back(storage);
+  return storage;
+}
+
+}  // namespace chute::storage
+
+namespace chute {
+
+void ShutdownStorage() {
+  std::vector<std::shared_ptr<storage::ArrowStorage>> live;
+  {
+    std::lock_guard lock(storage::LiveMutex());
+    for (auto& w : storage::Live())
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    storage::Live().clear();
+  }
+  for (auto& s : live) s->Release();
+}
+
+}  // namespace chute

@@ -1,0 +1,114 @@
+// Scheme registry, URL splitting and the options every backend shares.
+#include <cstdlib>
+#include <mutex>
+
+#include "options.h"
+
+namespace chute {
+
+namespace {
+
+std::mutex& RegistryMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::map<std::string, StorageFactory>& Registry() {
+  static std::map<std::string, StorageFactory> factories;
+  return factories;
+}
+
+}  // namespace
+
+void RegisterStorage(const std::string& scheme, StorageFactory factory) {
+  std::lock_guard lock(RegistryMutex());
+  Registry()[scheme] = std::move(factory);
+}
+
+Result<StorageLocation> OpenStorage(const std::string& url, const StorageOptions& options) {
+  std::string scheme = "file", path = url;
+  if (auto sep = url.find("://"); sep != std::string::npos) {
+    scheme = url.substr(0, sep);
+    path = url.substr(sep + 3);
+  }
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  StorageFactory factory;
+  {
+    std::lock_guard lock(RegistryMutex());
+    auto it = Registry().find(scheme);
+    if (it == Registry().end()) {
+      std::string known;
+      for (auto& [name, _] : Registry()) known += (known.empty() ? "" : ", ") + name + "://";
+      return Status::Invalid(url + ": unsupported URL scheme '" + scheme + "://' (supported: " + known +
+                             " and local paths)");
+    }
+    factory = it->second;
+  }
+  if (scheme != "file" && (path.empty() || path.front() == '/'))
+    return Status::Invalid(url + ": expected " + scheme + "://BUCKET/PREFIX");
+  return factory(url, path, options);
+}
+
+std::string JoinPath(const std::string& dir, const std::string& name) {
+  if (dir.empty()) return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+namespace storage {
+
+std::string Get(const StorageOptions& options, const std::string& key, const std::string& fallback) {
+  auto it = options.find(key);
+  return it == options.end() ? fallback : it->second;
+}
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+Result<bool> ParseBool(const StorageOptions& options, const std::string& key, bool fallback) {
+  auto it = options.find(key);
+  if (it == options.end()) return fallback;
+  if (it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  return Status::Invalid("storage option " + key + "='" + it->second + "' must be true or false");
+}
+
+namespace {
+Status ParseSeconds(const StorageOptions& options, const std::string& key, double* out) {
+  auto it = options.find(key);
+  if (it == options.end()) return Status::OK();
+  char* end = nullptr;
+  double v = std::strtod(it->second.c_str(), &end);
+  if (it->second.empty() || *end != '\0' || !(v > 0))
+    return Status::Invalid("storage option " + key + "='" + it->second + "' must be a positive number of seconds");
+  *out = v;
+  return Status::OK();
+}
+}  // namespace
+
+Result<CommonOptions> ParseCommon(const std::string& scheme, const StorageOptions& options,
+                                  const std::set<std::string>& backend_keys) {
+  static const std::set<std::string> common = {"timeout", "max_attempts", "connect_timeout", "request_timeout"};
+  for (auto& [key, _] : options) {
+    if (!common.count(key) && !backend_keys.count(key)) {
+      std::string allowed;
+      for (auto* set : {&common, &backend_keys})
+        for (auto& k : *set) allowed += (allowed.empty() ? "" : ", ") + k;
+      return Status::Invalid("unknown storage option '" + key + "' for " + scheme + "://; known: " + allowed);
+    }
+  }
+  CommonOptions c;
+  CHUTE_RETURN_NOT_OK(ParseSeconds(options, "timeout", &c.timeout));
+  CHUTE_RETURN_NOT_OK(ParseSeconds(options, "connect_timeout", &c.connect_timeout));
+  CHUTE_RETURN_NOT_OK(ParseSeconds(options, "request_timeout", &c.request_timeout));
+  c.connect_timeout = std::min(c.connect_timeout, c.timeout);
+  c.request_timeout = std::min(c.request_timeout, c.timeout);
+  if (auto it = options.find("max_attempts"); it != options.end()) {
+    c.max_attempts = std::atoi(it->second.c_str());
+    if (c.max_attempts < 1) return Status::Invalid("storage option max_attempts must be at least 1");
+  }
+  return c;
+}
+
+}  // namespace storage
+}  // namespace chute
