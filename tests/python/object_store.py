@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -21,11 +22,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for_http(url: str, proc: subprocess.Popen, log, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"server for {url} exited with {proc.returncode}: {log.read()[-2000:]}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -47,9 +49,12 @@ class Server:
     def __init__(self, argv, port):
         self.port = port
         self.endpoint = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # The servers log every request: to a file, never to a pipe nobody drains (a full
+        # pipe blocks the server).
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         try:
-            wait_for_http(self.endpoint, self.proc)
+            wait_for_http(self.endpoint, self.proc, self.log)
         except Exception:
             self.stop()
             raise
@@ -62,6 +67,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.log.close()
 
 
 def start_moto() -> Server:

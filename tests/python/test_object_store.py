@@ -1,0 +1,156 @@
+"""Datasets in S3 (moto server) and GCS (gcp-storage-emulator) on 127.0.0.1."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+from torch.utils.data import DataLoader
+
+import chute
+from conftest import assert_same
+from object_store import TcpProxy, create_gcs_bucket, create_s3_bucket
+
+
+def _sample(i):
+    return {"i": i, "x": np.arange(i % 50, dtype=np.float32), "b": bytes([i % 256]) * 300}
+
+
+def _s3_options(endpoint, **extra):
+    return {"endpoint_url": endpoint, "access_key_id": "testing", "secret_access_key": "testing",
+            "region": "us-east-1", **extra}
+
+
+@pytest.fixture(scope="module")
+def s3_bucket(s3_server):
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def gcs_bucket(gcs_server):
+    name = f"g-{uuid.uuid4().hex[:12]}"
+    create_gcs_bucket(gcs_server.endpoint, name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def s3_dataset(s3_server, s3_bucket):
+    url = f"s3://{s3_bucket}/ds"
+    chute.optimize(_sample, range(400), url, chunk_size=10, compression="zstd", progress=False, num_workers=2,
+                   storage_options=_s3_options(s3_server.endpoint))
+    return url
+
+
+@pytest.mark.parametrize("store", ["s3", "gs"])
+def test_optimize_to_the_store_and_stream_back(request, store, tmp_path):
+    if store == "s3":
+        server, bucket = request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket")
+        options = _s3_options(server.endpoint)
+    else:
+        server, bucket = request.getfixturevalue("gcs_server"), request.getfixturevalue("gcs_bucket")
+        options = {"endpoint_url": server.endpoint}
+    url = f"{store}://{bucket}/roundtrip"
+    chute.optimize(_sample, range(120), url, chunk_bytes="4KB", progress=False, num_workers=0, storage_options=options)
+    local = chute.optimize(_sample, range(120), str(tmp_path / "local"), chunk_bytes="4KB", progress=False,
+                           num_workers=0)
+    ds = chute.StreamingDataset(url, storage_options=options, part_size="4KiB")
+    assert len(ds) == 120 and len(ds.core.chunks) > 10
+    assert ds.core.fingerprint == chute.StreamingDataset(local).core.fingerprint  # identical bytes
+    for i in (0, 77, 119, -1):
+        assert_same(ds[i], _sample(i % 120))
+    for i, sample in enumerate(ds):
+        assert_same(sample, _sample(i))
+    loader = DataLoader(chute.StreamingDataset(url, storage_options=options, shuffle=True), batch_size=None,
+                        num_workers=2, collate_fn=lambda s: s)
+    assert sorted(s["i"] for s in loader) == list(range(120))
+
+
+def test_environment_configures_the_clients(s3_server, s3_dataset, gcs_server, gcs_bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    assert chute.StreamingDataset(s3_dataset)[5]["i"] == 5
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.endpoint)
+    url = f"gs://{gcs_bucket}/env"
+    chute.optimize(_sample, range(10), url, progress=False, num_workers=0)
+    assert chute.StreamingDataset(url)[9]["i"] == 9
+
+
+def test_missing_bucket_index_and_wrong_endpoint(s3_server, s3_bucket):
+    opts = _s3_options(s3_server.endpoint, timeout=5)
+    with pytest.raises(FileNotFoundError, match=r"s3://no-such-bucket-x/ds/index.json.*not found"):
+        chute.StreamingDataset("s3://no-such-bucket-x/ds", storage_options=opts)
+    with pytest.raises(FileNotFoundError, match=rf"s3://{s3_bucket}/nothing-here/index.json does not exist"):
+        chute.StreamingDataset(f"s3://{s3_bucket}/nothing-here", storage_options=opts)
+    from object_store import free_port
+
+    wrong = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(OSError, match=rf"failed after .* attempt.*is the endpoint {wrong} reachable"):
+        chute.StreamingDataset(f"s3://{s3_bucket}/ds", storage_options=_s3_options(wrong, timeout=3))
+    with pytest.raises(ValueError, match="unknown storage option 'endpoint'.*endpoint_url"):
+        chute.StreamingDataset(f"s3://{s3_bucket}/ds", storage_options={"endpoint": "x"})
+    with pytest.raises(ValueError, match="unsupported URL scheme 'hdfs://'"):
+        chute.StreamingDataset("hdfs://x/y")
+
+
+def test_stopped_server_mid_epoch_raises_then_recovers(s3_server, s3_dataset):
+    proxy = TcpProxy(s3_server.port).start()
+    opts = _s3_options(proxy.endpoint, timeout=3, max_attempts=100)
+    ds = chute.StreamingDataset(s3_dataset, storage_options=opts, part_size="4KiB", max_concurrency=2)
+    seen, error = [], []
+
+    def read():
+        try:
+            for sample in ds:
+                seen.append(sample["i"])
+                if len(seen) == 25:
+                    proxy.stop()
+        except Exception as e:  # noqa: BLE001 -- the test inspects it
+            error.append(e)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(120)  # liveness bound, far above timeout=3: the iterator must not hang
+    assert not t.is_alive(), "iteration hung after the server went away"
+    assert error and isinstance(error[0], OSError), error
+    assert "s3://" in str(error[0]) and "timeout" in str(error[0])
+    assert 25 <= len(seen) < 400
+
+    proxy.start()
+    try:
+        assert sorted(s["i"] for s in chute.StreamingDataset(s3_dataset, storage_options=opts)) == list(range(400))
+    finally:
+        proxy.stop()
+
+
+def test_forked_workers_and_prompt_exit(s3_server, s3_dataset):
+    script = textwrap.dedent(f"""
+        import sys, time
+        import chute
+        from torch.utils.data import DataLoader
+        ds = chute.StreamingDataset({s3_dataset!r}, storage_options={_s3_options(s3_server.endpoint)!r}, shuffle=True)
+        assert len(ds) == 400 and ds[0]["i"] == 0     # the parent uses the dataset before forking
+        for _ in range(2):
+            loader = DataLoader(ds, batch_size=None, num_workers=2, collate_fn=lambda s: s)
+            assert sorted(s["i"] for s in loader) == list(range(400))
+        print("done", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    done_at = time.monotonic()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the process did not exit after its last epoch")
+    assert line.strip() == "done", proc.stderr.read()
+    assert proc.returncode == 0, proc.stderr.read()
+    assert time.monotonic() - done_at < 30, "exit took too long"
