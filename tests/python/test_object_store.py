@@ -154,3 +154,15 @@ def test_forked_workers_and_prompt_exit(s3_server, s3_dataset):
     assert line.strip() == "done", proc.stderr.read()
     assert proc.returncode == 0, proc.stderr.read()
     assert time.monotonic() - done_at < 30, "exit took too long"
+
+
+def test_bench_read_accepts_urls(s3_server, s3_dataset):
+    import shutil
+
+    env = dict(os.environ, AWS_ENDPOINT_URL=s3_server.endpoint, AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+    out = subprocess.run([shutil.which("chute_bench_read"), s3_dataset, "2", "--concurrency", "4", "--part-size",
+                          "65536"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    fields = dict(kv.split("=", 1) for kv in out.stdout.split())
+    assert int(fields["items"]) == 400

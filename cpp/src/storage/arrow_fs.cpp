@@ -1,6 +1,7 @@
 #include "arrow_fs.h"
 
 #include <arrow/buffer.h>
+#include <arrow/filesystem/s3fs.h>
 #include <arrow/io/interfaces.h>
 #include <unistd.h>
 
@@ -95,7 +96,10 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
 
   Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) override {
     return Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
-      ARROW_ASSIGN_OR_RAISE(auto file, fs.OpenInputFile(path));
+      // A known (lower bound of the) size spares the HEAD request: one GET per range.
+      arrow::fs::FileInfo info(path, arrow::fs::FileType::File);
+      info.set_size(static_cast<int64_t>(offset + length));
+      ARROW_ASSIGN_OR_RAISE(auto file, fs.OpenInputFile(info));
       ARROW_ASSIGN_OR_RAISE(int64_t n, file->ReadAt(static_cast<int64_t>(offset), static_cast<int64_t>(length), out));
       if (static_cast<uint64_t>(n) != length)
         return arrow::Status::Invalid("truncated: ", offset + static_cast<uint64_t>(n), " bytes, needed ",
@@ -216,6 +220,9 @@ void ShutdownStorage() {
     storage::Live().clear();
   }
   for (auto& s : live) s->Release();
+  live.clear();
+  // Arrow requires S3 to be finalized before exit, after the last S3 client is gone.
+  (void)arrow::fs::EnsureS3Finalized();
 }
 
 }  // namespace chute
