@@ -31,5 +31,6 @@ T Unwrap(Result<T>&& r) {
 
 void init_format(nanobind::module_& m);
 void init_order(nanobind::module_& m);
+void init_tokens(nanobind::module_& m);
 
 }  // namespace chute::bindings

@@ -43,4 +43,5 @@ NB_MODULE(_core, m) {
 
   chute::bindings::init_format(m);
   chute::bindings::init_order(m);
+  chute::bindings::init_tokens(m);
 }

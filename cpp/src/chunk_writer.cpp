@@ -54,6 +54,7 @@ struct DatasetWriter::Impl {
   std::vector<std::vector<std::byte>> compressed;
   uint64_t block_start = 0;             // stream position of the open block
   uint64_t block_first_item = 0;
+  int64_t num_tokens = 0;               // -1 once an item is not one 1-D integer array
 
   std::vector<ChunkInfo> chunks;
   uint64_t num_items = 0;
@@ -105,7 +106,7 @@ struct DatasetWriter::Impl {
       sum.Update(p.data(), p.size());
       total += p.size();
     }
-    ChunkInfo info{ChunkFileName(chunks.size()), h.num_items, total, sum.Digest()};
+    ChunkInfo info{ChunkFileName(chunks.size()), h.num_items, total, sum.Digest(), num_tokens};
     CHUTE_RETURN_NOT_OK(storage->Write(JoinPath(root, info.file), parts));
     chunks.push_back(std::move(info));
 
@@ -115,6 +116,7 @@ struct DatasetWriter::Impl {
     compressed.clear();
     block_start = 0;
     block_first_item = 0;
+    num_tokens = 0;
     return Status::OK();
   }
 };
@@ -203,6 +205,9 @@ Status DatasetWriter::Add(std::span<const LeafInput> leaves) {
   }
   w.item_offsets.push_back(start);
   ++w.num_items;
+  bool tokens = leaves.size() == 1 && leaves[0].kind == LeafKind::kArray && leaves[0].shape.size() == 1 &&
+                (leaves[0].dtype.code == DType::kInt || leaves[0].dtype.code == DType::kUInt);
+  w.num_tokens = tokens && w.num_tokens >= 0 ? w.num_tokens + leaves[0].shape[0] : -1;
   return Status::OK();
 }
 
@@ -216,10 +221,12 @@ Status DatasetWriter::Finish(const std::string& schema_json, const std::string& 
 
   json::Array chunks;
   for (auto& c : w.chunks) {
-    chunks.push_back(json::Object{{"file", c.file},
-                                  {"num_items", c.num_items},
-                                  {"num_bytes", c.num_bytes},
-                                  {"xxh3_64", ChecksumToHex(c.checksum)}});
+    json::Object entry{{"file", c.file},
+                       {"num_items", c.num_items},
+                       {"num_bytes", c.num_bytes},
+                       {"xxh3_64", ChecksumToHex(c.checksum)}};
+    if (c.num_tokens >= 0) entry.emplace_back("num_tokens", c.num_tokens);
+    chunks.push_back(std::move(entry));
   }
   std::string compression = w.spec.ToString();
   json::Value index = json::Object{

@@ -413,6 +413,7 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
     if (info.file.find('/') != std::string::npos || info.file.starts_with("."))
       return BadIndex(index_path, "chunk file name '" + info.file + "' is not a plain file name");
     info.num_items = static_cast<uint64_t>(*n->integer());
+    if (auto* tokens = c.get("num_tokens"); tokens && tokens->integer()) info.num_tokens = *tokens->integer();
     info.num_bytes = static_cast<uint64_t>(*bytes->integer());
     impl->starts.push_back(total);
     total += info.num_items;

@@ -6,4 +6,6 @@
 #include "chute/format.h"
 #include "chute/order.h"
 #include "chute/status.h"
+#include "chute/storage.h"
+#include "chute/tokens.h"
 #include "chute/writer.h"

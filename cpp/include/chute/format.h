@@ -78,6 +78,9 @@ struct ChunkInfo {
   uint64_t num_items = 0;
   uint64_t num_bytes = 0;
   uint64_t checksum = 0;  // XXH3-64 of the whole file
+  // Tokens in the chunk when every item is one 1-D integer array (a token dataset),
+  // else -1.
+  int64_t num_tokens = -1;
 };
 
 }  // namespace chute
