@@ -13,6 +13,7 @@ from chute._core import CorruptDataError, FormatVersionError
 from chute.dataset import StreamingDataset
 from chute.loader import StreamingDataLoader
 from chute.optimize import OptimizeError, optimize
+from chute.tokens import TokensLoader
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "OptimizeError",
     "StreamingDataLoader",
     "StreamingDataset",
+    "TokensLoader",
     "cmake_prefix_path",
     "optimize",
 ]

@@ -8,12 +8,14 @@ import operator
 import os
 
 import numpy as np
+import torch
 from torch.utils.data import IterableDataset
 
 from chute import _core
 from chute._distributed import current_layout
 from chute._serialize import Decoder
 from chute._units import parse_size, storage_options_to_strings
+from chute.tokens import TokensLoader
 
 # Datasets inherited through fork(): kept, never destroyed in the child (see `core`).
 _FORKED_LEFTOVERS: list = []
@@ -46,6 +48,8 @@ class StreamingDataset(IterableDataset):
             the environment (AWS_*, STORAGE_EMULATOR_HOST, Google ADC).
         part_size: bytes per ranged GET when reading remote chunks.
         max_concurrency: ranged GETs in flight per process.
+        item_loader: :class:`chute.TokensLoader` to read a token dataset as blocks of
+            consecutive tokens (items are then blocks: ``len``, ``ds[i]``, order, resume).
 
     ``len(ds)`` is the number of samples this rank yields per epoch; ``ds[i]`` (and
     negative indices and slices) index the whole dataset. Array leaves are read-only
@@ -54,7 +58,7 @@ class StreamingDataset(IterableDataset):
 
     def __init__(self, input_dir, *, shuffle: bool = False, seed: int = 42, drop_last: bool = False,
                  transform=None, partitions: int = 64, shuffle_window=1, verify_checksums: bool = True,
-                 storage_options=None, part_size="8MiB", max_concurrency: int = 16):
+                 storage_options=None, part_size="8MiB", max_concurrency: int = 16, item_loader=None):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
         if max_concurrency < 1:
@@ -63,6 +67,9 @@ class StreamingDataset(IterableDataset):
         self.storage_options = storage_options_to_strings(storage_options)
         self.part_size = parse_size(part_size, "part_size")
         self.max_concurrency = max_concurrency
+        if item_loader is not None and not isinstance(item_loader, TokensLoader):
+            raise TypeError(f"item_loader must be a chute.TokensLoader, not {type(item_loader).__name__}")
+        self.item_loader = item_loader
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
@@ -74,6 +81,7 @@ class StreamingDataset(IterableDataset):
         # persistent ones) through inherited shared memory.
         self._position = multiprocessing.RawArray("q", 2)
         self._batch_size = 1  # set by StreamingDataLoader: workers take whole batches
+        self._yield_batches = False  # token datasets under StreamingDataLoader: batch tensors
         self._open()
         self.window_items = self._window_items(shuffle_window)
 
@@ -82,10 +90,13 @@ class StreamingDataset(IterableDataset):
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency)
         self._decoder = Decoder(json.loads(self._core.schema_json))
+        self._blocks = None
+        if self.item_loader is not None:
+            self._blocks = _core.TokenBlocks(self._core, self.item_loader.block_size)
         self._pid = os.getpid()
 
     def _window_items(self, shuffle_window) -> int:
-        n, chunks = len(self._core), len(self._core.chunks)
+        n, chunks = self.num_samples, len(self._core.chunks)
         if n == 0:
             return 1
         if isinstance(shuffle_window, str):
@@ -99,6 +110,12 @@ class StreamingDataset(IterableDataset):
         return max(1, items)
 
     @property
+    def blocks(self):
+        """The C++ token blocks (with a TokensLoader), else None."""
+        self.core  # reopens after fork
+        return self._blocks
+
+    @property
     def core(self) -> _core.Dataset:
         """The C++ dataset, reopened in a process that was forked after it was made: its
         clients, connections and threads belong to the parent, so the child neither uses
@@ -110,7 +127,7 @@ class StreamingDataset(IterableDataset):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_core", "_decoder", "_pid"):
+        for key in ("_core", "_decoder", "_blocks", "_pid"):
             state.pop(key)
         return state
 
@@ -131,14 +148,17 @@ class StreamingDataset(IterableDataset):
 
     def epoch_order(self, epoch: int) -> _core.EpochOrder:
         """The order of epoch ``epoch`` (position -> global item id)."""
-        sizes = np.diff(np.asarray(self.core.chunk_starts, dtype=np.uint64)).tolist()
+        if self.blocks is not None:
+            sizes = self.blocks.blocks_per_chunk
+        else:
+            sizes = np.diff(np.asarray(self.core.chunk_starts, dtype=np.uint64)).tolist()
         return _core.EpochOrder(sizes, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
                                 partitions=self.partitions, window_items=self.window_items)
 
     @property
     def num_samples(self) -> int:
-        """Samples in the whole dataset."""
-        return len(self.core)
+        """Samples (blocks, with a TokensLoader) in the whole dataset."""
+        return len(self.blocks) if self.blocks is not None else len(self.core)
 
     def __len__(self) -> int:
         return rank_count(self.num_samples, current_layout().world_size, self.drop_last)
@@ -156,15 +176,27 @@ class StreamingDataset(IterableDataset):
             i += n
         if not 0 <= i < n:
             raise IndexError(f"index {index} out of range for {self.input_dir} ({n} samples)")
+        if self.blocks is not None:
+            return self._gather(np.array([i], dtype=np.uint64))[0]
         return self._decode(self.core.get(i))
+
+    def _gather(self, ids):
+        block = torch.from_dlpack(self.blocks.gather(ids, self.item_loader.dtype))
+        return self.transform(block) if self.transform is not None else block
 
     def __iter__(self):
         layout = current_layout()
         epoch, start = self._position[0], self._position[1]
         core = self.core
         for ids in rank_batches(self.epoch_order(epoch), start, layout, self._batch_size, self.drop_last):
-            for i in ids.tolist():
-                yield self._decode(core.get(i))
+            if self.blocks is not None:
+                if self._yield_batches:
+                    yield self._gather(ids)
+                else:
+                    yield from self._gather(ids)
+            else:
+                for i in ids.tolist():
+                    yield self._decode(core.get(i))
 
 
 def rank_count(remaining: int, world_size: int, drop_last: bool) -> int:

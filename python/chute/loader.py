@@ -34,11 +34,26 @@ class StreamingDataLoader(DataLoader):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
         dataset._batch_size = batch_size
-        super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
+        self._batch = batch_size
+        if dataset.item_loader is not None:
+            # Token batches are built whole in C++ (one buffer, DLPack): no collation.
+            if kwargs.get("collate_fn") is not None or kwargs.get("drop_last"):
+                raise ValueError("with a TokensLoader, batches are built in C++: collate_fn and drop_last are not "
+                                 "supported (use drop_last on the StreamingDataset)")
+            dataset._yield_batches = True
+            super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)
+        else:
+            super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
         self._next_epoch = dataset.epoch
         self._resume_at = 0      # epoch position the next iteration starts at
         self._current = None     # (epoch, start, world_size, total positions) while iterating
         self._batches = 0
+
+    def __len__(self) -> int:
+        """Batches per rank and epoch."""
+        if self.dataset.item_loader is not None:
+            return -(-len(self.dataset) // self._batch)
+        return super().__len__()
 
     def __iter__(self):
         ds: StreamingDataset = self.dataset
@@ -59,7 +74,7 @@ class StreamingDataLoader(DataLoader):
         epoch, consumed = self._next_epoch, self._resume_at
         if self._current is not None:
             cur_epoch, start, world, total = self._current
-            done = start + self._batches * self.batch_size * world
+            done = start + self._batches * self._batch * world
             if done < total:
                 epoch, consumed = cur_epoch, done
         return {
