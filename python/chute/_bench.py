@@ -11,3 +11,7 @@ def _exec(name: str) -> None:
 
 def read_main() -> None:
     _exec("chute_bench_read")
+
+
+def tokens_main() -> None:
+    _exec("chute_bench_tokens")

@@ -49,3 +49,10 @@ def test_bench_read_smoke(dataset):
 def test_bench_read_reports_errors(tmp_path):
     proc = subprocess.run([shutil.which("chute_bench_read"), str(tmp_path / "missing")], capture_output=True, text=True)
     assert proc.returncode == 1 and re.search(r"NotFound: .*missing: no such dataset directory", proc.stderr)
+
+
+def test_bench_tokens_smoke():
+    out = subprocess.run([shutil.which("chute_bench_tokens"), "100000", "uint16", "2"], check=True,
+                         capture_output=True, text=True).stdout
+    fields = dict(kv.split("=") for kv in out.split())
+    assert float(fields["simd_GB_per_s"]) > 0 and float(fields["memcpy_GB_per_s"]) > 0
