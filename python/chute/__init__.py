@@ -10,6 +10,7 @@ import pyarrow.fs  # noqa: F401  -- loads the one libarrow chute._core links; re
 
 from chute import _core
 from chute._core import CorruptDataError, FormatVersionError
+from chute.combined import CombinedStreamingDataset
 from chute.dataset import StreamingDataset
 from chute.loader import StreamingDataLoader
 from chute.optimize import OptimizeError, optimize
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 # must be gone by then or the interpreter hangs at exit (Arrow issue 50188).
 atexit.register(_core.shutdown_storage)
 __all__ = [
-    "CorruptDataError",
+    "CombinedStreamingDataset",    "CorruptDataError",
     "FormatVersionError",
     "OptimizeError",
     "StreamingDataLoader",

@@ -146,6 +146,34 @@ class StreamingDataset(IterableDataset):
     def _set_position(self, epoch: int, start: int) -> None:
         self._position[0], self._position[1] = epoch, start
 
+    # -- the protocol StreamingDataLoader drives (CombinedStreamingDataset has it too) --
+
+    def _epoch_start(self):
+        return 0
+
+    def _consumed_after(self, start: int, batches: int, batch_size: int, world: int):
+        """Epoch positions consumed after `batches` global batches from `start`, or None
+        when that finishes the epoch."""
+        total = start + rank_count(max(self.num_samples - start, 0), world, self.drop_last) * world
+        done = start + batches * batch_size * world
+        return done if done < total else None
+
+    def _identity(self) -> dict:
+        """What a saved loader state must match to resume on this dataset."""
+        return {
+            "order": {"shuffle": self.shuffle, "seed": self.seed, "partitions": self.partitions,
+                      "window_items": self.window_items,
+                      "block_size": self.item_loader.block_size if self.item_loader else None},
+            "dataset": {"input_dir": self.input_dir, "num_samples": self.num_samples,
+                        "fingerprint": self.core.fingerprint},
+        }
+
+    def _sample(self, i: int):
+        """Sample (or token block) with global id i."""
+        if self.blocks is not None:
+            return self._gather(np.array([i], dtype=np.uint64))[0]
+        return self._decode(self.core.get(i))
+
     def epoch_order(self, epoch: int) -> _core.EpochOrder:
         """The order of epoch ``epoch`` (position -> global item id)."""
         if self.blocks is not None:
@@ -176,9 +204,7 @@ class StreamingDataset(IterableDataset):
             i += n
         if not 0 <= i < n:
             raise IndexError(f"index {index} out of range for {self.input_dir} ({n} samples)")
-        if self.blocks is not None:
-            return self._gather(np.array([i], dtype=np.uint64))[0]
-        return self._decode(self.core.get(i))
+        return self._sample(i)
 
     def _gather(self, ids):
         block = torch.from_dlpack(self.blocks.gather(ids, self.item_loader.dtype))

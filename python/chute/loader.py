@@ -6,13 +6,14 @@ from __future__ import annotations
 from torch.utils.data import DataLoader
 
 from chute._distributed import current_layout
-from chute.dataset import StreamingDataset, rank_count
+from chute.dataset import StreamingDataset
 
 STATE_VERSION = 1
 
 
 class StreamingDataLoader(DataLoader):
-    """A ``torch.utils.data.DataLoader`` for a :class:`StreamingDataset`.
+    """A ``torch.utils.data.DataLoader`` for a :class:`StreamingDataset` or a
+    :class:`CombinedStreamingDataset`.
 
     Each ``iter(loader)`` reads the next epoch (the first is ``dataset.epoch``), unless
     :meth:`load_state_dict` was called: then it continues the saved epoch where it
@@ -24,9 +25,12 @@ class StreamingDataLoader(DataLoader):
     dataset's business and not accepted.
     """
 
-    def __init__(self, dataset: StreamingDataset, batch_size: int = 1, num_workers: int = 0, **kwargs):
-        if not isinstance(dataset, StreamingDataset):
-            raise TypeError(f"StreamingDataLoader needs a chute.StreamingDataset, not {type(dataset).__name__}")
+    def __init__(self, dataset, batch_size: int = 1, num_workers: int = 0, **kwargs):
+        from chute.combined import CombinedStreamingDataset
+
+        if not isinstance(dataset, (StreamingDataset, CombinedStreamingDataset)):
+            raise TypeError("StreamingDataLoader needs a chute.StreamingDataset or CombinedStreamingDataset, "
+                            f"not {type(dataset).__name__}")
         for key in ("shuffle", "sampler", "batch_sampler"):
             if kwargs.get(key) not in (None, False):
                 raise ValueError(f"{key}= is not supported: shuffling and splitting are done by the dataset "
@@ -35,7 +39,7 @@ class StreamingDataLoader(DataLoader):
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
         dataset._batch_size = batch_size
         self._batch = batch_size
-        if dataset.item_loader is not None:
+        if getattr(dataset, "item_loader", None) is not None:
             # Token batches are built whole in C++ (one buffer, DLPack): no collation.
             if kwargs.get("collate_fn") is not None or kwargs.get("drop_last"):
                 raise ValueError("with a TokensLoader, batches are built in C++: collate_fn and drop_last are not "
@@ -45,65 +49,76 @@ class StreamingDataLoader(DataLoader):
         else:
             super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
         self._next_epoch = dataset.epoch
-        self._resume_at = 0      # epoch position the next iteration starts at
-        self._current = None     # (epoch, start, world_size, total positions) while iterating
+        self._resume_at = dataset._epoch_start()  # where the next iteration starts
+        self._current = None     # (epoch, start, world_size) while iterating
         self._batches = 0
 
     def __len__(self) -> int:
         """Batches per rank and epoch."""
-        if self.dataset.item_loader is not None:
+        if getattr(self.dataset, "item_loader", None) is not None:
             return -(-len(self.dataset) // self._batch)
         return super().__len__()
 
     def __iter__(self):
-        ds: StreamingDataset = self.dataset
+        ds = self.dataset
         epoch, start = self._next_epoch, self._resume_at
-        world = current_layout().world_size
-        total = start + rank_count(max(ds.num_samples - start, 0), world, ds.drop_last) * world
         ds._set_position(epoch, start)
-        self._current = (epoch, start, world, total)
+        self._current = (epoch, start, current_layout().world_size)
         self._batches = 0
-        self._next_epoch, self._resume_at = epoch + 1, 0
+        self._next_epoch, self._resume_at = epoch + 1, ds._epoch_start()
         for batch in super().__iter__():
             self._batches += 1
             yield batch
 
     def state_dict(self) -> dict:
         """Where the run stands, as small plain (JSON-serializable) data."""
-        ds: StreamingDataset = self.dataset
+        ds = self.dataset
         epoch, consumed = self._next_epoch, self._resume_at
         if self._current is not None:
-            cur_epoch, start, world, total = self._current
-            done = start + self._batches * self._batch * world
-            if done < total:
+            cur_epoch, start, world = self._current
+            done = ds._consumed_after(start, self._batches, self._batch, world)
+            if done is not None:
                 epoch, consumed = cur_epoch, done
-        return {
-            "version": STATE_VERSION,
-            "epoch": epoch,
-            "consumed": consumed,  # epoch positions read by all ranks together
-            "order": {"shuffle": ds.shuffle, "seed": ds.seed, "partitions": ds.partitions,
-                      "window_items": ds.window_items},
-            "dataset": {"input_dir": ds.input_dir, "num_samples": ds.num_samples,
-                        "fingerprint": ds.core.fingerprint},
-        }
+        return {"version": STATE_VERSION, "epoch": epoch, "consumed": consumed, **ds._identity()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continues from ``state`` at the next ``iter(loader)``, on any layout."""
-        ds: StreamingDataset = self.dataset
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"loader state version {state.get('version')!r} is not {STATE_VERSION}: "
                              "it was saved by another chute version")
-        saved = state["dataset"]
-        if saved["fingerprint"] != ds.core.fingerprint or saved["num_samples"] != ds.num_samples:
-            raise ValueError(
-                f"the loader state was saved for the dataset {saved['input_dir']} ({saved['num_samples']} samples, "
-                f"fingerprint {saved['fingerprint']}), but this loader reads {ds.input_dir} ({ds.num_samples} samples, "
-                f"fingerprint {ds.core.fingerprint}): resume with the same dataset")
-        mine = {"shuffle": ds.shuffle, "seed": ds.seed, "partitions": ds.partitions, "window_items": ds.window_items}
-        diff = {k: (state["order"][k], mine[k]) for k in mine if state["order"][k] != mine[k]}
+        mine = self.dataset._identity()
+        # The content must match (a copy elsewhere, e.g. local -> s3://, is fine).
+        if _diff(_content(state.get("dataset")), _content(mine["dataset"])):
+            raise ValueError(f"the loader state was saved for the dataset {_describe(state.get('dataset'))}, but this "
+                             f"loader reads {_describe(mine['dataset'])}: resume with the same dataset")
+        diff = _diff(state.get("order"), mine["order"])
         if diff:
-            detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(f"the loader state was saved with another sample order ({detail}); "
-                             "create the StreamingDataset with the saved values to resume")
-        self._next_epoch, self._resume_at = int(state["epoch"]), int(state["consumed"])
+            raise ValueError(f"the loader state was saved with another sample order ({'; '.join(diff)}); "
+                             "create the dataset with the saved values to resume")
+        self._next_epoch, self._resume_at = int(state["epoch"]), state["consumed"]
         self._current = None
+
+
+def _diff(saved, now, path="") -> list:
+    """'key: saved X, now Y' for every difference between two JSON-like values."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(saved) | set(now), key=str):
+            out += _diff(saved.get(key), now.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
+        return [d for i, (a, b) in enumerate(zip(saved, now)) for d in _diff(a, b, f"{path}[{i}]")]
+    return [] if saved == now else [f"{path}: saved {saved!r}, now {now!r}"]
+
+
+def _content(dataset):
+    if isinstance(dataset, list):
+        return [_content(d) for d in dataset]
+    return {k: v for k, v in (dataset or {}).items() if k != "input_dir"}
+
+
+def _describe(dataset) -> str:
+    if isinstance(dataset, list):
+        return " + ".join(_describe(d) for d in dataset)
+    dataset = dataset or {}
+    return f"{dataset.get('input_dir')} ({dataset.get('num_samples')} samples, fingerprint {dataset.get('fingerprint')})"

@@ -1,5 +1,6 @@
 import math
 import os
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -74,3 +75,18 @@ def gcs_server():
     server = start_gcs()
     yield server
     server.stop()
+
+
+@contextmanager
+def rank_env(rank, world, local_world):
+    saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank % local_world),
+                      LOCAL_WORLD_SIZE=str(local_world))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

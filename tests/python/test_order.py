@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 import chute
+from conftest import rank_env
 
 GLOBAL_BATCH = 8
 
@@ -25,21 +25,6 @@ def dataset(tmp_path_factory):
     # 40 chunks of 25 samples
     out = str(tmp_path_factory.mktemp("order") / "ds")
     return chute.optimize(_sample, range(1000), out, chunk_size=25, progress=False, num_workers=0)
-
-
-@contextmanager
-def rank_env(rank, world, local_world):
-    saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank % local_world),
-                      LOCAL_WORLD_SIZE=str(local_world))
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _ids(batch):
