@@ -81,7 +81,6 @@ class StreamingDataset(IterableDataset):
         # persistent ones) through inherited shared memory.
         self._position = multiprocessing.RawArray("q", 2)
         self._batch_size = 1  # set by StreamingDataLoader: workers take whole batches
-        self._yield_batches = False  # token datasets under StreamingDataLoader: batch tensors
         self._open()
         self.window_items = self._window_items(shuffle_window)
 
@@ -216,10 +215,7 @@ class StreamingDataset(IterableDataset):
         core = self.core
         for ids in rank_batches(self.epoch_order(epoch), start, layout, self._batch_size, self.drop_last):
             if self.blocks is not None:
-                if self._yield_batches:
-                    yield self._gather(ids)
-                else:
-                    yield from self._gather(ids)
+                yield from self._gather(ids)
             else:
                 for i in ids.tolist():
                     yield self._decode(core.get(i))

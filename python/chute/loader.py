@@ -3,10 +3,14 @@ resume mid-epoch — also on a different number of ranks or workers."""
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+
+import torch
 from torch.utils.data import DataLoader
 
-from chute._distributed import current_layout
-from chute.dataset import StreamingDataset
+from chute._distributed import Layout, current_layout
+from chute.dataset import StreamingDataset, rank_batches
 
 STATE_VERSION = 1
 
@@ -39,13 +43,18 @@ class StreamingDataLoader(DataLoader):
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
         dataset._batch_size = batch_size
         self._batch = batch_size
+        self._token_threads = None
         if getattr(dataset, "item_loader", None) is not None:
-            # Token batches are built whole in C++ (one buffer, DLPack): no collation.
-            if kwargs.get("collate_fn") is not None or kwargs.get("drop_last"):
-                raise ValueError("with a TokensLoader, batches are built in C++: collate_fn and drop_last are not "
-                                 "supported (use drop_last on the StreamingDataset)")
-            dataset._yield_batches = True
-            super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)
+            # Token batches are gathered whole in C++ with the GIL released, so threads of
+            # this process build them in parallel: no worker processes, no pickling of
+            # batches between processes, no collation.
+            unsupported = sorted(k for k in kwargs if k not in ("pin_memory", "prefetch_factor"))
+            if unsupported:
+                raise ValueError(f"with a TokensLoader, batches are built in C++ by threads of this process: "
+                                 f"{', '.join(unsupported)} not supported (use drop_last on the StreamingDataset)")
+            self._token_threads = max(1, num_workers)
+            self._token_prefetch = kwargs.get("prefetch_factor") or 2
+            super().__init__(dataset, batch_size=None, num_workers=0, pin_memory=kwargs.get("pin_memory", False))
         else:
             super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
         self._next_epoch = dataset.epoch
@@ -55,7 +64,7 @@ class StreamingDataLoader(DataLoader):
 
     def __len__(self) -> int:
         """Batches per rank and epoch."""
-        if getattr(self.dataset, "item_loader", None) is not None:
+        if self._token_threads:
             return -(-len(self.dataset) // self._batch)
         return super().__len__()
 
@@ -66,9 +75,32 @@ class StreamingDataLoader(DataLoader):
         self._current = (epoch, start, current_layout().world_size)
         self._batches = 0
         self._next_epoch, self._resume_at = epoch + 1, ds._epoch_start()
-        for batch in super().__iter__():
+        batches = self._token_batches(epoch, start) if self._token_threads else super().__iter__()
+        for batch in batches:
             self._batches += 1
             yield batch
+
+    def _token_batches(self, epoch: int, start: int):
+        """[batch_size, block_size] token batches in order, built ahead by a thread pool."""
+        ds = self.dataset
+        layout = current_layout()
+        ids = rank_batches(ds.epoch_order(epoch), start, Layout(layout.rank, layout.world_size), self._batch,
+                           ds.drop_last)
+        pin = self.pin_memory and torch.cuda.is_available()
+        ahead = collections.deque()
+        with concurrent.futures.ThreadPoolExecutor(self._token_threads, thread_name_prefix="chute-tokens") as pool:
+            try:
+                for batch_ids in ids:
+                    ahead.append(pool.submit(ds._gather, batch_ids))
+                    if len(ahead) >= self._token_threads * self._token_prefetch:
+                        batch = ahead.popleft().result()
+                        yield batch.pin_memory() if pin else batch
+                while ahead:
+                    batch = ahead.popleft().result()
+                    yield batch.pin_memory() if pin else batch
+            finally:
+                for future in ahead:
+                    future.cancel()
 
     def state_dict(self) -> dict:
         """Where the run stands, as small plain (JSON-serializable) data."""

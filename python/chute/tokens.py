@@ -12,7 +12,9 @@ class TokensLoader:
     only the final remainder is left out. Blocks come back as ``dtype`` tensors
     (default int64; "int32", or the stored dtype, also work), converted in C++ with SIMD.
     With :class:`chute.StreamingDataLoader`, whole ``[batch_size, block_size]`` batches
-    are built in C++ straight into one buffer handed to torch through DLPack.
+    are built in C++ straight into one buffer handed to torch through DLPack, by
+    ``num_workers`` threads of the training process (the GIL is released while they
+    gather), so batches never cross a process boundary.
     """
 
     def __init__(self, block_size: int, dtype="int64"):

@@ -109,3 +109,12 @@ def test_not_a_token_dataset(make_dataset):
         chute.StreamingDataset(path, item_loader=chute.TokensLoader(4))
     with pytest.raises(ValueError, match="integer dtype"):
         chute.TokensLoader(4, dtype=torch.float32)
+
+
+def test_token_loader_runs_threads_not_processes(make_dataset):
+    path = make_dataset(_identity, _documents("uint16", 50), chunk_size=8)
+    ds = chute.StreamingDataset(path, item_loader=chute.TokensLoader(8))
+    with pytest.raises(ValueError, match="threads of this process: collate_fn not supported"):
+        chute.StreamingDataLoader(ds, batch_size=4, num_workers=2, collate_fn=list)
+    loader = chute.StreamingDataLoader(ds, batch_size=4, num_workers=2, pin_memory=True)
+    assert loader.num_workers == 0 and sum(b.shape[0] for b in loader) == len(ds)
