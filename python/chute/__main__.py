@@ -19,8 +19,6 @@ def _make_sample(index: int, sample_bytes: int):
 def demo(args) -> None:
     import functools
 
-    import torch
-
     import chute
 
     root = args.dir or os.path.join(tempfile.gettempdir(), "chute-demo")
@@ -34,10 +32,8 @@ def demo(args) -> None:
     print(f"optimize: {args.num_samples} samples ({total_mb:.0f} MB) -> {out} in {t1 - t0:.2f} s")
 
     ds = chute.StreamingDataset(out, shuffle=True)
-    loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers,
-                                         collate_fn=list)
-    for epoch in range(2):
-        ds.set_epoch(epoch)
+    loader = chute.StreamingDataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=list)
+    for epoch in range(2):  # each pass over the loader is the next epoch
         t0 = time.perf_counter()
         seen = sum(len(batch) for batch in loader)
         dt = time.perf_counter() - t0

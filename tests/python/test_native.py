@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -56,3 +57,9 @@ def test_bench_tokens_smoke():
                          capture_output=True, text=True).stdout
     fields = dict(kv.split("=") for kv in out.split())
     assert float(fields["simd_GB_per_s"]) > 0 and float(fields["memcpy_GB_per_s"]) > 0
+
+
+def test_demo_runs(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "chute", "demo", "--dir", str(tmp_path), "--num-samples", "300",
+                          "--sample-kb", "5"], check=True, capture_output=True, text=True, timeout=300).stdout
+    assert "optimize: 300 samples" in out and out.count("samples/s") == 2
