@@ -184,21 +184,24 @@ void init_format(nb::module_& m) {
   nb::class_<Dataset>(m, "Dataset", "A chute dataset opened for reading (thread-safe).")
       .def_static("open",
                   [](const std::string& url, bool verify_checksums, const StorageOptions& storage_options,
-                     uint64_t part_size, size_t concurrency) {
+                     uint64_t part_size, size_t concurrency, const std::string& cache_dir, uint64_t max_cache_size) {
                     DatasetOptions o;
                     o.verify_checksums = verify_checksums;
                     o.part_size = part_size;
                     o.concurrency = concurrency;
+                    o.cache_dir = cache_dir;
+                    o.max_cache_size = max_cache_size;
                     nb::gil_scoped_release release;
                     return Unwrap(Dataset::Open(url, o, storage_options));
                   },
                   "url"_a, "verify_checksums"_a = true, "storage_options"_a = StorageOptions{},
-                  "part_size"_a = 8 << 20, "concurrency"_a = 16)
+                  "part_size"_a = 8 << 20, "concurrency"_a = 16, "cache_dir"_a = "", "max_cache_size"_a = 0)
       .def("__len__", &Dataset::num_items)
       .def_prop_ro("url", &Dataset::url)
       .def_prop_ro("schema_json", &Dataset::schema_json)
       .def_prop_ro("compression", &Dataset::compression)
       .def_prop_ro("fingerprint", &Dataset::fingerprint)
+      .def_prop_ro("cache_path", &Dataset::cache_path)
       .def_prop_ro("chunk_starts", &Dataset::chunk_starts, "First item of each chunk, then len().")
       .def_prop_ro("chunks",
                    [](const Dataset& d) {

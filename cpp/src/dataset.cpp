@@ -5,10 +5,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <unordered_map>
 
+#include <sys/statvfs.h>
+
+#include "cache/shm_index.h"
 #include "checksum.h"
 #include "chunk_layout.h"
 #include "codec.h"
@@ -90,7 +94,13 @@ class ChunkBytes {
 
 class MappedChunkBytes final : public ChunkBytes {
  public:
-  explicit MappedChunkBytes(std::shared_ptr<MappedFile> file) : file_(std::move(file)) {}
+  // `on_release` runs when the last user of the bytes is gone (a cache reference).
+  explicit MappedChunkBytes(std::shared_ptr<MappedFile> file, std::function<void()> on_release = {})
+      : file_(std::move(file)), on_release_(std::move(on_release)) {}
+  ~MappedChunkBytes() override {
+    file_.reset();
+    if (on_release_) on_release_();
+  }
   const std::byte* data() const override { return file_->data(); }
   size_t size() const override { return file_->size(); }
   Status Wait(uint64_t, uint64_t) override { return Status::OK(); }
@@ -98,6 +108,7 @@ class MappedChunkBytes final : public ChunkBytes {
 
  private:
   std::shared_ptr<MappedFile> file_;
+  std::function<void()> on_release_;
 };
 
 // A remote chunk downloaded into memory in parts of `part_size` bytes, all requested at
@@ -143,22 +154,25 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     uint64_t offset = k * part_size_;
     uint64_t length = std::min(part_size_, info_.num_bytes - offset);
     Status st = storage_->ReadRange(path_, offset, length, buffer_.get() + offset);
-    bool all_done = false;
+    bool last = false;
+    {
+      std::lock_guard lock(mu_);
+      last = st.ok() && ++num_arrived_ == done_.size();
+    }
+    // The last part to arrive is marked done only after the whole chunk is verified, so
+    // that waiting for all parts also waits for the checksum.
+    if (last && verify_) {
+      uint64_t sum = Checksum(buffer_.get(), info_.num_bytes);
+      if (sum != info_.checksum)
+        st = Status::Corrupt(storage_->Url(path_) + ": checksum mismatch (xxh3_64 " + ChecksumToHex(sum) +
+                             ", index.json says " + ChecksumToHex(info_.checksum) + ")" + kRewriteHint);
+    }
     {
       std::lock_guard lock(mu_);
       if (!st.ok()) {
         if (error_.ok()) error_ = st;
       } else {
         done_[k] = 1;
-        all_done = ++num_done_ == done_.size();
-      }
-    }
-    if (all_done && verify_) {
-      uint64_t sum = Checksum(buffer_.get(), info_.num_bytes);
-      if (sum != info_.checksum) {
-        std::lock_guard lock(mu_);
-        error_ = Status::Corrupt(storage_->Url(path_) + ": checksum mismatch (xxh3_64 " + ChecksumToHex(sum) +
-                                 ", index.json says " + ChecksumToHex(info_.checksum) + ")" + kRewriteHint);
       }
     }
     cv_.notify_all();
@@ -173,7 +187,7 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<uint8_t> done_;
-  size_t num_done_ = 0;
+  size_t num_arrived_ = 0;
   Status error_;
 };
 
@@ -309,8 +323,10 @@ struct Dataset::Impl {
   std::string schema_json;
   std::string compression;
   std::string fingerprint;
+  std::string cache_path;
   std::unique_ptr<std::atomic<bool>[]> verified;
   std::unique_ptr<IoPool> pool;  // remote datasets only
+  std::shared_ptr<ShmIndex> cache;  // remote datasets with a cache_dir
 
   std::mutex mu;  // guards the open-chunk LRU
   std::list<uint32_t> lru;
@@ -336,13 +352,30 @@ struct Dataset::Impl {
         return file.status();
       }
       bytes = std::make_shared<MappedChunkBytes>(*file);
+    } else if (cache) {
+      const ChunkInfo& info = chunks[c];
+      auto fetch = [&](const std::string& temp) -> Status {
+        auto remote = std::make_shared<RemoteChunkBytes>(storage, path, info, options.part_size, verify);
+        remote->Start(*pool);
+        CHUTE_RETURN_NOT_OK(remote->Wait(0, info.num_bytes));
+        std::span<const std::byte> all(remote->data(), info.num_bytes);
+        return WriteFileAtomic(temp, {&all, 1});
+      };
+      CHUTE_ASSIGN_OR_RETURN(std::string cached, cache->Acquire(c, info.num_bytes, storage->timeout() + 30, fetch));
+      auto file = MappedFile::Open(cached);
+      if (!file.ok()) {
+        cache->Release(c);
+        return file.status();
+      }
+      bytes = std::make_shared<MappedChunkBytes>(*file, [index = cache, c] { index->Release(c); });
+      verify = false;  // verified when it was fetched
     } else {
       auto remote = std::make_shared<RemoteChunkBytes>(storage, path, chunks[c], options.part_size, verify);
       remote->Start(*pool);
       bytes = std::move(remote);
     }
     CHUTE_ASSIGN_OR_RETURN(auto reader, ChunkReader::Open(std::move(bytes), url, chunks[c], verify));
-    if (storage->is_local()) verified[c].store(true, std::memory_order_release);
+    if (storage->is_local() || cache) verified[c].store(true, std::memory_order_release);
     std::lock_guard lock(mu);
     if (auto it = open.find(c); it != open.end()) return it->second.first;
     lru.push_front(c);
@@ -428,6 +461,21 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
     digest.Update(fields, sizeof fields);
   }
   impl->fingerprint = ChecksumToHex(digest.Digest());
+  if (!impl->storage->is_local() && !options.cache_dir.empty()) {
+    std::string dir = options.cache_dir + "/" + ChecksumToHex(Checksum(url.data(), url.size())) + "-" +
+                      impl->fingerprint;
+    uint64_t capacity = options.max_cache_size;
+    if (capacity == 0) {
+      std::error_code ec;
+      fs::create_directories(options.cache_dir, ec);
+      struct statvfs vfs;
+      capacity = ::statvfs(options.cache_dir.c_str(), &vfs) == 0 ? vfs.f_bavail * vfs.f_frsize / 2 : (uint64_t{1} << 34);
+    }
+    CHUTE_ASSIGN_OR_RETURN(impl->cache, ShmIndex::Attach(dir, static_cast<uint32_t>(impl->chunks.size()), capacity));
+    impl->cache_path = dir;
+    // Open chunks hold cache references (no eviction): keep few of them.
+    impl->options.max_open_chunks = std::min<size_t>(impl->options.max_open_chunks, 2);
+  }
   impl->verified = std::make_unique<std::atomic<bool>[]>(impl->chunks.size());
   return std::shared_ptr<Dataset>(new Dataset(std::move(impl)));
 }
@@ -438,6 +486,7 @@ const std::vector<ChunkInfo>& Dataset::chunks() const { return impl_->chunks; }
 const std::vector<uint64_t>& Dataset::chunk_starts() const { return impl_->starts; }
 const std::string& Dataset::schema_json() const { return impl_->schema_json; }
 const std::string& Dataset::fingerprint() const { return impl_->fingerprint; }
+const std::string& Dataset::cache_path() const { return impl_->cache_path; }
 const std::string& Dataset::compression() const { return impl_->compression; }
 
 std::pair<uint32_t, uint64_t> Dataset::Locate(uint64_t i) const {

@@ -48,6 +48,13 @@ class StreamingDataset(IterableDataset):
             the environment (AWS_*, STORAGE_EMULATOR_HOST, Google ADC).
         part_size: bytes per ranged GET when reading remote chunks.
         max_concurrency: ranged GETs in flight per process.
+        cache_dir: where remote chunks are cached on this node (default
+            ``$XDG_CACHE_HOME/chute`` or ``~/.cache/chute``); one directory per dataset
+            URL and content, shared by every process of the node through a shared-memory
+            index, so each chunk is downloaded once per node. Local datasets are read in
+            place.
+        max_cache_size: bytes the cache may hold (e.g. "50GB"); least recently used
+            chunks nobody reads are evicted. Default: half the free disk space.
         item_loader: :class:`chute.TokensLoader` to read a token dataset as blocks of
             consecutive tokens (items are then blocks: ``len``, ``ds[i]``, order, resume).
 
@@ -58,7 +65,8 @@ class StreamingDataset(IterableDataset):
 
     def __init__(self, input_dir, *, shuffle: bool = False, seed: int = 42, drop_last: bool = False,
                  transform=None, partitions: int = 64, shuffle_window=1, verify_checksums: bool = True,
-                 storage_options=None, part_size="8MiB", max_concurrency: int = 16, item_loader=None):
+                 storage_options=None, part_size="8MiB", max_concurrency: int = 16, item_loader=None,
+                 cache_dir=None, max_cache_size=None):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
         if max_concurrency < 1:
@@ -67,6 +75,8 @@ class StreamingDataset(IterableDataset):
         self.storage_options = storage_options_to_strings(storage_options)
         self.part_size = parse_size(part_size, "part_size")
         self.max_concurrency = max_concurrency
+        self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.max_cache_size = parse_size(max_cache_size, "max_cache_size") if max_cache_size is not None else 0
         if item_loader is not None and not isinstance(item_loader, TokensLoader):
             raise TypeError(f"item_loader must be a chute.TokensLoader, not {type(item_loader).__name__}")
         self.item_loader = item_loader
@@ -87,7 +97,8 @@ class StreamingDataset(IterableDataset):
     def _open(self):
         self._core = _core.Dataset.open(self.input_dir, verify_checksums=self.verify_checksums,
                                         storage_options=self.storage_options, part_size=self.part_size,
-                                        concurrency=self.max_concurrency)
+                                        concurrency=self.max_concurrency, cache_dir=self.cache_dir,
+                                        max_cache_size=self.max_cache_size)
         self._decoder = Decoder(json.loads(self._core.schema_json))
         self._blocks = None
         if self.item_loader is not None:
@@ -219,6 +230,11 @@ class StreamingDataset(IterableDataset):
             else:
                 for i in ids.tolist():
                     yield self._decode(core.get(i))
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "chute")
 
 
 def rank_count(remaining: int, world_size: int, drop_last: bool) -> int:

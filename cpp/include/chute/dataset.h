@@ -31,6 +31,14 @@ struct DatasetOptions {
   // Remote reads: bytes per ranged GET and GETs in flight.
   uint64_t part_size = 8 << 20;
   size_t concurrency = 16;
+  // Node-local cache of remote chunks: a directory under `cache_dir` keyed by the URL and
+  // the dataset's fingerprint (a rewritten dataset never reuses stale chunks), shared by
+  // every process on the node through a shared-memory index (see cache/shm_index.h):
+  // each chunk is fetched once per node. Empty: no cache (chunks live in memory).
+  std::string cache_dir;
+  // Bytes the cache may hold (exceeded only by chunks being read); 0: half the free
+  // space of the cache's file system.
+  uint64_t max_cache_size = 0;
 };
 
 class CHUTE_API Dataset {
@@ -54,6 +62,8 @@ class CHUTE_API Dataset {
   // 16 hex digits identifying the dataset's content (a digest of its chunk list and
   // checksums): equal for copies of one dataset, different after it is rewritten.
   const std::string& fingerprint() const;
+  // The node-local cache directory of this dataset, or "" (local dataset, or no cache).
+  const std::string& cache_path() const;
   // "zstd:<level>" or "" when uncompressed.
   const std::string& compression() const;
 

@@ -21,8 +21,9 @@
 //
 // Thread-safety: Storage methods may be called concurrently.
 // Fork: a Storage must not be used in a child process; open a new one there.
-// Exit: ShutdownStorage() releases every remote client and then finalizes Arrow's S3
-// support, which Arrow requires before a process that used S3 exits. Call it once, at
+// Exit: ShutdownStorage() detaches this process from the node-local chunk caches
+// (dataset.h), releases every remote client and then finalizes Arrow's S3 support,
+// which Arrow requires before a process that used S3 exits. Call it once, at
 // the end (the Python package does at interpreter exit); no store may be used after.
 #pragma once
 

@@ -1,5 +1,7 @@
 #include "arrow_fs.h"
 
+#include "../cache/shm_index.h"
+
 #include <arrow/buffer.h>
 #include <arrow/filesystem/s3fs.h>
 #include <arrow/io/interfaces.h>
@@ -212,6 +214,7 @@ std::shared_ptr<Storage> MakeArrowStorage(std::shared_ptr<arrow::fs::FileSystem>
 namespace chute {
 
 void ShutdownStorage() {
+  DetachAllCaches();
   std::vector<std::shared_ptr<storage::ArrowStorage>> live;
   {
     std::lock_guard lock(storage::LiveMutex());
