@@ -59,6 +59,13 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_home(tmp_path_factory):
+    """Remote chunks are cached under $XDG_CACHE_HOME/chute: a private one for the tests
+    (inherited by the processes they start)."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     from object_store import start_moto

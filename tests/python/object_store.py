@@ -96,10 +96,14 @@ def create_gcs_bucket(endpoint: str, bucket: str) -> None:
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target port; stop() refuses and cuts connections."""
+    """Forwards 127.0.0.1:<port> to a target port; stop() refuses and cuts connections.
+    Counts the bytes the server sends (`bytes_served`); `delay` seconds are waited
+    before forwarding each piece of a response (a slow store)."""
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, delay: float = 0.0):
         self.target_port = target_port
+        self.delay = delay
+        self.bytes_served = 0
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._listener = None
@@ -145,13 +149,17 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, down in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, down), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst):
+    def _pipe(self, src, dst, down):
         try:
             while data := src.recv(1 << 16):
+                if down:
+                    with self._lock:
+                        self.bytes_served += len(data)
+                    if self.delay:
+                        time.sleep(self.delay)
                 dst.sendall(data)
         except OSError:
             pass

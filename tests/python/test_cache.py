@@ -1,0 +1,153 @@
+"""The node-local cache of remote chunks, shared through shared memory, crash-safe."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+import chute
+from object_store import TcpProxy, create_s3_bucket
+
+N, CHUNK = 400, 10  # 40 chunks
+
+
+def _sample(i):
+    return {"i": i, "x": np.full(20_000, i % 251, dtype=np.uint8)}
+
+
+def _options(endpoint):
+    return {"endpoint_url": endpoint, "access_key_id": "testing", "secret_access_key": "testing",
+            "region": "us-east-1", "timeout": 20}
+
+
+@pytest.fixture(scope="module")
+def dataset(s3_server):
+    bucket = f"c-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    url = f"s3://{bucket}/ds"
+    chute.optimize(_sample, range(N), url, chunk_size=CHUNK, progress=False, num_workers=0,
+                   storage_options=_options(s3_server.endpoint))
+    size = sum(c[2] for c in chute.StreamingDataset(url, storage_options=_options(s3_server.endpoint)).core.chunks)
+    return url, size
+
+
+def _shm_entries():
+    return [n for n in os.listdir("/dev/shm") if n.startswith(f"chute-{os.getuid()}-")]
+
+
+READER = textwrap.dedent("""
+    import json, os, sys, time
+    import chute
+    from torch.utils.data import DataLoader
+    url, options, cache, workers, pause = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+    ds = chute.StreamingDataset(url, storage_options=options, cache_dir=cache, shuffle=True,
+                                max_cache_size=int(sys.argv[6]) or None)
+    loader = DataLoader(ds, batch_size=None, num_workers=workers, collate_fn=lambda s: s)
+    seen = []
+    held = []
+    for sample in loader:
+        seen.append(sample["i"])
+        assert int(sample["x"][0]) == sample["i"] % 251
+        if len(seen) == 5:
+            print("reading", flush=True)
+            held.append(sample)      # keep a reference into a chunk
+            time.sleep(pause)        # ... while we may be killed
+    print(json.dumps(sorted(seen)), flush=True)
+""")
+
+
+def _reader(url, endpoint, cache, workers=0, pause=0.0, max_cache_size=0, rank=0, world=1):
+    env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    return subprocess.Popen([sys.executable, "-c", READER, url, json.dumps(_options(endpoint)), cache, str(workers),
+                             str(pause), str(max_cache_size)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc, timeout=120):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_two_ranks_two_workers_download_each_chunk_once(s3_server, dataset, tmp_path):
+    url, size = dataset
+    proxy = TcpProxy(s3_server.port).start()
+    try:
+        procs = [_reader(url, proxy.endpoint, str(tmp_path), workers=2, rank=r, world=2) for r in range(2)]
+        seen = [_finish(p) for p in procs]
+    finally:
+        proxy.stop()
+    assert sorted(seen[0] + seen[1]) == list(range(N))
+    # every chunk once for the node; the rest is index.json (read by each process) and
+    # HTTP headers, less than one chunk
+    chunk = size // (N // CHUNK)
+    assert size <= proxy.bytes_served < size + chunk, (proxy.bytes_served, size, chunk)
+    assert not _shm_entries()
+
+
+def test_cache_stays_within_its_limit(s3_server, dataset, tmp_path):
+    url, size = dataset
+    chunk = size // (N // CHUNK)
+    limit = size // 3
+    ds = chute.StreamingDataset(url, storage_options=_options(s3_server.endpoint), cache_dir=str(tmp_path),
+                                max_cache_size=limit, shuffle=True)
+    cache = ds.core.cache_path
+    assert cache.startswith(str(tmp_path))
+    peak, stop = [0], threading.Event()
+
+    def sample_size():
+        while not stop.is_set():
+            total = 0
+            for f in glob.glob(os.path.join(cache, "*")) + glob.glob(os.path.join(cache, ".fetch-*")):
+                try:
+                    total += os.path.getsize(f)
+                except OSError:
+                    pass
+            peak[0] = max(peak[0], total)
+            time.sleep(0.002)
+
+    t = threading.Thread(target=sample_size, daemon=True)
+    t.start()
+    try:
+        seen = sorted(s["i"] for s in ds)
+    finally:
+        stop.set()
+        t.join()
+    assert seen == list(range(N))
+    # open chunks (at most 2) and the one being fetched may exceed the limit, nothing else
+    assert peak[0] <= limit + 3 * chunk + 4096, (peak[0], limit, chunk)
+    assert peak[0] > 0
+
+
+def test_killed_readers_leave_nothing_that_blocks_or_leaks(s3_server, dataset, tmp_path):
+    url, size = dataset
+    cache = str(tmp_path)
+    # killed in the middle of a fetch: a slow store keeps the fetch going
+    slow = TcpProxy(s3_server.port, delay=0.05).start()
+    try:
+        fetching = _reader(url, slow.endpoint, cache)
+        time.sleep(1.5)
+        fetching.send_signal(signal.SIGKILL)
+        fetching.wait()
+    finally:
+        slow.stop()
+    # killed while reading, holding a chunk (and its cache reference)
+    reading = _reader(url, s3_server.endpoint, cache, pause=60, max_cache_size=size // 4)
+    assert reading.stdout.readline().strip() == "reading"
+    reading.send_signal(signal.SIGKILL)
+    reading.wait()
+    # a new process on the same cache completes the epoch with correct samples (the
+    # reader checks every sample's payload), also evicting what the dead held
+    assert _finish(_reader(url, s3_server.endpoint, cache, max_cache_size=size // 4)) == list(range(N))
+    assert not _shm_entries(), _shm_entries()
+    leftovers = [f for f in glob.glob(os.path.join(cache, "*", ".fetch-*"))]
+    assert not leftovers
