@@ -202,6 +202,7 @@ void init_format(nb::module_& m) {
       .def_prop_ro("compression", &Dataset::compression)
       .def_prop_ro("fingerprint", &Dataset::fingerprint)
       .def_prop_ro("cache_path", &Dataset::cache_path)
+      .def_prop_ro("cache_capacity", &Dataset::cache_capacity)
       .def_prop_ro("chunk_starts", &Dataset::chunk_starts, "First item of each chunk, then len().")
       .def_prop_ro("chunks",
                    [](const Dataset& d) {
@@ -212,6 +213,9 @@ void init_format(nb::module_& m) {
                    },
                    "(file, num_items, num_bytes) per chunk.")
       .def("locate", &Dataset::Locate, "i"_a, "(chunk, index in chunk) of item i.")
+      .def("prefetch",
+           [](const Dataset& d, const std::vector<uint32_t>& chunks) { d.Prefetch(chunks); },
+           "chunks"_a, "Starts fetching these chunks into the node cache in the background.")
       .def("get",
            [](const Dataset& d, uint64_t i) {
              Result<Item> r = [&] {

@@ -70,6 +70,7 @@ void init_tokens(nb::module_& m) {
       .def_prop_ro("block_size", &TokenBlocks::block_size)
       .def_prop_ro("num_tokens", &TokenBlocks::num_tokens)
       .def_prop_ro("blocks_per_chunk", &TokenBlocks::blocks_per_chunk)
+      .def_prop_ro("chunk_token_starts", &TokenBlocks::chunk_token_starts, "First token of each chunk, then the total.")
       .def_prop_ro("token_dtype",
                    [](const TokenBlocks& t) {
                      DType d = Unwrap(t.token_dtype());

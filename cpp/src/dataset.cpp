@@ -9,6 +9,7 @@
 #include <list>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <sys/statvfs.h>
 
@@ -328,9 +329,27 @@ struct Dataset::Impl {
   std::unique_ptr<IoPool> pool;  // remote datasets only
   std::shared_ptr<ShmIndex> cache;  // remote datasets with a cache_dir
 
+  std::mutex prefetch_mu;
+  std::unordered_set<uint32_t> prefetching;
+
   std::mutex mu;  // guards the open-chunk LRU
   std::list<uint32_t> lru;
   std::unordered_map<uint32_t, std::pair<std::shared_ptr<ChunkReader>, std::list<uint32_t>::iterator>> open;
+
+  // Chunk c in the node cache, with a reference held (fetched by this thread if no
+  // process has it).
+  Result<std::string> AcquireCached(uint32_t c) {
+    const ChunkInfo& info = chunks[c];
+    std::string path = JoinPath(root, info.file);
+    auto fetch = [&](const std::string& temp) -> Status {
+      auto remote = std::make_shared<RemoteChunkBytes>(storage, path, info, options.part_size, options.verify_checksums);
+      remote->Start(*pool);
+      CHUTE_RETURN_NOT_OK(remote->Wait(0, info.num_bytes));
+      std::span<const std::byte> all(remote->data(), info.num_bytes);
+      return WriteFileAtomic(temp, {&all, 1});
+    };
+    return cache->Acquire(c, info.num_bytes, storage->timeout() + 30, fetch);
+  }
 
   Result<std::shared_ptr<ChunkReader>> Chunk(uint32_t c) {
     {
@@ -353,15 +372,7 @@ struct Dataset::Impl {
       }
       bytes = std::make_shared<MappedChunkBytes>(*file);
     } else if (cache) {
-      const ChunkInfo& info = chunks[c];
-      auto fetch = [&](const std::string& temp) -> Status {
-        auto remote = std::make_shared<RemoteChunkBytes>(storage, path, info, options.part_size, verify);
-        remote->Start(*pool);
-        CHUTE_RETURN_NOT_OK(remote->Wait(0, info.num_bytes));
-        std::span<const std::byte> all(remote->data(), info.num_bytes);
-        return WriteFileAtomic(temp, {&all, 1});
-      };
-      CHUTE_ASSIGN_OR_RETURN(std::string cached, cache->Acquire(c, info.num_bytes, storage->timeout() + 30, fetch));
+      CHUTE_ASSIGN_OR_RETURN(std::string cached, AcquireCached(c));
       auto file = MappedFile::Open(cached);
       if (!file.ok()) {
         cache->Release(c);
@@ -386,6 +397,9 @@ struct Dataset::Impl {
     }
     return reader;
   }
+
+  // Declared last: destroyed first, before what its tasks use.
+  std::unique_ptr<IoPool> prefetch_pool;
 };
 
 Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -472,6 +486,8 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
       capacity = ::statvfs(options.cache_dir.c_str(), &vfs) == 0 ? vfs.f_bavail * vfs.f_frsize / 2 : (uint64_t{1} << 34);
     }
     CHUTE_ASSIGN_OR_RETURN(impl->cache, ShmIndex::Attach(dir, static_cast<uint32_t>(impl->chunks.size()), capacity));
+    // Chunks fetched ahead at once (each with its own ranged GETs): small chunks need many.
+    impl->prefetch_pool = std::make_unique<IoPool>(std::max<size_t>(2, options.concurrency / 2));
     impl->cache_path = dir;
     // Open chunks hold cache references (no eviction): keep few of them.
     impl->options.max_open_chunks = std::min<size_t>(impl->options.max_open_chunks, 2);
@@ -487,6 +503,7 @@ const std::vector<uint64_t>& Dataset::chunk_starts() const { return impl_->start
 const std::string& Dataset::schema_json() const { return impl_->schema_json; }
 const std::string& Dataset::fingerprint() const { return impl_->fingerprint; }
 const std::string& Dataset::cache_path() const { return impl_->cache_path; }
+uint64_t Dataset::cache_capacity() const { return impl_->cache ? impl_->cache->capacity() : 0; }
 const std::string& Dataset::compression() const { return impl_->compression; }
 
 std::pair<uint32_t, uint64_t> Dataset::Locate(uint64_t i) const {
@@ -502,6 +519,26 @@ Result<Item> Dataset::GetItem(uint64_t i) const {
                            std::to_string(num_items()) + " items)");
   auto [c, j] = Locate(i);
   return GetChunkItem(c, j);
+}
+
+void Dataset::Prefetch(std::span<const uint32_t> chunks) const {
+  Impl* m = impl_.get();
+  if (!m->cache) return;
+  for (uint32_t c : chunks) {
+    if (c >= m->chunks.size()) continue;
+    {
+      std::lock_guard lock(m->prefetch_mu);
+      if (!m->prefetching.insert(c).second) continue;
+    }
+    m->prefetch_pool->Submit([m, c] {
+      if (m->cache->Peek(c) == false) {
+        auto path = m->AcquireCached(c);
+        if (path.ok()) m->cache->Release(c);
+      }
+      std::lock_guard lock(m->prefetch_mu);
+      m->prefetching.erase(c);
+    });
+  }
 }
 
 Result<Item> Dataset::GetChunkItem(uint32_t chunk, uint64_t j) const {

@@ -195,6 +195,7 @@ uint64_t TokenBlocks::block_size() const { return impl_->block_size; }
 uint64_t TokenBlocks::num_tokens() const { return impl_->num_tokens; }
 uint64_t TokenBlocks::num_blocks() const { return impl_->num_tokens / impl_->block_size; }
 const std::vector<uint64_t>& TokenBlocks::blocks_per_chunk() const { return impl_->blocks_per_chunk; }
+const std::vector<uint64_t>& TokenBlocks::chunk_token_starts() const { return impl_->chunk_token_starts; }
 
 Result<DType> TokenBlocks::token_dtype() const {
   for (uint32_t c = 0; c < impl_->dataset->chunks().size(); ++c) {

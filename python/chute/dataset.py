@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import multiprocessing
 import operator
@@ -55,6 +56,8 @@ class StreamingDataset(IterableDataset):
             place.
         max_cache_size: bytes the cache may hold (e.g. "50GB"); least recently used
             chunks nobody reads are evicted. Default: half the free disk space.
+        prefetch_bytes: how far ahead (in chunk bytes) each reader has the chunks it will
+            need next fetched into the cache in the background, in the epoch's order.
         item_loader: :class:`chute.TokensLoader` to read a token dataset as blocks of
             consecutive tokens (items are then blocks: ``len``, ``ds[i]``, order, resume).
 
@@ -66,7 +69,7 @@ class StreamingDataset(IterableDataset):
     def __init__(self, input_dir, *, shuffle: bool = False, seed: int = 42, drop_last: bool = False,
                  transform=None, partitions: int = 64, shuffle_window=1, verify_checksums: bool = True,
                  storage_options=None, part_size="8MiB", max_concurrency: int = 16, item_loader=None,
-                 cache_dir=None, max_cache_size=None):
+                 cache_dir=None, max_cache_size=None, prefetch_bytes="256MB"):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
         if max_concurrency < 1:
@@ -77,6 +80,7 @@ class StreamingDataset(IterableDataset):
         self.max_concurrency = max_concurrency
         self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
         self.max_cache_size = parse_size(max_cache_size, "max_cache_size") if max_cache_size is not None else 0
+        self.prefetch_bytes = parse_size(prefetch_bytes, "prefetch_bytes")
         if item_loader is not None and not isinstance(item_loader, TokensLoader):
             raise TypeError(f"item_loader must be a chute.TokensLoader, not {type(item_loader).__name__}")
         self.item_loader = item_loader
@@ -184,6 +188,49 @@ class StreamingDataset(IterableDataset):
             return self._gather(np.array([i], dtype=np.uint64))[0]
         return self._decode(self.core.get(i))
 
+    def _chunks_of(self, ids):
+        """The chunk of each item (or of each block's first token) in `ids`."""
+        if self.blocks is not None:
+            starts = np.asarray(self.blocks.chunk_token_starts, dtype=np.uint64)
+            return np.searchsorted(starts, ids * np.uint64(self.item_loader.block_size), side="right") - 1
+        return np.searchsorted(np.asarray(self.core.chunk_starts, dtype=np.uint64), ids, side="right") - 1
+
+    def _prefetched(self, batches):
+        """Passes the id batches through, first asking the core to fetch the chunks of the
+        coming ones (up to prefetch_bytes ahead) into the node cache."""
+        core = self.core
+        if not core.cache_path:
+            yield from batches
+            return
+        sizes = [c[2] for c in core.chunks]
+        # Never look further ahead than half the cache holds: prefetched chunks would evict
+        # each other before they are read.
+        budget = min(self.prefetch_bytes, core.cache_capacity // 2)
+        ahead = collections.deque()     # (ids, their chunks) not yet yielded
+        uses = collections.Counter()    # chunk -> batches in `ahead` that need it
+        pending = 0                     # bytes of the distinct chunks in `ahead`
+        requested = set()
+        for ids in batches:
+            chunks = list(dict.fromkeys(self._chunks_of(ids).tolist()))
+            ahead.append((ids, chunks))
+            for c in chunks:
+                pending += sizes[c] if uses[c] == 0 else 0
+                uses[c] += 1
+            if pending < budget:
+                continue
+            wanted = [c for _, cs in ahead for c in cs if c not in requested]
+            if wanted:
+                core.prefetch(wanted)
+                requested.update(wanted)
+            done, chunks = ahead.popleft()
+            for c in chunks:
+                uses[c] -= 1
+                pending -= sizes[c] if uses[c] == 0 else 0
+            yield done
+        core.prefetch([c for _, cs in ahead for c in cs if c not in requested])
+        for ids, _ in ahead:
+            yield ids
+
     def epoch_order(self, epoch: int) -> _core.EpochOrder:
         """The order of epoch ``epoch`` (position -> global item id)."""
         if self.blocks is not None:
@@ -224,7 +271,8 @@ class StreamingDataset(IterableDataset):
         layout = current_layout()
         epoch, start = self._position[0], self._position[1]
         core = self.core
-        for ids in rank_batches(self.epoch_order(epoch), start, layout, self._batch_size, self.drop_last):
+        batches = rank_batches(self.epoch_order(epoch), start, layout, self._batch_size, self.drop_last)
+        for ids in self._prefetched(batches):
             if self.blocks is not None:
                 yield from self._gather(ids)
             else:

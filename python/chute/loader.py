@@ -84,8 +84,8 @@ class StreamingDataLoader(DataLoader):
         """[batch_size, block_size] token batches in order, built ahead by a thread pool."""
         ds = self.dataset
         layout = current_layout()
-        ids = rank_batches(ds.epoch_order(epoch), start, Layout(layout.rank, layout.world_size), self._batch,
-                           ds.drop_last)
+        ids = ds._prefetched(rank_batches(ds.epoch_order(epoch), start, Layout(layout.rank, layout.world_size),
+                                          self._batch, ds.drop_last))
         pin = self.pin_memory and torch.cuda.is_available()
         ahead = collections.deque()
         with concurrent.futures.ThreadPoolExecutor(self._token_threads, thread_name_prefix="chute-tokens") as pool:

@@ -151,3 +151,20 @@ def test_killed_readers_leave_nothing_that_blocks_or_leaks(s3_server, dataset, t
     assert not _shm_entries(), _shm_entries()
     leftovers = [f for f in glob.glob(os.path.join(cache, "*", ".fetch-*"))]
     assert not leftovers
+
+
+def test_chunks_are_prefetched_in_epoch_order(s3_server, dataset, tmp_path):
+    url, size = dataset
+    ds = chute.StreamingDataset(url, storage_options=_options(s3_server.endpoint), cache_dir=str(tmp_path),
+                                shuffle=True, partitions=1, prefetch_bytes=size // 4)
+    it = iter(ds)
+    next(it)  # one sample read: the chunks of the next ~quarter of the epoch are coming
+    order = ds.epoch_order(0)
+    upcoming = list(dict.fromkeys(ds._chunks_of(order.fill(0, 1, N // 4)).tolist()))
+    deadline = time.monotonic() + 30
+    cached = set()
+    while time.monotonic() < deadline and not set(upcoming[:5]) <= cached:
+        cached = {int(os.path.basename(f)[1:-4]) for f in glob.glob(os.path.join(ds.core.cache_path, "c*.bin"))}
+        time.sleep(0.05)
+    assert set(upcoming[:5]) <= cached, (upcoming[:5], sorted(cached))
+    assert len(list(it)) == N - 1  # and the epoch goes on

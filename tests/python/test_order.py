@@ -92,7 +92,9 @@ loader = chute.StreamingDataLoader(ds, batch_size=int(sys.argv[2]), num_workers=
 print(json.dumps([b["i"].tolist() for b in loader]))
 dist.destroy_process_group()
 '''
-    port = str(29500 + os.getpid() % 1000)
+    from object_store import free_port
+
+    port = str(free_port())
     procs = []
     for rank in range(2):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",

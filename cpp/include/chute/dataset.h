@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +65,8 @@ class CHUTE_API Dataset {
   const std::string& fingerprint() const;
   // The node-local cache directory of this dataset, or "" (local dataset, or no cache).
   const std::string& cache_path() const;
+  // Bytes the node cache may hold (0 without a cache).
+  uint64_t cache_capacity() const;
   // "zstd:<level>" or "" when uncompressed.
   const std::string& compression() const;
 
@@ -72,6 +75,10 @@ class CHUTE_API Dataset {
   // Global item `i`. Errors name the chunk file: NotFound, Corrupt (checksum, truncation).
   Result<Item> GetItem(uint64_t i) const;
   Result<Item> GetChunkItem(uint32_t chunk, uint64_t j) const;
+  // Starts fetching `chunks` into the node cache in the background, in this order, and
+  // returns at once (remote datasets with a cache; otherwise a no-op). Chunks already
+  // cached or being fetched are skipped; failures surface when the chunk is read.
+  void Prefetch(std::span<const uint32_t> chunks) const;
 
  private:
   struct Impl;

@@ -42,6 +42,8 @@ class CHUTE_API TokenBlocks {
   // Blocks whose first token lies in each chunk (the "chunk sizes" of an EpochOrder over
   // blocks, so that block orders keep chunk locality).
   const std::vector<uint64_t>& blocks_per_chunk() const;
+  // First token of each chunk, then num_tokens().
+  const std::vector<uint64_t>& chunk_token_starts() const;
   // The stored token dtype (of the first document).
   Result<DType> token_dtype() const;
 

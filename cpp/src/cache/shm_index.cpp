@@ -1,6 +1,8 @@
 #include "shm_index.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -11,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -85,7 +88,10 @@ struct ShmIndex::Segment {
   uint64_t used;
   uint64_t clock;
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  // Bumped when a fetch ends; waiters sleep on it with a futex. (Not a process-shared
+  // pthread condvar: a waiter killed inside pthread_cond_wait can block later
+  // broadcasts forever in glibc; a futex keeps no per-waiter state.)
+  std::atomic<uint32_t> fetch_seq;
   int32_t procs[kMaxProcs];
   RefSlot refs[kMaxRefs];
 
@@ -151,11 +157,6 @@ Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint3
     pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
     pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&seg->mu, &ma);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&seg->cv, &ca);
     // Chunks an earlier run left (complete: they only appear by rename) are adopted;
     // partial fetches of dead processes are removed.
     for (auto& entry : std::filesystem::directory_iterator(real, ec)) {
@@ -254,6 +255,7 @@ void ShmIndex::SweepLocked() const {
   for (uint32_t c = 0; c < seg_->num_chunks; ++c) {
     if (entries[c].state == kFetching && !Alive(entries[c].owner)) {
       ::unlink(TempPath(c, entries[c].owner).c_str());
+      seg_->used -= std::min(seg_->used, entries[c].size);
       entries[c].state = kAbsent;
       entries[c].owner = 0;
     }
@@ -315,6 +317,7 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
     if (e.state == kFetching) {
       if (!Alive(e.owner)) {
         ::unlink(TempPath(c, e.owner).c_str());
+        seg_->used -= std::min(seg_->used, e.size);
         e.state = kAbsent;
         continue;
       }
@@ -323,22 +326,23 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
         return Status::IOError(path + ": timed out after " + std::to_string(static_cast<int>(timeout_s)) +
                                " s waiting for process " + std::to_string(e.owner) + " to fetch this chunk");
       }
-      // Wake at least every second to check that the fetcher is still alive.
-      struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      ts.tv_sec += 1;
-      int r = pthread_cond_timedwait(&seg_->cv, &seg_->mu, &ts);
-      if (r == EOWNERDEAD) {
-        pthread_mutex_consistent(&seg_->mu);
-        SweepLocked();
-      }
+      // Sleep until a fetch ends, waking at least every second to check that the
+      // fetcher is still alive.
+      uint32_t seq = seg_->fetch_seq.load(std::memory_order_acquire);
+      Unlock();
+      struct timespec one_second = {1, 0};
+      ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&seg_->fetch_seq), FUTEX_WAIT, seq, &one_second, nullptr, 0);
+      Lock();
       continue;
     }
     break;  // absent: this process fetches it
   }
+  // Reserve the space now, so that concurrent fetches together stay within the limit.
   EvictForLocked(size);
   entries[c].state = kFetching;
   entries[c].owner = pid_;
+  entries[c].size = size;
+  seg_->used += size;
   Unlock();
 
   std::string temp = TempPath(c, pid_);
@@ -348,17 +352,17 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
   Entry& e = entries[c];
   if (st.ok()) {
     e.state = kReady;
-    e.size = size;
-    seg_->used += size;
     AddRefLocked(c);
     e.last_use = ++seg_->clock;
   } else {
     ::unlink(temp.c_str());
+    seg_->used -= std::min(seg_->used, e.size);
     e.state = kAbsent;
   }
   e.owner = 0;
-  pthread_cond_broadcast(&seg_->cv);
+  seg_->fetch_seq.fetch_add(1, std::memory_order_release);
   Unlock();
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&seg_->fetch_seq), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
   if (!st.ok()) return st;
   return path;
 }
@@ -377,6 +381,16 @@ void ShmIndex::Release(uint32_t c) {
   }
   Unlock();
 }
+
+bool ShmIndex::Peek(uint32_t c) const {
+  if (!seg_ || ::getpid() != pid_) return true;
+  Lock();
+  bool present = seg_->entries()[c].state != kAbsent;
+  Unlock();
+  return present;
+}
+
+uint64_t ShmIndex::capacity() const { return seg_ ? seg_->capacity : 0; }
 
 uint64_t ShmIndex::used_bytes() const {
   if (!seg_) return 0;

@@ -5,7 +5,8 @@
 // and evicted (least recently used first) only when nobody reads it.
 //
 // Crash safety: the segment's mutex is robust (a holder that dies is detected by the
-// next locker); readers are recorded per pid, and a fetch or a reference held by a pid
+// next locker); waiters for a fetch sleep on a futex (no per-waiter state to leak);
+// readers are recorded per pid, and a fetch or a reference held by a pid
 // that no longer exists is reclaimed by whoever meets it. Files are written to a temp
 // name and renamed, so a partial chunk is never visible. The last process to detach
 // unlinks the segment (attach and detach are serialized by a flock on the directory);
@@ -44,8 +45,11 @@ class ShmIndex {
   Result<std::string> Acquire(uint32_t c, uint64_t size, double timeout_s,
                               const std::function<Status(const std::string& temp_path)>& fetch);
   void Release(uint32_t c);
+  // Whether chunk c is ready or being fetched by some process (a hint: no reference).
+  bool Peek(uint32_t c) const;
 
-  uint64_t used_bytes() const;
+  uint64_t used_bytes() const;  // cached and being fetched
+  uint64_t capacity() const;
   const std::string& shm_name() const { return name_; }
 
  private:
