@@ -63,3 +63,21 @@ def test_demo_runs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "chute", "demo", "--dir", str(tmp_path), "--num-samples", "300",
                           "--sample-kb", "5"], check=True, capture_output=True, text=True, timeout=300).stdout
     assert "optimize: 300 samples" in out and out.count("samples/s") == 2
+
+
+def test_shm_index_under_contention_with_thread_sanitizer(tmp_path):
+    """tests/cpp/test_shm_index.cpp: processes x threads on one small cache, one killed."""
+    cmake = shutil.which("cmake")
+    root = os.path.join(HERE, "..", "..")
+    build = tmp_path / "build"
+    configure = [cmake, "-S", root, "-B", str(build), "-DCHUTE_BUILD_TESTS=ON", "-DCHUTE_BUILD_BENCH=OFF",
+                 "-DCHUTE_SANITIZE=thread", "-DCMAKE_BUILD_TYPE=RelWithDebInfo", f"-DPython_EXECUTABLE={sys.executable}"]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"]
+    subprocess.run(configure, check=True, capture_output=True)
+    subprocess.run([cmake, "--build", str(build), "--target", "test_shm_index"], check=True, capture_output=True)
+    proc = subprocess.run([str(build / "test_shm_index"), str(tmp_path / "cache")], capture_output=True, text=True,
+                          timeout=300)
+    assert "ThreadSanitizer" not in proc.stderr, proc.stderr[-4000:]
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    assert "segment_removed=1" in proc.stdout
