@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "cache/shm_index.h"
 #include "checksum.h"
@@ -123,6 +124,12 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
         verify_(verify), buffer_(AllocateAligned(info.num_bytes)),
         done_((info.num_bytes + part_size_ - 1) / part_size_, 0) {}
 
+  ~RemoteChunkBytes() override {
+    // Inherited through fork() (e.g. by an array view): the parent's threads may have
+    // waited on the condvar, and destroying it would block forever.
+    if (pid_ != ::getpid()) (void)cv_.release();
+  }
+
   void Start(IoPool& pool) {
     auto self = shared_from_this();
     for (size_t k = 0; k < done_.size(); ++k) pool.Submit([self, k] { self->FetchPart(k); });
@@ -138,7 +145,7 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(storage_->timeout() + 5);
     std::unique_lock lock(mu_);
     for (size_t k = first; k <= last && k < done_.size(); ++k) {
-      if (!cv_.wait_until(lock, deadline, [&] { return done_[k] || !error_.ok(); }))
+      if (!cv_->wait_until(lock, deadline, [&] { return done_[k] || !error_.ok(); }))
         return Status::IOError(storage_->Url(path_) + ": timed out waiting for bytes " + std::to_string(offset) +
                                ".." + std::to_string(offset + length) + " (storage_options timeout)");
       if (!error_.ok()) return error_;
@@ -176,9 +183,10 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
         done_[k] = 1;
       }
     }
-    cv_.notify_all();
+    cv_->notify_all();
   }
 
+  pid_t pid_ = ::getpid();
   std::shared_ptr<Storage> storage_;
   std::string path_;
   ChunkInfo info_;
@@ -186,7 +194,7 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
   bool verify_;
   std::shared_ptr<std::byte> buffer_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::unique_ptr<std::condition_variable> cv_ = std::make_unique<std::condition_variable>();
   std::vector<uint8_t> done_;
   size_t num_arrived_ = 0;
   Status error_;
@@ -315,6 +323,7 @@ Status BadIndex(const std::string& path, const std::string& what) {
 }  // namespace
 
 struct Dataset::Impl {
+  pid_t pid = ::getpid();  // the process that opened it
   std::string url;
   std::shared_ptr<Storage> storage;
   std::string root;  // the dataset's path inside `storage`
@@ -403,7 +412,11 @@ struct Dataset::Impl {
 };
 
 Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Dataset::~Dataset() = default;
+Dataset::~Dataset() {
+  // Inherited through fork(): its threads, condition variables and clients belong to the
+  // parent (destroying a condvar a parent thread waited on blocks forever): leave it.
+  if (impl_ && impl_->pid != ::getpid()) (void)impl_.release();
+}
 
 Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const DatasetOptions& options,
                                                const StorageOptions& storage_options) {

@@ -18,9 +18,6 @@ from chute._serialize import Decoder
 from chute._units import parse_size, storage_options_to_strings
 from chute.tokens import TokensLoader
 
-# Datasets inherited through fork(): kept, never destroyed in the child (see `core`).
-_FORKED_LEFTOVERS: list = []
-
 
 class StreamingDataset(IterableDataset):
     """Streams the samples of a dataset written by :func:`chute.optimize`.
@@ -131,11 +128,10 @@ class StreamingDataset(IterableDataset):
 
     @property
     def core(self) -> _core.Dataset:
-        """The C++ dataset, reopened in a process that was forked after it was made: its
-        clients, connections and threads belong to the parent, so the child neither uses
-        nor destroys them."""
+        """The C++ dataset, reopened in a process that was forked after it was made (its
+        clients, connections and threads belong to the parent; C++ releases nothing of an
+        object inherited through fork)."""
         if self._pid != os.getpid():
-            _FORKED_LEFTOVERS.append(self._core)
             self._open()
         return self._core
 

@@ -7,7 +7,9 @@
 // memory their leaves point to, so they stay valid after the Dataset is destroyed.
 // Thread-safety: all const methods may be called concurrently from any thread.
 // Fork: a local Dataset may be used in a child process after fork(). A remote one must
-// not (its clients and threads belong to the parent): open a new one in the child.
+// not (its clients and threads belong to the parent): open a new one in the child. A
+// Dataset destroyed in a process other than the one that opened it releases nothing
+// (its memory stays with the child until exit).
 #pragma once
 
 #include <cstdint>
