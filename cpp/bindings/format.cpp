@@ -225,6 +225,15 @@ void init_format(nb::module_& m) {
              return ToPython(Unwrap(std::move(r)));
            },
            "i"_a, "The leaves of item i (arrays are read-only zero-copy views).")
+      .def("read",
+           [](const Dataset& d, uint64_t i) {
+             Result<Item> r = [&] {
+               nb::gil_scoped_release release;
+               return d.ReadItem(i);
+             }();
+             return ToPython(Unwrap(std::move(r)));
+           },
+           "i"_a, "Item i for random access: an uncached remote chunk is read only in part.")
       .def("get_in_chunk",
            [](const Dataset& d, uint32_t chunk, uint64_t j) {
              Result<Item> r = [&] {

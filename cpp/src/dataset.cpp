@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <list>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -200,6 +201,45 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
   Status error_;
 };
 
+// A remote chunk read on demand: only the byte ranges readers wait for are fetched
+// (header and tables, one item or one compressed block), into a chunk-sized buffer whose
+// untouched pages the OS never commits. For random access to uncached chunks. Thread-safe.
+class OnDemandChunkBytes final : public ChunkBytes {
+ public:
+  OnDemandChunkBytes(std::shared_ptr<Storage> storage, std::string path, uint64_t size)
+      : storage_(std::move(storage)), path_(std::move(path)), size_(size), buffer_(AllocateAligned(size)) {}
+
+  const std::byte* data() const override { return buffer_.get(); }
+  size_t size() const override { return size_; }
+
+  Status Wait(uint64_t offset, uint64_t length) override {
+    if (offset + length > size_)
+      return Status::Corrupt(storage_->Url(path_) + ": item past the end of the chunk" + kRewriteHint);
+    std::lock_guard lock(mu_);
+    uint64_t pos = offset, end = offset + length;
+    while (pos < end) {
+      auto it = fetched_.upper_bound(pos);  // first interval starting after pos
+      if (it != fetched_.begin() && std::prev(it)->second > pos) {  // pos is inside a fetched interval
+        pos = std::prev(it)->second;
+        continue;
+      }
+      uint64_t gap_end = it != fetched_.end() ? std::min(end, it->first) : end;
+      CHUTE_RETURN_NOT_OK(storage_->ReadRange(path_, pos, gap_end - pos, buffer_.get() + pos));
+      fetched_[pos] = gap_end;
+      pos = gap_end;
+    }
+    return Status::OK();
+  }
+
+ private:
+  std::shared_ptr<Storage> storage_;
+  std::string path_;
+  uint64_t size_;
+  std::shared_ptr<std::byte> buffer_;
+  std::mutex mu_;
+  std::map<uint64_t, uint64_t> fetched_;  // start -> end of the ranges read
+};
+
 // One opened chunk. Thread-safe.
 class ChunkReader {
  public:
@@ -340,6 +380,26 @@ struct Dataset::Impl {
 
   std::mutex prefetch_mu;
   std::unordered_set<uint32_t> prefetching;
+
+  // Chunks read on demand by random access (ReadItem), most recent first.
+  std::mutex on_demand_mu;
+  std::list<std::pair<uint32_t, std::shared_ptr<ChunkReader>>> on_demand;
+
+  Result<std::shared_ptr<ChunkReader>> OnDemandChunk(uint32_t c) {
+    std::lock_guard lock(on_demand_mu);
+    for (auto it = on_demand.begin(); it != on_demand.end(); ++it) {
+      if (it->first == c) {
+        on_demand.splice(on_demand.begin(), on_demand, it);
+        return on_demand.front().second;
+      }
+    }
+    std::string path = JoinPath(root, chunks[c].file);
+    auto bytes = std::make_shared<OnDemandChunkBytes>(storage, path, chunks[c].num_bytes);
+    CHUTE_ASSIGN_OR_RETURN(auto reader, ChunkReader::Open(std::move(bytes), storage->Url(path), chunks[c], false));
+    on_demand.emplace_front(c, reader);
+    if (on_demand.size() > 8) on_demand.pop_back();
+    return reader;
+  }
 
   std::mutex mu;  // guards the open-chunk LRU
   std::list<uint32_t> lru;
@@ -552,6 +612,19 @@ void Dataset::Prefetch(std::span<const uint32_t> chunks) const {
       m->prefetching.erase(c);
     });
   }
+}
+
+Result<Item> Dataset::ReadItem(uint64_t i) const {
+  Impl* m = impl_.get();
+  if (m->storage->is_local() || i >= num_items()) return GetItem(i);
+  auto [c, j] = Locate(i);
+  {
+    std::lock_guard lock(m->mu);
+    if (m->open.count(c)) return GetChunkItem(c, j);
+  }
+  if (m->cache && m->cache->IsReady(c)) return GetChunkItem(c, j);
+  CHUTE_ASSIGN_OR_RETURN(auto reader, m->OnDemandChunk(c));
+  return reader->GetItem(j);
 }
 
 Result<Item> Dataset::GetChunkItem(uint32_t chunk, uint64_t j) const {

@@ -257,7 +257,9 @@ class StreamingDataset(IterableDataset):
             i += n
         if not 0 <= i < n:
             raise IndexError(f"index {index} out of range for {self.input_dir} ({n} samples)")
-        return self._sample(i)
+        if self.blocks is not None:
+            return self._sample(i)
+        return self._decode(self.core.read(i))  # an uncached remote chunk is read only in part
 
     def _gather(self, ids):
         block = torch.from_dlpack(self.blocks.gather(ids, self.item_loader.dtype))

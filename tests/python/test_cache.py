@@ -168,3 +168,21 @@ def test_chunks_are_prefetched_in_epoch_order(s3_server, dataset, tmp_path):
         time.sleep(0.05)
     assert set(upcoming[:5]) <= cached, (upcoming[:5], sorted(cached))
     assert len(list(it)) == N - 1  # and the epoch goes on
+
+
+def test_random_access_reads_only_the_item(s3_server, dataset, tmp_path):
+    url, size = dataset
+    chunk = size // (N // CHUNK)
+    proxy = TcpProxy(s3_server.port).start()
+    try:
+        ds = chute.StreamingDataset(url, storage_options=_options(proxy.endpoint), cache_dir=str(tmp_path))
+        before = proxy.bytes_served
+        for i in (123, 124, 377, -1):
+            sample = ds[i]
+            assert sample["i"] == i % N and int(sample["x"][0]) == (i % N) % 251
+        served = proxy.bytes_served - before
+    finally:
+        proxy.stop()
+    # three chunks touched: their headers and tables and four 20 KB items, no whole chunk
+    assert served < chunk, (served, chunk)
+    assert not glob.glob(os.path.join(ds.core.cache_path, "c*.bin"))

@@ -77,6 +77,11 @@ class CHUTE_API Dataset {
   // Global item `i`. Errors name the chunk file: NotFound, Corrupt (checksum, truncation).
   Result<Item> GetItem(uint64_t i) const;
   Result<Item> GetChunkItem(uint32_t chunk, uint64_t j) const;
+  // Random access: like GetItem, but if item i's chunk is remote and neither open nor
+  // in the node cache, reads only the chunk's header and tables and the item's bytes
+  // (or its compressed block) — not the whole chunk. The chunk checksum cannot be
+  // checked on such partial reads.
+  Result<Item> ReadItem(uint64_t i) const;
   // Starts fetching `chunks` into the node cache in the background, in this order, and
   // returns at once (remote datasets with a cache; otherwise a no-op). Chunks already
   // cached or being fetched are skipped; failures surface when the chunk is read.

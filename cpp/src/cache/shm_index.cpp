@@ -390,6 +390,14 @@ bool ShmIndex::Peek(uint32_t c) const {
   return present;
 }
 
+bool ShmIndex::IsReady(uint32_t c) const {
+  if (!seg_ || ::getpid() != pid_) return false;
+  Lock();
+  bool ready = seg_->entries()[c].state == kReady;
+  Unlock();
+  return ready;
+}
+
 uint64_t ShmIndex::capacity() const { return seg_ ? seg_->capacity : 0; }
 
 uint64_t ShmIndex::used_bytes() const {

@@ -47,6 +47,8 @@ class ShmIndex {
   void Release(uint32_t c);
   // Whether chunk c is ready or being fetched by some process (a hint: no reference).
   bool Peek(uint32_t c) const;
+  // Whether chunk c is ready in the cache (a hint: no reference).
+  bool IsReady(uint32_t c) const;
 
   uint64_t used_bytes() const;  // cached and being fetched
   uint64_t capacity() const;
