@@ -126,8 +126,8 @@ def test_every_item_once_per_epoch(make_dataset, compression, optimize_workers, 
 
 
 def test_output_is_identical_for_any_num_workers(make_dataset, tmp_path):
-    a = make_dataset(_numbered, range(200), "a", num_workers=0, chunk_bytes="4KB", compression="zstd")
-    b = make_dataset(_numbered, range(200), "b", num_workers=2, chunk_bytes="4KB", compression="zstd")
+    make_dataset(_numbered, range(200), "a", num_workers=0, chunk_bytes="4KB", compression="zstd")
+    make_dataset(_numbered, range(200), "b", num_workers=2, chunk_bytes="4KB", compression="zstd")
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert len(files) > 5
     for name in files:
