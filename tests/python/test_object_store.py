@@ -95,6 +95,9 @@ def test_missing_bucket_index_and_wrong_endpoint(s3_server, s3_bucket):
     wrong = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(OSError, match=rf"failed after .* attempt.*is the endpoint {wrong} reachable"):
         chute.StreamingDataset(f"s3://{s3_bucket}/ds", storage_options=_s3_options(wrong, timeout=3))
+    # status-code-like digits in a name are not read as "access denied" / "not found"
+    with pytest.raises(OSError, match=rf"failed after .* attempt.*is the endpoint {wrong} reachable"):
+        chute.StreamingDataset("s3://data-401-403-404/ds", storage_options=_s3_options(wrong, timeout=2))
     with pytest.raises(ValueError, match="unknown storage option 'endpoint'.*endpoint_url"):
         chute.StreamingDataset(f"s3://{s3_bucket}/ds", storage_options={"endpoint": "x"})
     with pytest.raises(ValueError, match="unsupported URL scheme 'hdfs://'"):

@@ -23,14 +23,16 @@ enum class Failure { kTransient, kNotFound, kDenied, kPermanent };
 bool Contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
 
 Failure Classify(const arrow::Status& st) {
+  // Keywords only: bare status codes would match bucket names, ports and byte counts.
   const std::string m = st.ToString();
+  if (Contains(m, "NETWORK_CONNECTION") || Contains(m, "curlCode") || Contains(m, "UNAVAILABLE"))
+    return Failure::kTransient;
   if (Contains(m, "NO_SUCH_BUCKET") || Contains(m, "NoSuchBucket") || Contains(m, "NO_SUCH_KEY") ||
-      Contains(m, "NoSuchKey") || Contains(m, "RESOURCE_NOT_FOUND") || Contains(m, "NotFound") ||
-      Contains(m, "not found") || Contains(m, "does not exist") || Contains(m, "404") || st.IsKeyError())
+      Contains(m, "NoSuchKey") || Contains(m, "RESOURCE_NOT_FOUND") || Contains(m, "NOT_FOUND") ||
+      Contains(m, "NotFound") || Contains(m, "not found") || Contains(m, "does not exist") || st.IsKeyError())
     return Failure::kNotFound;
   if (Contains(m, "ACCESS_DENIED") || Contains(m, "AccessDenied") || Contains(m, "InvalidAccessKeyId") ||
-      Contains(m, "SignatureDoesNotMatch") || Contains(m, "PERMISSION_DENIED") || Contains(m, "UNAUTHENTICATED") ||
-      Contains(m, "403") || Contains(m, "401"))
+      Contains(m, "SignatureDoesNotMatch") || Contains(m, "PERMISSION_DENIED") || Contains(m, "UNAUTHENTICATED"))
     return Failure::kDenied;
   if (st.IsInvalid() || st.IsNotImplemented() || st.IsTypeError()) return Failure::kPermanent;
   return Failure::kTransient;  // connection refused/reset, timeouts, 5xx, throttling
