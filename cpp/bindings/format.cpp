@@ -134,6 +134,16 @@ nb::list ToPython(Item&& item) {
   return out;
 }
 
+// Runs `read` (a Result<Item> producer) without the GIL, then converts the item.
+template <typename F>
+nb::list ReadWithoutGil(F&& read) {
+  Result<Item> r = [&] {
+    nb::gil_scoped_release release;
+    return read();
+  }();
+  return ToPython(Unwrap(std::move(r)));
+}
+
 }  // namespace
 
 void init_format(nb::module_& m) {
@@ -218,29 +228,17 @@ void init_format(nb::module_& m) {
            "chunks"_a, "Starts fetching these chunks into the node cache in the background.")
       .def("get",
            [](const Dataset& d, uint64_t i) {
-             Result<Item> r = [&] {
-               nb::gil_scoped_release release;
-               return d.GetItem(i);
-             }();
-             return ToPython(Unwrap(std::move(r)));
+             return ReadWithoutGil([&] { return d.GetItem(i); });
            },
            "i"_a, "The leaves of item i (arrays are read-only zero-copy views).")
       .def("read",
            [](const Dataset& d, uint64_t i) {
-             Result<Item> r = [&] {
-               nb::gil_scoped_release release;
-               return d.ReadItem(i);
-             }();
-             return ToPython(Unwrap(std::move(r)));
+             return ReadWithoutGil([&] { return d.ReadItem(i); });
            },
            "i"_a, "Item i for random access: an uncached remote chunk is read only in part.")
       .def("get_in_chunk",
            [](const Dataset& d, uint32_t chunk, uint64_t j) {
-             Result<Item> r = [&] {
-               nb::gil_scoped_release release;
-               return d.GetChunkItem(chunk, j);
-             }();
-             return ToPython(Unwrap(std::move(r)));
+             return ReadWithoutGil([&] { return d.GetChunkItem(chunk, j); });
            },
            "chunk"_a, "j"_a, "The leaves of item j of chunk `chunk`.");
 }

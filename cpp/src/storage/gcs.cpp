@@ -13,12 +13,7 @@ Result<StorageLocation> MakeGcs(const std::string& url, const std::string& path,
   CHUTE_ASSIGN_OR_RETURN(bool anonymous, ParseBool(options, "anonymous", !endpoint.empty()));
   arrow::fs::GcsOptions o = anonymous ? arrow::fs::GcsOptions::Anonymous() : arrow::fs::GcsOptions::Defaults();
   if (!endpoint.empty()) {
-    o.scheme = "http";
-    if (auto sep = endpoint.find("://"); sep != std::string::npos) {
-      o.scheme = endpoint.substr(0, sep);
-      endpoint = endpoint.substr(sep + 3);
-    }
-    while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+    std::tie(o.scheme, endpoint) = SplitEndpoint(endpoint, "http");  // emulators speak plain HTTP
     o.endpoint_override = endpoint;
   }
   if (auto project = Get(options, "project_id"); !project.empty()) o.project_id = project;

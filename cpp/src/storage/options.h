@@ -3,6 +3,7 @@
 
 #include <set>
 #include <string>
+#include <utility>
 
 #include "chute/storage.h"
 
@@ -22,5 +23,7 @@ Result<CommonOptions> ParseCommon(const std::string& scheme, const StorageOption
 Result<bool> ParseBool(const StorageOptions& options, const std::string& key, bool fallback);
 std::string Get(const StorageOptions& options, const std::string& key, const std::string& fallback = "");
 std::string EnvOr(const char* name, const std::string& fallback = "");
+// "http://host:port/" -> {"http", "host:port"}; without a scheme, `default_scheme`.
+std::pair<std::string, std::string> SplitEndpoint(std::string endpoint, const std::string& default_scheme);
 
 }  // namespace chute::storage

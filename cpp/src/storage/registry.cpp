@@ -65,6 +65,16 @@ std::string EnvOr(const char* name, const std::string& fallback) {
   return v && *v ? v : fallback;
 }
 
+std::pair<std::string, std::string> SplitEndpoint(std::string endpoint, const std::string& default_scheme) {
+  std::string scheme = default_scheme;
+  if (auto sep = endpoint.find("://"); sep != std::string::npos) {
+    scheme = endpoint.substr(0, sep);
+    endpoint = endpoint.substr(sep + 3);
+  }
+  while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+  return {scheme, endpoint};
+}
+
 Result<bool> ParseBool(const StorageOptions& options, const std::string& key, bool fallback) {
   auto it = options.find(key);
   if (it == options.end()) return fallback;

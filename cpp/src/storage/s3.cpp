@@ -33,11 +33,7 @@ Result<StorageLocation> MakeS3(const std::string& url, const std::string& path, 
   if (!region.empty()) o.region = region;
   std::string endpoint = Get(options, "endpoint_url", EnvOr("AWS_ENDPOINT_URL_S3", EnvOr("AWS_ENDPOINT_URL")));
   if (!endpoint.empty()) {
-    if (auto sep = endpoint.find("://"); sep != std::string::npos) {
-      o.scheme = endpoint.substr(0, sep);
-      endpoint = endpoint.substr(sep + 3);
-    }
-    while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+    std::tie(o.scheme, endpoint) = SplitEndpoint(endpoint, o.scheme);
     o.endpoint_override = endpoint;
   }
   o.connect_timeout = common.connect_timeout;
