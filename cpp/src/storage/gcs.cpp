@@ -1,6 +1,8 @@
 // gs:// through Arrow's GcsFileSystem (google-cloud-cpp inside the pyarrow wheel).
 #include <arrow/filesystem/gcsfs.h>
 
+#include <tuple>
+
 #include "arrow_fs.h"
 
 namespace chute::storage {

@@ -3,6 +3,8 @@
 
 #include <mutex>
 
+#include <tuple>
+
 #include "arrow_fs.h"
 
 namespace chute::storage {
