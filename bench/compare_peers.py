@@ -6,35 +6,45 @@ vision subpackage is replaced by an empty module before import).
 
     python bench/compare_peers.py tokens [--tokens 100000000] [--block 2049] [--batch 64]
         [--workers 2] [--peer-python /path/to/python] [--dir /tmp/chute-peers]
-    python bench/compare_peers.py bytes [--samples 10000] [--sample-kb 110] ...
+    python bench/compare_peers.py bytes [--source local|s3] [--samples 10000] [--sample-kb 110]
+        [--first-byte-ms 20] [--mbps-per-connection 100] ...
 
 Workload `tokens`: documents of random int32 tokens (lengths 100..4000) summing to
 --tokens, read as shuffled blocks of --block tokens from local disk in a warm page cache
 (one untimed epoch first). chute and litdata use their TokensLoader; Mosaic Streaming has
 none, so it gets the same blocks pre-cut as fixed-size samples. Prints blocks/s, tokens/s,
-time to first batch and peak RSS (main process and workers), and chute's ratios.
+time to first batch, peak memory, and chute's ratios.
 
 Workload `bytes`: --samples random byte strings of --sample-kb KB (JPEG-like, undecoded)
-with an int label, from local disk: epoch 1 right after writing (page cache as the
-writer left it) and a warm epoch 2. chute also runs with threads only (`chute-threads`:
-num_workers=0, the in-process path).
+with an int label, shuffled, two epochs. `--source local`: from local disk (epoch 1 with
+the page cache as the writer left it, epoch 2 warm). `--source s3`: from
+bench/s3_bench_server.py serving the same files as a simulated cloud store (each request
+waits --first-byte-ms, then --mbps-per-connection per connection), each library caching
+into a fresh directory (epoch 1 downloads, epoch 2 reads its cache); WebDataset streams
+its shards with curl. chute also runs with threads only (`chute-threads`: num_workers=0,
+the in-process path). Epoch 1's time and first batch include opening the dataset.
+
+Peak memory is sampled from /proc over the process and its DataLoader workers: RSS
+(counting mapped file pages, e.g. chunks read through mmap) and anonymous RSS (private
+memory only).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import glob
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import types
 
 import numpy as np
-
 
 # ---- the data ------------------------------------------------------------------------
 
@@ -103,10 +113,7 @@ def run_litdata(args, workdir):
 
 
 def run_mosaic(args, workdir):
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # its registry build fails next to the CPU torch; vision is unused here
-        sys.modules["streaming.vision"] = types.ModuleType("streaming.vision")
+    _import_streaming()
     import streaming
     from torch.utils.data import DataLoader
 
@@ -138,90 +145,181 @@ def _count(batch):
     return len(batch["label"]) if isinstance(batch, dict) else len(batch)
 
 
-def _read_epochs(loader, epochs=2):
+def _read_epochs(make_loader, epochs=2):
+    """(seconds to first batch, seconds, samples) per epoch; epoch 1 includes opening the
+    dataset (reading its index, from S3 too)."""
     out = []
+    t0 = time.perf_counter()
+    loader = make_loader()
     for _ in range(epochs):
-        t0 = time.perf_counter()
         first, n = None, 0
         for batch in loader:
             if first is None:
                 first = time.perf_counter() - t0
             n += _count(batch)
         out.append((first, time.perf_counter() - t0, n))
+        t0 = time.perf_counter()
     return out
 
 
-def run_bytes(lib, args):
+def write_bytes_datasets(args):
+    """Each library's copy of the same samples under --dir/bytes/<lib>, written once."""
     workdir = os.path.join(args.dir, "bytes")
+    for lib in ("chute", "litdata", "mosaic", "webdataset"):
+        path = os.path.join(workdir, lib)
+        if os.path.exists(os.path.join(path, "done")):
+            continue
+        python = sys.executable if lib == "chute" else args.peer_python
+        subprocess.run([python, os.path.abspath(__file__), "bytes", "--write", lib, "--dir", args.dir,
+                        "--samples", str(args.samples), "--sample-kb", str(args.sample_kb)], check=True)
+        open(os.path.join(path, "done"), "w").close()
+
+
+def write_bytes(lib, args):
+    path = os.path.join(args.dir, "bytes", lib)
     size = args.sample_kb * 1000
-    path = os.path.join(workdir, lib.split("-")[0])
-    if lib.startswith("chute"):
+    sample = functools.partial(_bytes_sample, size=size)
+    if lib == "chute":
         import chute
 
-        if not os.path.exists(os.path.join(path, "index.json")):
-            chute.optimize(functools.partial(_bytes_sample, size=size), range(args.samples), path, num_workers=2,
-                           progress=False, overwrite=True)
-        ds = chute.StreamingDataset(path, shuffle=True)
-        workers = 0 if lib == "chute-threads" else args.workers
-        loader = chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=workers, collate_fn=_collate)
+        chute.optimize(sample, range(args.samples), path, num_workers=2, progress=False, overwrite=True)
     elif lib == "litdata":
         import litdata
 
-        if not os.path.exists(os.path.join(path, "index.json")):
-            litdata.optimize(fn=functools.partial(_bytes_sample, size=size), inputs=list(range(args.samples)),
-                             output_dir=path, chunk_bytes="64MB", num_workers=2)
-        ds = litdata.StreamingDataset(path, shuffle=True)
-        loader = litdata.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_collate)
+        litdata.optimize(fn=sample, inputs=list(range(args.samples)), output_dir=path, chunk_bytes="64MB",
+                         num_workers=2)
     elif lib == "mosaic":
-        try:
-            import torchvision  # noqa: F401
-        except Exception:
-            sys.modules["streaming.vision"] = types.ModuleType("streaming.vision")
+        _import_streaming()
+        import streaming
+
+        with streaming.MDSWriter(out=path, columns={"image": "bytes", "label": "int"}, size_limit="64mb") as w:
+            for i in range(args.samples):
+                w.write(sample(i))
+    else:
+        import webdataset as wds
+
+        os.makedirs(path, exist_ok=True)
+        with wds.ShardWriter(os.path.join(path, "shard-%06d.tar"), maxsize=64e6) as w:
+            for i in range(args.samples):
+                w.write({"__key__": f"{i:08d}", "jpg": sample(i)["image"], "cls": str(i)})
+
+
+def _import_streaming():
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # its registry build fails next to the CPU torch; vision is unused here
+        sys.modules["streaming.vision"] = types.ModuleType("streaming.vision")
+
+
+def bytes_loader(lib, args):
+    """A function making the DataLoader of `lib` over its copy of the data, read from local
+    disk or (--endpoint) from the S3 bench server into a fresh cache directory."""
+    local = os.path.join(args.dir, "bytes", lib.split("-")[0])
+    remote = f"s3://bytes/{lib.split('-')[0]}" if args.endpoint else None
+    cache = tempfile.mkdtemp(prefix=f"{lib}-cache-", dir=args.dir) if remote else None
+    workers = 0 if lib == "chute-threads" else args.workers
+    if lib.startswith("chute"):
+        import chute
+
+        def make():
+            ds = chute.StreamingDataset(remote or local, shuffle=True, cache_dir=cache)
+            return chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=workers, collate_fn=_collate)
+    elif lib == "litdata":
+        import litdata
+        from litdata.streaming import downloader
+
+        # litdata fetches chunks with obstore, whose client refuses http:// endpoints
+        # unless told otherwise (a real S3 endpoint is https).
+        downloader._OBSTORE_CLIENT_OPTIONS = {**downloader._OBSTORE_CLIENT_OPTIONS, "allow_http": "true"}
+
+        def make():
+            source = litdata.streaming.resolver.Dir(path=cache, url=remote) if remote else local
+            ds = litdata.StreamingDataset(source, shuffle=True)
+            return litdata.StreamingDataLoader(ds, batch_size=args.batch, num_workers=workers, collate_fn=_collate)
+    elif lib == "mosaic":
+        _import_streaming()
         import streaming
         from torch.utils.data import DataLoader
 
-        if not os.path.exists(os.path.join(path, "index.json")):
-            with streaming.MDSWriter(out=path, columns={"image": "bytes", "label": "int"}, size_limit="64mb") as w:
-                for i in range(args.samples):
-                    w.write(_bytes_sample(i, size))
-        streaming.base.util.clean_stale_shared_memory()
-        ds = streaming.StreamingDataset(local=path, shuffle=True, batch_size=args.batch)
-        loader = DataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_collate)
-    else:  # webdataset
+        def make():
+            streaming.base.util.clean_stale_shared_memory()
+            ds = streaming.StreamingDataset(remote=remote, local=cache or local, shuffle=True, batch_size=args.batch)
+            return DataLoader(ds, batch_size=args.batch, num_workers=workers, collate_fn=_collate)
+    else:  # webdataset: shards over plain HTTP GETs from the same server, as its users do
         import webdataset as wds
         from torch.utils.data import DataLoader
 
-        shards = os.path.join(path, "shard-%06d.tar")
-        if not os.path.exists(path):
-            os.makedirs(path)
-            with wds.ShardWriter(shards, maxsize=64e6) as w:
-                for i in range(args.samples):
-                    s = _bytes_sample(i, size)
-                    w.write({"__key__": f"{i:08d}", "jpg": s["image"], "cls": str(i)})
-        urls = sorted(glob.glob(os.path.join(path, "shard-*.tar")))
-        ds = wds.WebDataset(urls, shardshuffle=len(urls), nodesplitter=wds.split_by_node).shuffle(1000) \
-            .to_tuple("jpg", "cls")
-        loader = DataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_collate)
-    return _read_epochs(loader)
+        names = sorted(os.path.basename(u) for u in glob.glob(os.path.join(local, "shard-*.tar")))
+        urls = [f"pipe:curl -s -f {args.endpoint}/bytes/webdataset/{n}" if remote else os.path.join(local, n)
+                for n in names]
+
+        def make():
+            ds = wds.WebDataset(urls, shardshuffle=len(urls), nodesplitter=wds.split_by_node).shuffle(1000) \
+                .to_tuple("jpg", "cls")
+            return DataLoader(ds, batch_size=args.batch, num_workers=workers, collate_fn=_collate)
+    return make
+
+
+class MemorySampler:
+    """Peak memory of this process and its descendants, sampled every 20 ms from /proc:
+    RSS (resident pages, file-backed ones too: mapped chunks, page cache of mmaps) and
+    anonymous RSS (the process's own heap, stacks, private buffers)."""
+
+    def __init__(self):
+        self.peak_rss = self.peak_anon = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _tree(pid):
+        pids = [pid]
+        for p in pids:
+            for task in glob.glob(f"/proc/{p}/task/*/children"):
+                with contextlib.suppress(OSError), open(task) as f:
+                    pids += [int(c) for c in f.read().split()]
+        return pids
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            rss = anon = 0
+            for pid in self._tree(os.getpid()):
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            rss += int(line.split()[1])
+                        elif line.startswith("RssAnon:"):
+                            anon += int(line.split()[1])
+            self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.peak_rss / 1024, self.peak_anon / 1024
 
 
 def _collate(samples):
-    return samples
+    # litdata hands out bytes leaves as memoryviews of its chunk buffer, which cannot be
+    # pickled to the main process: its users convert them.
+    return [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in s.items()} if isinstance(s, dict) else s
+            for s in samples]
 
 
 def run_one(lib, args):
     global _DOCS
     if args.workload == "bytes":
-        epochs = run_bytes(lib, args)
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + \
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        make = bytes_loader(lib, args)
+        memory = MemorySampler()
+        epochs = _read_epochs(make)
+        rss, anon = memory.stop()
         print(json.dumps({"lib": lib, "epochs": [{"first_batch_s": f, "seconds": t, "samples": n,
                                                    "samples_per_s": n / t, "MB_per_s": n * args.sample_kb / 1000 / t}
-                                                  for f, t, n in epochs], "peak_rss_mb": kb / 1024}))
+                                                  for f, t, n in epochs], "peak_rss_mb": rss, "peak_anon_mb": anon}))
         return
     workdir = os.path.join(args.dir, "tokens")
     _DOCS = make_documents(workdir, args.tokens)
     os.environ["CHUTE_BENCH_DOCS"] = workdir
+    memory = MemorySampler()
     if lib == "chute":
         first, seconds, blocks = run_chute(args, workdir, "int32")
     elif lib == "chute-int64":
@@ -230,15 +328,19 @@ def run_one(lib, args):
         first, seconds, blocks = run_litdata(args, workdir)
     else:
         first, seconds, blocks = run_mosaic(args, workdir)
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    rss, anon = memory.stop()
     print(json.dumps({"lib": lib, "first_batch_s": first, "seconds": seconds, "blocks": blocks,
                       "blocks_per_s": blocks / seconds, "tokens_per_s": blocks * args.block / seconds,
-                      "peak_rss_mb": kb / 1024}))
+                      "peak_rss_mb": rss, "peak_anon_mb": anon}))
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("workload", choices=["tokens", "bytes"])
+    p.add_argument("--source", choices=["local", "s3"], default="local",
+                   help="bytes: read from local disk or from the S3 bench server")
+    p.add_argument("--first-byte-ms", type=float, default=20)
+    p.add_argument("--mbps-per-connection", type=float, default=100)
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--sample-kb", type=int, default=110)
     p.add_argument("--tokens", type=int, default=100_000_000)
@@ -249,13 +351,31 @@ def main():
     p.add_argument("--peer-python", default=sys.executable)
     p.add_argument("--libs", nargs="+")
     p.add_argument("--run", help=argparse.SUPPRESS)
+    p.add_argument("--write", help=argparse.SUPPRESS)
+    p.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.write:
+        write_bytes(args.write, args)
+        return
     if args.run:
         run_one(args.run, args)
         return
     os.makedirs(os.path.join(args.dir, args.workload), exist_ok=True)
+    env = dict(os.environ)
+    server = None
     if args.workload == "tokens":
         make_documents(os.path.join(args.dir, "tokens"), args.tokens)
+    else:
+        write_bytes_datasets(args)
+        if args.source == "s3":
+            from s3_bench_server import start
+
+            server, args.endpoint = start(args.dir, args.first_byte_ms, args.mbps_per_connection)
+            print(f"S3 bench server {args.endpoint}: {args.first_byte_ms:g} ms to first byte, "
+                  f"{args.mbps_per_connection:g} MB/s per connection", flush=True)
+            # chute and litdata (boto3) read AWS_ENDPOINT_URL, Mosaic S3_ENDPOINT_URL.
+            env.update(AWS_ENDPOINT_URL=args.endpoint, S3_ENDPOINT_URL=args.endpoint, AWS_ACCESS_KEY_ID="bench",
+                       AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
     libs = args.libs or (["chute", "chute-int64", "litdata", "mosaic"] if args.workload == "tokens"
                          else ["chute", "chute-threads", "litdata", "mosaic", "webdataset"])
     results = {}
@@ -264,7 +384,9 @@ def main():
         cmd = [python, os.path.abspath(__file__), args.workload, "--run", lib, "--tokens", str(args.tokens),
                "--block", str(args.block), "--batch", str(args.batch), "--workers", str(args.workers),
                "--dir", args.dir, "--samples", str(args.samples), "--sample-kb", str(args.sample_kb)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if args.endpoint:
+            cmd += ["--endpoint", args.endpoint]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(f"{lib}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
             continue
@@ -274,17 +396,27 @@ def main():
             for e, ep in enumerate(r["epochs"], 1):
                 print(f"{lib:14s} epoch {e}: {ep['samples_per_s']:9,.0f} samples/s {ep['MB_per_s']:8,.0f} MB/s  "
                       f"first batch {ep['first_batch_s'] * 1e3:7.1f} ms", flush=True)
-            print(f"{lib:14s} peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
+            print(f"{lib:14s} peak RSS {r['peak_rss_mb']:,.0f} MB (anonymous {r['peak_anon_mb']:,.0f} MB)", flush=True)
             continue
         print(f"{lib:12s} {r['blocks_per_s']:10,.0f} blocks/s  {r['tokens_per_s'] / 1e6:8.1f} M tokens/s  "
-              f"first batch {r['first_batch_s'] * 1e3:7.1f} ms  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+              f"first batch {r['first_batch_s'] * 1e3:7.1f} ms  peak RSS {r['peak_rss_mb']:7.0f} MB "
+              f"(anonymous {r['peak_anon_mb']:,.0f} MB)", flush=True)
+    if server is not None:
+        print(f"S3 bench server: {server.requests:,} requests, {server.bytes_served / 1e6:,.0f} MB served")
+        server.shutdown()
     if args.workload == "bytes":
         peers = [p for p in ("litdata", "mosaic", "webdataset") if p in results]
-        for e in (0, 1):
-            if "chute" in results and peers:
+        if "chute" in results and peers:
+            mine = results["chute"]
+            for e in (0, 1):
                 best = max(peers, key=lambda p: results[p]["epochs"][e]["samples_per_s"])
-                ratio = results["chute"]["epochs"][e]["samples_per_s"] / results[best]["epochs"][e]["samples_per_s"]
-                print(f"epoch {e + 1}: chute / best peer ({best}): {ratio:.1f}x samples/s")
+                theirs = results[best]["epochs"][e]
+                print(f"epoch {e + 1}: chute / best peer ({best}): "
+                      f"{mine['epochs'][e]['samples_per_s'] / theirs['samples_per_s']:.1f}x samples/s, first batch "
+                      f"{mine['epochs'][e]['first_batch_s'] * 1e3:.0f} vs {theirs['first_batch_s'] * 1e3:.0f} ms")
+            for key in ("peak_rss_mb", "peak_anon_mb"):
+                print(f"{key}: chute {mine[key]:,.0f}, peers " +
+                      ", ".join(f"{p} {results[p][key]:,.0f}" for p in peers))
         return
     for peer in ("litdata", "mosaic"):
         if "chute" in results and peer in results:

@@ -7,9 +7,10 @@ import collections
 import concurrent.futures
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from chute._distributed import Layout, current_layout
+from chute._shared_batch import SharedCollate
 from chute.dataset import StreamingDataset, rank_batches
 
 STATE_VERSION = 1
@@ -26,7 +27,8 @@ class StreamingDataLoader(DataLoader):
 
     All ``DataLoader`` keyword arguments are accepted (``collate_fn``, ``pin_memory``,
     ``persistent_workers``, ...); ``shuffle``, ``sampler`` and ``batch_sampler`` are the
-    dataset's business and not accepted.
+    dataset's business and not accepted. Batches come from worker processes through
+    shared memory (bytes and numpy leaves too, not only tensors).
     """
 
     def __init__(self, dataset, batch_size: int = 1, num_workers: int = 0, **kwargs):
@@ -56,6 +58,8 @@ class StreamingDataLoader(DataLoader):
             self._token_prefetch = kwargs.get("prefetch_factor") or 2
             super().__init__(dataset, batch_size=None, num_workers=0, pin_memory=kwargs.get("pin_memory", False))
         else:
+            if num_workers > 0:
+                kwargs["collate_fn"] = SharedCollate(kwargs.get("collate_fn") or default_collate)
             super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
         self._next_epoch = dataset.epoch
         self._resume_at = dataset._epoch_start()  # where the next iteration starts

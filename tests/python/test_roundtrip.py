@@ -125,6 +125,37 @@ def test_every_item_once_per_epoch(make_dataset, compression, optimize_workers, 
     assert seen != first  # each epoch shuffles differently
 
 
+def _large_leaves(i):
+    return {"image": bytes([i % 251]) * (5000 + i), "tiny": b"t%d" % i, "label": i,
+            "grid": np.full((40, 30), i, np.int64), "be": np.arange(2000, dtype=">u4") + i}
+
+
+@pytest.mark.parametrize("collate_fn", [None, list])
+def test_worker_batches_cross_through_shared_memory_unchanged(make_dataset, collate_fn):
+    # Big bytes and array leaves travel from the workers in one shared-memory buffer; the
+    # main process gets the same types and values as with num_workers=0.
+    path = make_dataset(_large_leaves, range(150), chunk_bytes="256KB")
+    ds = chute.StreamingDataset(path, shuffle=True)
+    kwargs = {"collate_fn": collate_fn} if collate_fn else {}
+    seen = []
+    for batch in chute.StreamingDataLoader(ds, batch_size=16, num_workers=2, **kwargs):
+        if collate_fn is None:
+            assert isinstance(batch["grid"], torch.Tensor) and batch["grid"].shape[1:] == (40, 30)
+            batch = [{"image": batch["image"][k], "tiny": batch["tiny"][k], "label": int(batch["label"][k]),
+                      "grid": batch["grid"][k].numpy()}
+                     for k in range(len(batch["label"]))]
+        for sample in batch:
+            i = int(sample["label"])
+            expected = _large_leaves(i)
+            assert_same(sample["image"], expected["image"])
+            assert_same(sample["tiny"], expected["tiny"])
+            assert_same(np.asarray(sample["grid"]), expected["grid"])
+            if collate_fn is list:
+                assert_same(sample["be"], expected["be"])
+            seen.append(i)
+    assert sorted(seen) == list(range(150))
+
+
 def test_output_is_identical_for_any_num_workers(make_dataset, tmp_path):
     make_dataset(_numbered, range(200), "a", num_workers=0, chunk_bytes="4KB", compression="zstd")
     make_dataset(_numbered, range(200), "b", num_workers=2, chunk_bytes="4KB", compression="zstd")
