@@ -208,6 +208,7 @@ void init_format(nb::module_& m) {
                   "part_size"_a = 8 << 20, "concurrency"_a = 16, "cache_dir"_a = "", "max_cache_size"_a = 0)
       .def("__len__", &Dataset::num_items)
       .def_prop_ro("url", &Dataset::url)
+      .def_prop_ro("is_local", &Dataset::is_local, "Local files: usable in forked processes.")
       .def_prop_ro("schema_json", &Dataset::schema_json)
       .def_prop_ro("compression", &Dataset::compression)
       .def_prop_ro("fingerprint", &Dataset::fingerprint)

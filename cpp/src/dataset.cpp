@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -356,6 +357,31 @@ class ChunkReader {
   std::shared_ptr<std::byte> cached_;
 };
 
+// One flag per chunk in memory shared with forked children: DataLoader workers inherit
+// a local Dataset, and a chunk whose checksum one of them verified is not verified again
+// by the others or by the next epoch's workers.
+class SharedFlags {
+ public:
+  static Result<std::unique_ptr<SharedFlags>> Make(size_t n) {
+    size_t bytes = std::max<size_t>(n, 1);
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return Status::IOError(ErrnoMessage("mmap of " + std::to_string(bytes) + " shared bytes"));
+    return std::unique_ptr<SharedFlags>(new SharedFlags(static_cast<std::atomic<uint8_t>*>(p), bytes));
+  }
+  ~SharedFlags() { ::munmap(flags_, bytes_); }
+  SharedFlags(const SharedFlags&) = delete;
+  SharedFlags& operator=(const SharedFlags&) = delete;
+
+  // Lock-free byte atomics are address-free: they work across processes.
+  static_assert(std::atomic<uint8_t>::is_always_lock_free);
+  std::atomic<uint8_t>& operator[](size_t i) { return flags_[i]; }
+
+ private:
+  SharedFlags(std::atomic<uint8_t>* flags, size_t bytes) : flags_(flags), bytes_(bytes) {}
+  std::atomic<uint8_t>* flags_;
+  size_t bytes_;
+};
+
 Status BadIndex(const std::string& path, const std::string& what) {
   return Status::Corrupt(path + ": " + what + "; the index is damaged or not written by chute.optimize");
 }
@@ -374,7 +400,7 @@ struct Dataset::Impl {
   std::string compression;
   std::string fingerprint;
   std::string cache_path;
-  std::unique_ptr<std::atomic<bool>[]> verified;
+  std::unique_ptr<SharedFlags> verified;  // per chunk: checksum verified
   std::unique_ptr<IoPool> pool;  // remote datasets only
   std::shared_ptr<ShmIndex> cache;  // remote datasets with a cache_dir
 
@@ -428,7 +454,7 @@ struct Dataset::Impl {
         return it->second.first;
       }
     }
-    bool verify = options.verify_checksums && !verified[c].load(std::memory_order_acquire);
+    bool verify = options.verify_checksums && !(*verified)[c].load(std::memory_order_acquire);
     std::string path = JoinPath(root, chunks[c].file);
     std::string url = storage->Url(path);
     std::shared_ptr<ChunkBytes> bytes;
@@ -455,7 +481,7 @@ struct Dataset::Impl {
       bytes = std::move(remote);
     }
     CHUTE_ASSIGN_OR_RETURN(auto reader, ChunkReader::Open(std::move(bytes), url, chunks[c], verify));
-    if (storage->is_local() || cache) verified[c].store(true, std::memory_order_release);
+    if (storage->is_local() || cache) (*verified)[c].store(1, std::memory_order_release);
     std::lock_guard lock(mu);
     if (auto it = open.find(c); it != open.end()) return it->second.first;
     lru.push_front(c);
@@ -565,11 +591,12 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
     // Open chunks hold cache references (no eviction): keep few of them.
     impl->options.max_open_chunks = std::min<size_t>(impl->options.max_open_chunks, 2);
   }
-  impl->verified = std::make_unique<std::atomic<bool>[]>(impl->chunks.size());
+  CHUTE_ASSIGN_OR_RETURN(impl->verified, SharedFlags::Make(impl->chunks.size()));
   return std::shared_ptr<Dataset>(new Dataset(std::move(impl)));
 }
 
 const std::string& Dataset::url() const { return impl_->url; }
+bool Dataset::is_local() const { return impl_->storage->is_local(); }
 uint64_t Dataset::num_items() const { return impl_->starts.back(); }
 const std::vector<ChunkInfo>& Dataset::chunks() const { return impl_->chunks; }
 const std::vector<uint64_t>& Dataset::chunk_starts() const { return impl_->starts; }

@@ -2,16 +2,24 @@
 
 A DataLoader worker pickles each batch into a pipe; for batches of bytes or numpy arrays
 (undecoded images, say) that is four copies and thousands of small pipe writes per
-batch, which caps a loader at a few hundred MB/s whatever the storage does. Torch sends
-tensors through shared memory instead. `SharedBatch` does the same for the rest: when the
-DataLoader's queue pickles it, the big bytes and array leaves of the batch are copied
-into one shared-memory tensor (sent as a file descriptor by torch's own reducer) and the
-rest of the batch is pickled as usual. It unpickles as the batch itself: bytes leaves as
-bytes, arrays as views of the shared memory (zero-copy).
+batch, which caps a loader at a few hundred MB/s whatever the storage does. `SharedBatch`
+sends the big bytes and array leaves of a batch through a shared-memory buffer instead,
+and the rest of the batch through the pipe as usual; it unpickles as the batch itself
+(bytes leaves as bytes, arrays as views of the shared memory: zero-copy).
+
+Each worker keeps a few buffers and reuses them: fresh shared memory costs a page fault
+and a zeroed page per 4 KiB on both sides, which is most of the cost of a copy. A
+buffer's first bytes hold an in-use flag: the worker sets it when it sends the buffer,
+the main process clears it once the batch no longer needs it (at once for bytes, when
+the last array view is freed otherwise). A buffer crosses once as a file descriptor
+(torch's reducer); after that only its number does. The worker never waits: with no
+free buffer it makes another.
 """
 
 from __future__ import annotations
 
+import os
+import weakref
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
@@ -19,7 +27,8 @@ import torch
 
 # Leaves smaller than this are pickled with the rest: a slot costs more than it saves.
 _MIN_BYTES = 4096
-_ALIGN = 64
+_ALIGN = 64  # array payloads and the flag get their own cache lines
+_POOL = 6    # reusable buffers per worker (a worker has prefetch_factor batches in flight)
 
 
 class SharedBatch:
@@ -50,6 +59,10 @@ class _Slot:
         self.offset, self.size, self.dtype, self.shape = offset, size, dtype, shape
 
 
+def _aligned(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
 def _strip(obj, leaves: list, end: list):
     """`obj` with its big leaves replaced by _Slots; the leaves are appended to `leaves`
     and `end[0]` grows by their aligned sizes."""
@@ -64,27 +77,51 @@ def _strip(obj, leaves: list, end: list):
     else:
         return obj
     leaves.append((slot, obj))
-    end[0] += -(-slot.size // _ALIGN) * _ALIGN
+    end[0] += _aligned(slot.size)
     return slot
 
 
-def _restore(obj, buffer: np.ndarray):
+def _restore(obj, buffer: np.ndarray, views: list):
     if isinstance(obj, _Slot):
         view = buffer[obj.offset: obj.offset + obj.size]
-        return view.tobytes() if obj.dtype is None else view.view(obj.dtype).reshape(obj.shape)
+        if obj.dtype is None:
+            return view.tobytes()
+        views.append(True)
+        return view.view(obj.dtype).reshape(obj.shape)
     if type(obj) is dict:
-        return {k: _restore(v, buffer) for k, v in obj.items()}
+        return {k: _restore(v, buffer, views) for k, v in obj.items()}
     if type(obj) in (list, tuple):
-        return type(obj)(_restore(v, buffer) for v in obj)
+        return type(obj)(_restore(v, buffer, views) for v in obj)
     return obj
 
 
-def _rebuild(skeleton, shared: torch.Tensor):
-    return _restore(skeleton, shared.numpy())
+# -- worker side ------------------------------------------------------------------------
+
+_pool: list = []       # this worker's buffers: uint8 tensors over shared memory
+_pool_pid = None       # the process the pool belongs to (a forked child starts afresh)
 
 
-def _rebuild_plain(batch):
-    return batch
+def _capacity(tensor) -> int:
+    return tensor.numel() - _ALIGN
+
+
+def _buffer_for(size: int):
+    """(index, tensor, is_new) of a free buffer of at least `size` payload bytes."""
+    global _pool, _pool_pid
+    if _pool_pid != os.getpid():
+        _pool, _pool_pid = [], os.getpid()
+    free = [i for i, t in enumerate(_pool) if t[0] == 0]
+    fits = [i for i in free if _capacity(_pool[i]) >= size]
+    if fits:
+        return fits[0], _pool[fits[0]], False
+    tensor = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(_ALIGN + _aligned(size)))
+    if len(_pool) < _POOL:
+        _pool.append(tensor)
+        return len(_pool) - 1, tensor, True
+    if free:  # replace a free buffer that is too small
+        _pool[free[0]] = tensor
+        return free[0], tensor, True
+    return -1, tensor, True  # all busy: a one-off buffer
 
 
 def _reduce(shared: SharedBatch):
@@ -92,13 +129,62 @@ def _reduce(shared: SharedBatch):
     skeleton = _strip(shared.batch, leaves, end)
     if not leaves:
         return _rebuild_plain, (shared.batch,)
-    tensor = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(end[0]))
+    index, tensor, is_new = _buffer_for(end[0])
     buffer = tensor.numpy()
+    buffer[0] = 1  # in use until the main process clears it
     for slot, leaf in leaves:
         source = np.frombuffer(leaf, np.uint8) if slot.dtype is None else \
             np.ascontiguousarray(leaf).reshape(-1).view(np.uint8)
-        buffer[slot.offset: slot.offset + slot.size] = source
-    return _rebuild, (skeleton, tensor)
+        start = _ALIGN + slot.offset
+        buffer[start: start + slot.size] = source
+    return _rebuild, (skeleton, os.getpid(), index, tensor if is_new else None)
+
+
+# -- main process side ------------------------------------------------------------------
+
+_received: dict = {}   # (worker pid, buffer index) -> the buffer's tensor
+
+
+def _rebuild(skeleton, pid: int, index: int, tensor):
+    if tensor is None:
+        tensor = _received[(pid, index)]
+    elif index >= 0:
+        if not any(p == pid for p, _ in _received):  # a new worker
+            forget_exited_workers()
+        _received[(pid, index)] = tensor
+    # A new array per batch: the array views made from it keep it (and no other) alive.
+    buffer = tensor.numpy()
+    views = []
+    batch = _restore(skeleton, buffer[_ALIGN:], views)
+    if views:
+        weakref.finalize(buffer, _release, tensor)
+    else:
+        _release(tensor)
+    return batch
+
+
+def forget_exited_workers() -> None:
+    """Unmaps the buffers of workers that have exited (their memory is then freed)."""
+    for key in [k for k in _received if not _alive(k[0])]:
+        del _received[key]
+
+
+def _release(tensor):
+    tensor[0] = 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _rebuild_plain(batch):
+    return batch
 
 
 ForkingPickler.register(SharedBatch, _reduce)

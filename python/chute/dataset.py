@@ -128,10 +128,11 @@ class StreamingDataset(IterableDataset):
 
     @property
     def core(self) -> _core.Dataset:
-        """The C++ dataset, reopened in a process that was forked after it was made (its
-        clients, connections and threads belong to the parent; C++ releases nothing of an
-        object inherited through fork)."""
-        if self._pid != os.getpid():
+        """The C++ dataset. A remote one is reopened in a process forked after it was made
+        (its clients, connections and threads belong to the parent; C++ releases nothing
+        of an object inherited through fork); a local one is shared with forked workers,
+        with the record of which chunks were verified."""
+        if self._pid != os.getpid() and not self._core.is_local:
             self._open()
         return self._core
 

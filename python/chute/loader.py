@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from chute._distributed import Layout, current_layout
-from chute._shared_batch import SharedCollate
+from chute._shared_batch import SharedCollate, forget_exited_workers
 from chute.dataset import StreamingDataset, rank_batches
 
 STATE_VERSION = 1
@@ -80,9 +80,12 @@ class StreamingDataLoader(DataLoader):
         self._batches = 0
         self._next_epoch, self._resume_at = epoch + 1, ds._epoch_start()
         batches = self._token_batches(epoch, start) if self._token_threads else super().__iter__()
-        for batch in batches:
-            self._batches += 1
-            yield batch
+        try:
+            for batch in batches:
+                self._batches += 1
+                yield batch
+        finally:
+            forget_exited_workers()
 
     def _token_batches(self, epoch: int, start: int):
         """[batch_size, block_size] token batches in order, built ahead by a thread pool."""

@@ -6,10 +6,12 @@
 // Lifetime: Dataset::Open returns a shared_ptr; Items returned by it own (share) the
 // memory their leaves point to, so they stay valid after the Dataset is destroyed.
 // Thread-safety: all const methods may be called concurrently from any thread.
-// Fork: a local Dataset may be used in a child process after fork(). A remote one must
-// not (its clients and threads belong to the parent): open a new one in the child. A
-// Dataset destroyed in a process other than the one that opened it releases nothing
-// (its memory stays with the child until exit).
+// Fork: a local Dataset may be used in a child process after fork() (as long as no other
+// thread of the parent was inside one of its methods at the fork); the chunks one
+// process has verified count as verified in all of them. A remote one must not (its
+// clients and threads belong to the parent): open a new one in the child. A Dataset
+// destroyed in a process other than the one that opened it releases nothing (its
+// memory stays with the child until exit).
 #pragma once
 
 #include <cstdint>
@@ -56,6 +58,8 @@ class CHUTE_API Dataset {
   Dataset& operator=(const Dataset&) = delete;
 
   const std::string& url() const;
+  // True when the chunks are local files (read in place, usable after fork()).
+  bool is_local() const;
   uint64_t num_items() const;
   const std::vector<ChunkInfo>& chunks() const;
   // First global item index of each chunk, plus num_items() at the end.
