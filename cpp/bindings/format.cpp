@@ -232,6 +232,20 @@ void init_format(nb::module_& m) {
              return ReadWithoutGil([&] { return d.GetItem(i); });
            },
            "i"_a, "The leaves of item i (arrays are read-only zero-copy views).")
+      .def("get_many",
+           [](const Dataset& d, nb::ndarray<const uint64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> ids,
+              bool direct) {
+             Result<std::vector<Item>> items = [&] {
+               nb::gil_scoped_release release;
+               return d.GetItems({ids.data(), ids.shape(0)}, direct);
+             }();
+             nb::list out;
+             for (Item& item : Unwrap(std::move(items))) out.append(ToPython(std::move(item)));
+             return out;
+           },
+           "ids"_a, "direct"_a = false,
+           "The leaves of items `ids` (uint64 array), in order. direct: items of chunks not yet in "
+           "the node cache are read by their own byte ranges, in parallel (for an epoch's first batch).")
       .def("read",
            [](const Dataset& d, uint64_t i) {
              return ReadWithoutGil([&] { return d.ReadItem(i); });

@@ -6,9 +6,11 @@
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <list>
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -115,15 +117,16 @@ class MappedChunkBytes final : public ChunkBytes {
   std::function<void()> on_release_;
 };
 
-// A remote chunk downloaded into memory in parts of `part_size` bytes, all requested at
-// once on the I/O pool; readers wait only for the parts they need. When the last part
-// lands, the whole chunk's checksum is checked; after a mismatch every wait fails.
+// A remote chunk downloaded in parts of `part_size` bytes, all requested at once on the
+// I/O pool, into `buffer` (memory, or a mapped cache file); readers wait only for the
+// parts they need. When the last part lands, the whole chunk's checksum is checked;
+// after a mismatch every wait fails.
 class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from_this<RemoteChunkBytes> {
  public:
   RemoteChunkBytes(std::shared_ptr<Storage> storage, std::string path, const ChunkInfo& info, uint64_t part_size,
-                   bool verify)
+                   bool verify, std::shared_ptr<std::byte> buffer)
       : storage_(std::move(storage)), path_(std::move(path)), info_(info), part_size_(std::max<uint64_t>(part_size, 4096)),
-        verify_(verify), buffer_(AllocateAligned(info.num_bytes)),
+        verify_(verify), buffer_(std::move(buffer)),
         done_((info.num_bytes + part_size_ - 1) / part_size_, 0) {}
 
   ~RemoteChunkBytes() override {
@@ -204,11 +207,19 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
 
 // A remote chunk read on demand: only the byte ranges readers wait for are fetched
 // (header and tables, one item or one compressed block), into a chunk-sized buffer whose
-// untouched pages the OS never commits. For random access to uncached chunks. Thread-safe.
+// untouched pages the OS never commits. For random access to uncached chunks and for
+// items needed before their chunk has arrived. Thread-safe: readers of different ranges
+// read in parallel; a reader of a range being read by another waits for it.
 class OnDemandChunkBytes final : public ChunkBytes {
  public:
-  OnDemandChunkBytes(std::shared_ptr<Storage> storage, std::string path, uint64_t size)
-      : storage_(std::move(storage)), path_(std::move(path)), size_(size), buffer_(AllocateAligned(size)) {}
+  // `tables_hint`: the likely size of the header and tables, read in one request with the
+  // header.
+  OnDemandChunkBytes(std::shared_ptr<Storage> storage, std::string path, uint64_t size, uint64_t tables_hint)
+      : storage_(std::move(storage)), path_(std::move(path)), size_(size), tables_hint_(tables_hint),
+        buffer_(AllocateAligned(size)) {}
+  ~OnDemandChunkBytes() override {
+    if (pid_ != ::getpid()) (void)cv_.release();  // see ~RemoteChunkBytes
+  }
 
   const std::byte* data() const override { return buffer_.get(); }
   size_t size() const override { return size_; }
@@ -216,29 +227,74 @@ class OnDemandChunkBytes final : public ChunkBytes {
   Status Wait(uint64_t offset, uint64_t length) override {
     if (offset + length > size_)
       return Status::Corrupt(storage_->Url(path_) + ": item past the end of the chunk" + kRewriteHint);
-    std::lock_guard lock(mu_);
-    uint64_t pos = offset, end = offset + length;
-    while (pos < end) {
-      auto it = fetched_.upper_bound(pos);  // first interval starting after pos
-      if (it != fetched_.begin() && std::prev(it)->second > pos) {  // pos is inside a fetched interval
-        pos = std::prev(it)->second;
+    uint64_t end = offset + length;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(storage_->timeout() + 5);
+    std::unique_lock lock(mu_);
+    for (;;) {
+      std::vector<std::pair<uint64_t, uint64_t>> gaps = ClaimGaps(offset, end);
+      if (!gaps.empty()) {
+        lock.unlock();
+        Status st;
+        for (auto [from, to] : gaps) {
+          if (st.ok()) st = storage_->ReadRange(path_, from, to - from, buffer_.get() + from);
+        }
+        lock.lock();
+        for (auto [from, to] : gaps) {
+          if (st.ok()) ranges_[from].done = true; else ranges_.erase(from);
+        }
+        cv_->notify_all();
+        if (!st.ok()) return st;
         continue;
       }
-      uint64_t gap_end = it != fetched_.end() ? std::min(end, it->first) : end;
-      CHUTE_RETURN_NOT_OK(storage_->ReadRange(path_, pos, gap_end - pos, buffer_.get() + pos));
-      fetched_[pos] = gap_end;
-      pos = gap_end;
+      bool pending = false;
+      for (auto it = First(offset); it != ranges_.end() && it->first < end; ++it) pending |= !it->second.done;
+      if (!pending) return Status::OK();
+      if (cv_->wait_until(lock, deadline) == std::cv_status::timeout)
+        return Status::IOError(storage_->Url(path_) + ": timed out waiting for bytes " + std::to_string(offset) +
+                               ".." + std::to_string(end) + " (storage_options timeout)");
     }
-    return Status::OK();
   }
 
  private:
+  struct Range {
+    uint64_t end;
+    bool done;  // false while being read
+  };
+  // The first range that ends after `pos`.
+  std::map<uint64_t, Range>::iterator First(uint64_t pos) {
+    auto it = ranges_.upper_bound(pos);
+    if (it != ranges_.begin() && std::prev(it)->second.end > pos) --it;
+    return it;
+  }
+
+  // Registers (as being read) and returns the parts of [offset, end) nobody has read or
+  // is reading; a read of the header is widened to the tables.
+  std::vector<std::pair<uint64_t, uint64_t>> ClaimGaps(uint64_t offset, uint64_t end) {
+    std::vector<std::pair<uint64_t, uint64_t>> gaps;
+    uint64_t pos = offset;
+    for (auto it = First(offset); pos < end; ++it) {
+      uint64_t next = it != ranges_.end() ? it->first : size_;
+      if (pos < next) {
+        uint64_t to = std::min(next, pos == 0 ? std::max(end, std::min(size_, tables_hint_)) : end);
+        gaps.emplace_back(pos, to);
+        pos = to;
+      }
+      if (it == ranges_.end()) break;
+      pos = std::max(pos, it->second.end);
+    }
+    for (auto [from, to] : gaps) ranges_[from] = Range{to, false};
+    return gaps;
+  }
+
   std::shared_ptr<Storage> storage_;
   std::string path_;
   uint64_t size_;
+  uint64_t tables_hint_;
   std::shared_ptr<std::byte> buffer_;
+  pid_t pid_ = ::getpid();
   std::mutex mu_;
-  std::map<uint64_t, uint64_t> fetched_;  // start -> end of the ranges read
+  std::unique_ptr<std::condition_variable> cv_ = std::make_unique<std::condition_variable>();
+  std::map<uint64_t, Range> ranges_;  // start -> range read or being read
 };
 
 // One opened chunk. Thread-safe.
@@ -407,24 +463,52 @@ struct Dataset::Impl {
   std::mutex prefetch_mu;
   std::unordered_set<uint32_t> prefetching;
 
-  // Chunks read on demand by random access (ReadItem), most recent first.
+  // Chunks read on demand (random access; items wanted before their chunk has arrived),
+  // most recent first. Each is opened (its header and tables read) once, by the first
+  // thread to ask, without holding the lock: other chunks are opened meanwhile.
+  using ReaderFuture = std::shared_future<Result<std::shared_ptr<ChunkReader>>>;
+  static constexpr size_t kMaxOnDemand = 64;
   std::mutex on_demand_mu;
-  std::list<std::pair<uint32_t, std::shared_ptr<ChunkReader>>> on_demand;
+  std::list<std::pair<uint32_t, ReaderFuture>> on_demand;
 
   Result<std::shared_ptr<ChunkReader>> OnDemandChunk(uint32_t c) {
-    std::lock_guard lock(on_demand_mu);
-    for (auto it = on_demand.begin(); it != on_demand.end(); ++it) {
-      if (it->first == c) {
+    std::promise<Result<std::shared_ptr<ChunkReader>>> promise;
+    ReaderFuture future;
+    bool opener = false;
+    {
+      std::lock_guard lock(on_demand_mu);
+      auto it = std::find_if(on_demand.begin(), on_demand.end(), [c](auto& e) { return e.first == c; });
+      if (it != on_demand.end()) {
         on_demand.splice(on_demand.begin(), on_demand, it);
-        return on_demand.front().second;
+        future = it->second;
+      } else {
+        future = promise.get_future().share();
+        on_demand.emplace_front(c, future);
+        if (on_demand.size() > kMaxOnDemand) on_demand.pop_back();
+        opener = true;
       }
     }
-    std::string path = JoinPath(root, chunks[c].file);
-    auto bytes = std::make_shared<OnDemandChunkBytes>(storage, path, chunks[c].num_bytes);
-    CHUTE_ASSIGN_OR_RETURN(auto reader, ChunkReader::Open(std::move(bytes), storage->Url(path), chunks[c], false));
-    on_demand.emplace_front(c, reader);
-    if (on_demand.size() > 8) on_demand.pop_back();
-    return reader;
+    if (opener) {
+      std::string path = JoinPath(root, chunks[c].file);
+      const ChunkInfo& info = chunks[c];
+      // Header, offsets and (compressed chunks) about one block entry per MiB.
+      uint64_t tables = sizeof(ChunkHeader) + (info.num_items + 1) * sizeof(uint64_t) +
+                        (info.num_bytes / (1 << 20) + 2) * sizeof(BlockEntry);
+      auto bytes = std::make_shared<OnDemandChunkBytes>(storage, path, info.num_bytes, tables);
+      auto reader = ChunkReader::Open(std::move(bytes), storage->Url(path), chunks[c], false);
+      if (!reader.ok()) DropOnDemand(c);  // the next caller tries again
+      promise.set_value(std::move(reader));
+    }
+    if (future.wait_for(std::chrono::duration<double>(storage->timeout() + 5)) != std::future_status::ready)
+      return Status::IOError(storage->Url(JoinPath(root, chunks[c].file)) + ": timed out reading its tables");
+    return future.get();
+  }
+
+  // Forgets chunk c's on-demand reader (its chunk is at hand now; its memory goes with the
+  // last item that uses it).
+  void DropOnDemand(uint32_t c) {
+    std::lock_guard lock(on_demand_mu);
+    on_demand.remove_if([c](auto& e) { return e.first == c; });
   }
 
   std::mutex mu;  // guards the open-chunk LRU
@@ -436,12 +520,13 @@ struct Dataset::Impl {
   Result<std::string> AcquireCached(uint32_t c) {
     const ChunkInfo& info = chunks[c];
     std::string path = JoinPath(root, info.file);
+    // The parts land straight in the mapped cache file (no buffer, no copy).
     auto fetch = [&](const std::string& temp) -> Status {
-      auto remote = std::make_shared<RemoteChunkBytes>(storage, path, info, options.part_size, options.verify_checksums);
+      CHUTE_ASSIGN_OR_RETURN(auto file, CreateMappedFile(temp, info.num_bytes));
+      auto remote = std::make_shared<RemoteChunkBytes>(storage, path, info, options.part_size,
+                                                       options.verify_checksums, std::move(file));
       remote->Start(*pool);
-      CHUTE_RETURN_NOT_OK(remote->Wait(0, info.num_bytes));
-      std::span<const std::byte> all(remote->data(), info.num_bytes);
-      return WriteFileAtomic(temp, {&all, 1});
+      return remote->Wait(0, info.num_bytes);
     };
     return cache->Acquire(c, info.num_bytes, storage->timeout() + 30, fetch);
   }
@@ -476,7 +561,8 @@ struct Dataset::Impl {
       bytes = std::make_shared<MappedChunkBytes>(*file, [index = cache, c] { index->Release(c); });
       verify = false;  // verified when it was fetched
     } else {
-      auto remote = std::make_shared<RemoteChunkBytes>(storage, path, chunks[c], options.part_size, verify);
+      auto remote = std::make_shared<RemoteChunkBytes>(storage, path, chunks[c], options.part_size, verify,
+                                                       AllocateAligned(chunks[c].num_bytes));
       remote->Start(*pool);
       bytes = std::move(remote);
     }
@@ -493,8 +579,24 @@ struct Dataset::Impl {
     return reader;
   }
 
-  // Declared last: destroyed first, before what its tasks use.
-  std::unique_ptr<IoPool> prefetch_pool;
+  // Chunk c can be read without waiting for its download: local, open, or in the cache.
+  bool AtHand(uint32_t c) {
+    if (storage->is_local()) return true;
+    {
+      std::lock_guard lock(mu);
+      if (open.count(c)) return true;
+    }
+    return cache && cache->IsReady(c);
+  }
+
+  Result<Item> ReadOnDemand(uint32_t c, uint64_t j) {
+    CHUTE_ASSIGN_OR_RETURN(auto reader, OnDemandChunk(c));
+    return reader->GetItem(j);
+  }
+
+  // Declared last: destroyed first, before what their tasks use.
+  std::unique_ptr<IoPool> prefetch_pool;  // whole chunks into the cache
+  std::unique_ptr<IoPool> item_pool;      // single items of chunks not yet cached
 };
 
 Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -587,6 +689,7 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
     CHUTE_ASSIGN_OR_RETURN(impl->cache, ShmIndex::Attach(dir, static_cast<uint32_t>(impl->chunks.size()), capacity));
     // Chunks fetched ahead at once (each with its own ranged GETs): small chunks need many.
     impl->prefetch_pool = std::make_unique<IoPool>(std::max<size_t>(2, options.concurrency / 2));
+    impl->item_pool = std::make_unique<IoPool>(std::max<size_t>(1, options.concurrency));
     impl->cache_path = dir;
     // Open chunks hold cache references (no eviction): keep few of them.
     impl->options.max_open_chunks = std::min<size_t>(impl->options.max_open_chunks, 2);
@@ -643,15 +746,65 @@ void Dataset::Prefetch(std::span<const uint32_t> chunks) const {
 
 Result<Item> Dataset::ReadItem(uint64_t i) const {
   Impl* m = impl_.get();
-  if (m->storage->is_local() || i >= num_items()) return GetItem(i);
+  if (i >= num_items()) return GetItem(i);
   auto [c, j] = Locate(i);
-  {
-    std::lock_guard lock(m->mu);
-    if (m->open.count(c)) return GetChunkItem(c, j);
+  if (m->AtHand(c)) return GetChunkItem(c, j);
+  return m->ReadOnDemand(c, j);
+}
+
+Result<std::vector<Item>> Dataset::GetItems(std::span<const uint64_t> ids, bool direct) const {
+  Impl* m = impl_.get();
+  // Shared with the reads on the item pool, which may outlive a timed-out wait.
+  struct Batch {
+    std::vector<Item> items;
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;
+    Status status;
+  };
+  auto batch = std::make_shared<Batch>();
+  batch->items.resize(ids.size());
+  std::vector<std::tuple<size_t, uint32_t, uint64_t>> late;  // (position, chunk, index in chunk)
+  std::vector<uint32_t> late_chunks, ready_chunks;
+  for (size_t k = 0; k < ids.size(); ++k) {
+    if (ids[k] >= num_items()) return GetItem(ids[k]).status();  // the out-of-range error
+    auto [c, j] = Locate(ids[k]);
+    if (direct && m->cache && !m->AtHand(c)) {
+      late.emplace_back(k, c, j);
+      if (std::find(late_chunks.begin(), late_chunks.end(), c) == late_chunks.end()) late_chunks.push_back(c);
+      continue;
+    }
+    if (m->cache && std::find(ready_chunks.begin(), ready_chunks.end(), c) == ready_chunks.end()) {
+      ready_chunks.push_back(c);
+      m->DropOnDemand(c);
+    }
+    CHUTE_ASSIGN_OR_RETURN(batch->items[k], GetChunkItem(c, j));
   }
-  if (m->cache && m->cache->IsReady(c)) return GetChunkItem(c, j);
-  CHUTE_ASSIGN_OR_RETURN(auto reader, m->OnDemandChunk(c));
-  return reader->GetItem(j);
+  if (late.empty()) return std::move(batch->items);
+  batch->left = late.size();
+  for (auto [k, c, j] : late) {
+    m->item_pool->Submit([m, batch, k, c, j] {
+      Result<Item> item = m->ReadOnDemand(c, j);
+      std::lock_guard lock(batch->mu);
+      if (item.ok()) {
+        batch->items[k] = std::move(*item);
+      } else if (batch->status.ok()) {
+        batch->status = item.status();
+      }
+      if (--batch->left == 0) batch->cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(batch->mu);
+    if (!batch->cv.wait_for(lock, std::chrono::duration<double>(m->storage->timeout() + 30),
+                            [&] { return batch->left == 0; }))
+      return Status::IOError(m->url + ": timed out reading " + std::to_string(late.size()) +
+                             " items (storage_options timeout)");
+    CHUTE_RETURN_NOT_OK(batch->status);
+  }
+  // Afterwards: whole chunks would compete with these reads for connections.
+  Prefetch(late_chunks);
+  return std::move(batch->items);
 }
 
 Result<Item> Dataset::GetChunkItem(uint32_t chunk, uint64_t j) const {

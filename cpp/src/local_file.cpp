@@ -41,6 +41,16 @@ Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
   return std::shared_ptr<MappedFile>(new MappedFile(static_cast<const std::byte*>(p), size));
 }
 
+Result<std::shared_ptr<std::byte>> CreateMappedFile(const std::string& path, size_t size) {
+  Fd f{::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+  if (f.fd < 0) return OpenError(path);
+  if (::ftruncate(f.fd, static_cast<off_t>(size)) != 0) return Status::IOError(ErrnoMessage(path));
+  if (size == 0) return AllocateAligned(0);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0);
+  if (p == MAP_FAILED) return Status::IOError(ErrnoMessage(path));
+  return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [size](std::byte* q) { ::munmap(q, size); });
+}
+
 void MappedFile::WillNeed() const {
   if (data_) ::madvise(const_cast<std::byte*>(data_), size_, MADV_WILLNEED);
 }

@@ -30,6 +30,11 @@ class MappedFile {
   size_t size_;
 };
 
+// Creates (or truncates) `path` with `size` bytes and maps it writable: what is written to
+// the memory lands in the file (its pages go to the page cache, no copy). The mapping is
+// released with the last copy of the pointer.
+Result<std::shared_ptr<std::byte>> CreateMappedFile(const std::string& path, size_t size);
+
 Result<std::string> ReadFile(const std::string& path);
 // Writes the concatenation of `parts` to `path` through `path.tmp-<pid>` and rename().
 Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts);

@@ -271,12 +271,16 @@ class StreamingDataset(IterableDataset):
         epoch, start = self._position[0], self._position[1]
         core = self.core
         batches = rank_batches(self.epoch_order(epoch), start, layout, self._batch_size, self.drop_last)
+        first = True
         for ids in self._prefetched(batches):
             if self.blocks is not None:
                 yield from self._gather(ids)
             else:
-                for i in ids.tolist():
-                    yield self._decode(core.get(i))
+                # The first batch reads its items directly instead of waiting for every
+                # chunk it touches (an epoch's first batch draws from many windows).
+                for leaves in core.get_many(ids, direct=first):
+                    yield self._decode(leaves)
+            first = False
 
 
 def default_cache_dir() -> str:

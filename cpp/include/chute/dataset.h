@@ -86,6 +86,12 @@ class CHUTE_API Dataset {
   // (or its compressed block) — not the whole chunk. The chunk checksum cannot be
   // checked on such partial reads.
   Result<Item> ReadItem(uint64_t i) const;
+  // Items `ids` (global indices), in order. `direct` (with a node cache): the items of
+  // chunks not yet cached are read by their own byte ranges, in parallel, while their
+  // chunks are fetched whole in the background, so the call does not wait for whole
+  // chunks — for the first batch of an epoch, which would otherwise wait for every chunk
+  // it touches (each item is then downloaded twice: keep it to few batches).
+  Result<std::vector<Item>> GetItems(std::span<const uint64_t> ids, bool direct = false) const;
   // Starts fetching `chunks` into the node cache in the background, in this order, and
   // returns at once (remote datasets with a cache; otherwise a no-op). Chunks already
   // cached or being fetched are skipped; failures surface when the chunk is read.

@@ -208,8 +208,12 @@ void DetachAllCaches() {
 ShmIndex::~ShmIndex() { Detach(); }
 
 void ShmIndex::Detach() {
-  if (!seg_) return;
   if (::getpid() != pid_) return;  // inherited through fork(): the parent's, not ours
+  detaching_ = true;
+  if (seg_)  // this process's waiters for fetches give up (other processes' wake, see nothing new, sleep on)
+    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&seg_->fetch_seq), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  std::unique_lock use(use_mu_);
+  if (!seg_) return;
   DirLock lock(dir_);
   Lock();
   bool others = false;
@@ -294,8 +298,9 @@ void ShmIndex::AddRefLocked(uint32_t c) const {
 Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_s,
                                       const std::function<Status(const std::string&)>& fetch) {
   using Clock = std::chrono::steady_clock;
-  if (!seg_ || ::getpid() != pid_)
-    return Status::IOError(dir_ + ": the chunk cache was detached (interpreter exit) or belongs to the parent process");
+  if (::getpid() != pid_) return Status::IOError(dir_ + ": the chunk cache belongs to the parent process");
+  std::shared_lock use(use_mu_);
+  if (!seg_) return Status::IOError(dir_ + ": the chunk cache was detached (interpreter exit)");
   auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
   Entry* entries = seg_->entries();
   std::string path = ChunkPath(c);
@@ -332,6 +337,7 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
       Unlock();
       struct timespec one_second = {1, 0};
       ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&seg_->fetch_seq), FUTEX_WAIT, seq, &one_second, nullptr, 0);
+      if (detaching_.load()) return Status::IOError(dir_ + ": the chunk cache was detached (interpreter exit)");
       Lock();
       continue;
     }
@@ -368,7 +374,9 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
 }
 
 void ShmIndex::Release(uint32_t c) {
-  if (!seg_ || ::getpid() != pid_) return;  // detached (at exit), or inherited through fork()
+  if (::getpid() != pid_) return;  // inherited through fork()
+  std::shared_lock use(use_mu_);
+  if (!seg_) return;  // detached (at exit)
   Lock();
   Entry& e = seg_->entries()[c];
   if (e.refs) e.refs--;
@@ -383,7 +391,9 @@ void ShmIndex::Release(uint32_t c) {
 }
 
 bool ShmIndex::Peek(uint32_t c) const {
-  if (!seg_ || ::getpid() != pid_) return true;
+  if (::getpid() != pid_) return true;
+  std::shared_lock use(use_mu_);
+  if (!seg_) return true;
   Lock();
   bool present = seg_->entries()[c].state != kAbsent;
   Unlock();
@@ -391,16 +401,22 @@ bool ShmIndex::Peek(uint32_t c) const {
 }
 
 bool ShmIndex::IsReady(uint32_t c) const {
-  if (!seg_ || ::getpid() != pid_) return false;
+  if (::getpid() != pid_) return false;
+  std::shared_lock use(use_mu_);
+  if (!seg_) return false;
   Lock();
   bool ready = seg_->entries()[c].state == kReady;
   Unlock();
   return ready;
 }
 
-uint64_t ShmIndex::capacity() const { return seg_ ? seg_->capacity : 0; }
+uint64_t ShmIndex::capacity() const {
+  std::shared_lock use(use_mu_);
+  return seg_ ? seg_->capacity : 0;
+}
 
 uint64_t ShmIndex::used_bytes() const {
+  std::shared_lock use(use_mu_);
   if (!seg_) return 0;
   Lock();
   uint64_t used = seg_->used;

@@ -13,14 +13,18 @@
 // a segment left by processes that were all killed is reused and swept by the next one.
 // Names are per user and per cache directory: /dev/shm/chute-<uid>-<digest>.
 //
-// Thread-safety: all methods may be called from any thread of any attached process.
+// Thread-safety: all methods may be called from any thread of any attached process;
+// Detach() waits for the calls under way in this process (waits for other processes'
+// fetches end at once with an error).
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 
 #include "chute/status.h"
@@ -66,6 +70,9 @@ class ShmIndex {
   std::string TempPath(uint32_t c, pid_t pid) const;
 
   std::string dir_, name_;
+  // Held shared by every call that uses the segment, exclusively by Detach().
+  mutable std::shared_mutex use_mu_;
+  std::atomic<bool> detaching_{false};
   Segment* seg_ = nullptr;
   size_t seg_size_ = 0;
   pid_t pid_ = 0;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -39,6 +40,33 @@ Failure Classify(const arrow::Status& st) {
 }
 
 class ArrowStorage;
+
+// Requests under way (on any thread), so that ShutdownStorage() finalizes S3 only after
+// the last one: background fetches may still be running at interpreter exit.
+struct InFlight {
+  static std::mutex& Mutex() {
+    static auto* mu = new std::mutex();  // never destroyed: used at exit
+    return *mu;
+  }
+  static std::condition_variable& Idle() {
+    static auto* cv = new std::condition_variable();
+    return *cv;
+  }
+  static int& Count() {
+    static int count = 0;
+    return count;
+  }
+  InFlight() {
+    std::lock_guard lock(Mutex());
+    ++Count();
+  }
+  ~InFlight() {
+    std::lock_guard lock(Mutex());
+    if (--Count() == 0) Idle().notify_all();
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+};
 
 // Every live ArrowStorage, so that ShutdownStorage() can drop their clients.
 std::mutex& LiveMutex() {
@@ -151,9 +179,12 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     arrow::Status st;
     int attempt = 0;
     for (;;) {
-      auto fs = Client();
-      if (!fs) return Status::IOError(Url(path) + ": storage was shut down (interpreter exit)");
-      st = op(*fs);
+      {
+        InFlight request;  // declared first: counted until the client reference below is gone
+        auto fs = Client();
+        if (!fs) return Status::IOError(Url(path) + ": storage was shut down (interpreter exit)");
+        st = op(*fs);
+      }
       ++attempt;
       if (st.ok()) return Status::OK();
       Failure kind = Classify(st);
@@ -216,7 +247,6 @@ std::shared_ptr<Storage> MakeArrowStorage(std::shared_ptr<arrow::fs::FileSystem>
 namespace chute {
 
 void ShutdownStorage() {
-  DetachAllCaches();
   std::vector<std::shared_ptr<storage::ArrowStorage>> live;
   {
     std::lock_guard lock(storage::LiveMutex());
@@ -224,9 +254,16 @@ void ShutdownStorage() {
       if (auto s = w.lock()) live.push_back(std::move(s));
     storage::Live().clear();
   }
-  for (auto& s : live) s->Release();
+  for (auto& s : live) s->Release();  // from now on every request fails at once
   live.clear();
-  // Arrow requires S3 to be finalized before exit, after the last S3 client is gone.
+  DetachAllCaches();  // waits for the cache calls under way (their fetches fail or finish)
+  // Arrow requires S3 to be finalized before exit, after the last S3 client is gone: let
+  // the requests under way finish (new ones fail at once now), each bounded by its
+  // timeouts; past a minute, finalize regardless.
+  {
+    std::unique_lock lock(storage::InFlight::Mutex());
+    storage::InFlight::Idle().wait_for(lock, std::chrono::seconds(60), [] { return storage::InFlight::Count() == 0; });
+  }
   (void)arrow::fs::EnsureS3Finalized();
 }
 
