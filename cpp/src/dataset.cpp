@@ -640,7 +640,11 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   impl->storage = std::move(location.storage);
   impl->root = std::move(location.path);
   impl->options = options;
-  if (!impl->storage->is_local()) impl->pool = std::make_unique<IoPool>(std::max<size_t>(1, options.concurrency));
+  // Whole-chunk downloads run below the consumers' priority (nice +10): on a busy node,
+  // readers waiting for none of them keep their CPU.
+  constexpr int kBackgroundNice = 10;
+  if (!impl->storage->is_local())
+    impl->pool = std::make_unique<IoPool>(std::max<size_t>(1, options.concurrency), kBackgroundNice);
   auto* chunks = index.get("chunks");
   auto* schema = index.get("schema");
   if (!chunks || !chunks->array() || !schema || !schema->object())
@@ -688,7 +692,7 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
     }
     CHUTE_ASSIGN_OR_RETURN(impl->cache, ShmIndex::Attach(dir, static_cast<uint32_t>(impl->chunks.size()), capacity));
     // Chunks fetched ahead at once (each with its own ranged GETs): small chunks need many.
-    impl->prefetch_pool = std::make_unique<IoPool>(std::max<size_t>(2, options.concurrency / 2));
+    impl->prefetch_pool = std::make_unique<IoPool>(std::max<size_t>(2, options.concurrency / 2), kBackgroundNice);
     impl->item_pool = std::make_unique<IoPool>(std::max<size_t>(1, options.concurrency));
     impl->cache_path = dir;
     // Open chunks hold cache references (no eviction): keep few of them.

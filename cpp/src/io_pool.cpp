@@ -1,5 +1,6 @@
 #include "io_pool.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace chute {
@@ -30,6 +31,8 @@ void IoPool::Submit(std::function<void()> task) {
 }
 
 void IoPool::Run() {
+  // Linux: a thread's nice value is its own (setpriority on its thread id).
+  if (nice_) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), ::getpriority(PRIO_PROCESS, 0) + nice_);
   for (;;) {
     std::function<void()> task;
     {

@@ -19,7 +19,9 @@ namespace chute {
 
 class IoPool {
  public:
-  explicit IoPool(size_t threads) : size_(threads ? threads : 1) {}
+  // `nice`: added to the threads' nice value, so that background work (prefetching)
+  // yields the CPU to the threads that consume its results.
+  explicit IoPool(size_t threads, int nice = 0) : size_(threads ? threads : 1), nice_(nice) {}
   ~IoPool();
   IoPool(const IoPool&) = delete;
   IoPool& operator=(const IoPool&) = delete;
@@ -30,6 +32,7 @@ class IoPool {
   void Run();
 
   size_t size_;
+  int nice_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;

@@ -207,6 +207,7 @@ class StreamingDataset(IterableDataset):
         uses = collections.Counter()    # chunk -> batches in `ahead` that need it
         pending = 0                     # bytes of the distinct chunks in `ahead`
         requested = set()
+        first = True  # the first batch reads its items directly: no downloads compete with it
         for ids in batches:
             chunks = list(dict.fromkeys(self._chunks_of(ids).tolist()))
             ahead.append((ids, chunks))
@@ -216,14 +217,17 @@ class StreamingDataset(IterableDataset):
             if pending < budget:
                 continue
             wanted = [c for _, cs in ahead for c in cs if c not in requested]
-            if wanted:
+            if wanted and not first:
                 core.prefetch(wanted)
                 requested.update(wanted)
+            first = False
             done, chunks = ahead.popleft()
             for c in chunks:
                 uses[c] -= 1
                 pending -= sizes[c] if uses[c] == 0 else 0
             yield done
+        if first and ahead:
+            yield ahead.popleft()[0]
         core.prefetch([c for _, cs in ahead for c in cs if c not in requested])
         for ids, _ in ahead:
             yield ids
