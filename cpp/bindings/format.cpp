@@ -152,6 +152,10 @@ void init_format(nb::module_& m) {
     nb::gil_scoped_release release;
     ShutdownStorage();
   }, "Releases every object-store client (before Arrow finalizes S3 at exit).");
+  m.def("detach_caches", [] {
+    nb::gil_scoped_release release;
+    DetachAllCaches();
+  }, "Leaves the node caches (a worker process at exit; its clients are left alone).");
 
   nb::class_<DatasetWriter>(m, "DatasetWriter",
                             "Appends items to chunk files in a directory; index.json last.")

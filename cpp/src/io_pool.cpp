@@ -3,45 +3,50 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
+
 namespace chute {
 
 IoPool::~IoPool() {
-  if (threads_.empty()) return;
+  if (!started_.load()) return;
   if (::getpid() != pid_) {  // forked child: the threads are not ours; leave them be
     new std::vector<std::thread>(std::move(threads_));
     return;
   }
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-    tasks_.clear();
-  }
-  cv_.notify_all();
+  stop_.store(true);
+  queued_.release(static_cast<std::ptrdiff_t>(threads_.size()));
   for (auto& t : threads_) t.join();
 }
 
+void IoPool::Start() {
+  std::lock_guard lock(start_mu_);
+  if (started_.load()) return;
+  pid_ = ::getpid();
+  for (size_t i = 0; i < size_; ++i) threads_.emplace_back([this] { Run(); });
+  started_.store(true);
+}
+
 void IoPool::Submit(std::function<void()> task) {
-  std::lock_guard lock(mu_);
-  if (threads_.empty()) {
-    pid_ = ::getpid();
-    for (size_t i = 0; i < size_; ++i) threads_.emplace_back([this] { Run(); });
+  if (!started_.load(std::memory_order_acquire)) Start();
+  if (!queue_.TryPush(task)) {
+    task();  // full: the caller does the work itself
+    return;
   }
-  tasks_.push_back(std::move(task));
-  cv_.notify_one();
+  queued_.release();
 }
 
 void IoPool::Run() {
   // Linux: a thread's nice value is its own (setpriority on its thread id).
   if (nice_) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), ::getpriority(PRIO_PROCESS, 0) + nice_);
   for (;;) {
-    std::function<void()> task;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
-      if (stop_) return;
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+    if (!queued_.try_acquire_for(std::chrono::seconds(1))) {
+      if (stop_.load()) return;
+      continue;
     }
+    if (stop_.load()) return;
+    // A task was pushed; its producer may still be publishing it.
+    std::function<void()> task;
+    while (!queue_.TryPop(task)) std::this_thread::yield();
     task();
   }
 }

@@ -1,19 +1,25 @@
 // A fixed pool of I/O threads, started on first use (so a Dataset made in a parent
-// process starts no thread before a DataLoader forks its workers).
+// process starts no thread before a DataLoader forks its workers). Tasks are handed over
+// through a lock-free queue (mpmc_queue.h); idle threads sleep on a semaphore (a futex),
+// waking at least every second to notice the pool's end. When the queue is full, Submit
+// runs the task in the calling thread: nothing is dropped and nobody waits for room.
 //
-// Thread-safety: Submit may be called from any thread.
+// Thread-safety: Submit may be called from any thread, also from the pool's own tasks.
+// Destruction drops the tasks not started and waits for the running ones.
 // Fork: a pool inherited by a child process is never used or joined there (its threads
 // do not exist in the child); the child makes its own.
 #pragma once
 
 #include <sys/types.h>
 
-#include <condition_variable>
-#include <deque>
+#include <atomic>
 #include <functional>
 #include <mutex>
+#include <semaphore>
 #include <thread>
 #include <vector>
+
+#include "mpmc_queue.h"
 
 namespace chute {
 
@@ -21,7 +27,8 @@ class IoPool {
  public:
   // `nice`: added to the threads' nice value, so that background work (prefetching)
   // yields the CPU to the threads that consume its results.
-  explicit IoPool(size_t threads, int nice = 0) : size_(threads ? threads : 1), nice_(nice) {}
+  explicit IoPool(size_t threads, int nice = 0, size_t capacity = 4096)
+      : size_(threads ? threads : 1), nice_(nice), queue_(capacity) {}
   ~IoPool();
   IoPool(const IoPool&) = delete;
   IoPool& operator=(const IoPool&) = delete;
@@ -29,16 +36,18 @@ class IoPool {
   void Submit(std::function<void()> task);
 
  private:
+  void Start();
   void Run();
 
   size_t size_;
   int nice_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
+  MpmcQueue<std::function<void()>> queue_;
+  std::counting_semaphore<> queued_{0};  // one per task pushed (and one per thread at the end)
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> started_{false};
+  std::mutex start_mu_;  // only to start the threads once
   std::vector<std::thread> threads_;
   pid_t pid_ = 0;  // process that started the threads
-  bool stop_ = false;
 };
 
 }  // namespace chute

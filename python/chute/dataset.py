@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import multiprocessing
+import multiprocessing.util
 import operator
 import os
 
@@ -100,6 +102,8 @@ class StreamingDataset(IterableDataset):
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
                                         max_cache_size=self.max_cache_size)
+        if self._core.cache_path:
+            _clean_up_at_exit()
         self._decoder = Decoder(json.loads(self._core.schema_json))
         self._blocks = None
         if self.item_loader is not None:
@@ -207,7 +211,6 @@ class StreamingDataset(IterableDataset):
         uses = collections.Counter()    # chunk -> batches in `ahead` that need it
         pending = 0                     # bytes of the distinct chunks in `ahead`
         requested = set()
-        first = True  # the first batch reads its items directly: no downloads compete with it
         for ids in batches:
             chunks = list(dict.fromkeys(self._chunks_of(ids).tolist()))
             ahead.append((ids, chunks))
@@ -217,17 +220,14 @@ class StreamingDataset(IterableDataset):
             if pending < budget:
                 continue
             wanted = [c for _, cs in ahead for c in cs if c not in requested]
-            if wanted and not first:
+            if wanted:
                 core.prefetch(wanted)
                 requested.update(wanted)
-            first = False
             done, chunks = ahead.popleft()
             for c in chunks:
                 uses[c] -= 1
                 pending -= sizes[c] if uses[c] == 0 else 0
             yield done
-        if first and ahead:
-            yield ahead.popleft()[0]
         core.prefetch([c for _, cs in ahead for c in cs if c not in requested])
         for ids, _ in ahead:
             yield ids
@@ -275,16 +275,53 @@ class StreamingDataset(IterableDataset):
         epoch, start = self._position[0], self._position[1]
         core = self.core
         batches = rank_batches(self.epoch_order(epoch), start, layout, self._batch_size, self.drop_last)
-        first = True
-        for ids in self._prefetched(batches):
-            if self.blocks is not None:
+        if self.blocks is not None:
+            for ids in self._prefetched(batches):
                 yield from self._gather(ids)
-            else:
-                # The first batch reads its items directly instead of waiting for every
-                # chunk it touches (an epoch's first batch draws from many windows).
-                for leaves in core.get_many(ids, direct=first):
-                    yield self._decode(leaves)
-            first = False
+            return
+        # The first batch draws from many windows: its items are read directly (by byte
+        # range, in parallel) before any chunk download competes with them, instead of
+        # waiting for every chunk they are in.
+        first = next(batches, None)
+        if first is None:
+            return
+        items = core.get_many(first, direct=True)
+        for ids in self._prefetched(itertools.chain([first], batches)):
+            if ids is not first:
+                items = core.get_many(ids)
+            for leaves in items:
+                yield self._decode(leaves)
+
+
+_clean_up_pid = None  # the process that registered its clean-up
+
+
+def _clean_up_at_exit():
+    """Makes this process leave the node cache when it exits — also a multiprocessing child
+    (a DataLoader worker), which ends with os._exit, past atexit, but runs
+    multiprocessing's finalizers first. (Object-store clients are closed by the main
+    process only: a forked child also holds copies of its parent's, which it must not
+    touch.)"""
+    global _clean_up_pid
+    if _clean_up_pid != os.getpid():
+        _clean_up_pid = os.getpid()
+        multiprocessing.util.Finalize(None, _core.detach_caches, exitpriority=0)
+
+
+def at_exit():
+    """chute's atexit handler (it runs before pyarrow's S3 finalization, see __init__).
+
+    Daemonic children — DataLoader workers of an iteration left unfinished — would be
+    terminated by multiprocessing right after this; terminated first, they are no longer
+    attached to the node cache when this process leaves it, so the last one out removes
+    the shared-memory index instead of leaving it in /dev/shm."""
+    if _clean_up_pid == os.getpid():
+        children = [c for c in multiprocessing.active_children() if c.daemon]
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.join(5)
+    _core.shutdown_storage()
 
 
 def default_cache_dir() -> str:

@@ -186,3 +186,22 @@ def test_random_access_reads_only_the_item(s3_server, dataset, tmp_path):
     # three chunks touched: their headers and tables and four 20 KB items, no whole chunk
     assert served < chunk, (served, chunk)
     assert not glob.glob(os.path.join(ds.core.cache_path, "c*.bin"))
+
+
+def test_leaving_an_iteration_unfinished_leaves_nothing_in_dev_shm(s3_server, dataset, tmp_path):
+    # DataLoader workers end with os._exit and may still be running when the main process
+    # exits (an iteration broken off); the shared-memory index must go all the same.
+    url, _ = dataset
+    script = textwrap.dedent("""
+        import json, sys
+        import chute
+        ds = chute.StreamingDataset(sys.argv[1], storage_options=json.loads(sys.argv[2]), cache_dir=sys.argv[3])
+        batches = iter(chute.StreamingDataLoader(ds, batch_size=8, num_workers=2, collate_fn=list))
+        print(len(next(batches)), flush=True)  # and exit, the workers still up
+    """)
+    before = set(_shm_entries())
+    out = subprocess.run([sys.executable, "-c", script, url, json.dumps(_options(s3_server.endpoint)),
+                          str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["8"]
+    assert set(_shm_entries()) <= before

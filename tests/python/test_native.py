@@ -65,19 +65,36 @@ def test_demo_runs(tmp_path):
     assert "optimize: 300 samples" in out and out.count("samples/s") == 2
 
 
-def test_shm_index_under_contention_with_thread_sanitizer(tmp_path):
-    """tests/cpp/test_shm_index.cpp: processes x threads on one small cache, one killed."""
+@pytest.fixture(scope="module")
+def tsan_build(tmp_path_factory):
+    """The C++ tests (tests/cpp) built with ThreadSanitizer."""
     cmake = shutil.which("cmake")
     root = os.path.join(HERE, "..", "..")
-    build = tmp_path / "build"
+    build = tmp_path_factory.mktemp("tsan") / "build"
     configure = [cmake, "-S", root, "-B", str(build), "-DCHUTE_BUILD_TESTS=ON", "-DCHUTE_BUILD_BENCH=OFF",
                  "-DCHUTE_SANITIZE=thread", "-DCMAKE_BUILD_TYPE=RelWithDebInfo", f"-DPython_EXECUTABLE={sys.executable}"]
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"]
     subprocess.run(configure, check=True, capture_output=True)
-    subprocess.run([cmake, "--build", str(build), "--target", "test_shm_index"], check=True, capture_output=True)
-    proc = subprocess.run([str(build / "test_shm_index"), str(tmp_path / "cache")], capture_output=True, text=True,
-                          timeout=300)
+    subprocess.run([cmake, "--build", str(build), "--target", "test_shm_index", "test_io_queue"], check=True,
+                   capture_output=True)
+    return build
+
+
+def _run_clean(args):
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert "ThreadSanitizer" not in proc.stderr, proc.stderr[-4000:]
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
-    assert "segment_removed=1" in proc.stdout
+    return proc.stdout
+
+
+def test_shm_index_under_contention_with_thread_sanitizer(tsan_build, tmp_path):
+    """tests/cpp/test_shm_index.cpp: processes x threads on one small cache, one killed."""
+    out = _run_clean([str(tsan_build / "test_shm_index"), str(tmp_path / "cache")])
+    assert "segment_removed=1" in out
+
+
+def test_io_queue_and_pool_under_contention_with_thread_sanitizer(tsan_build):
+    """tests/cpp/test_io_queue.cpp: the lock-free queue and the I/O pool built on it."""
+    out = _run_clean([str(tsan_build / "test_io_queue")])
+    assert out.strip().endswith("ok"), out

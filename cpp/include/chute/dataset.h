@@ -46,6 +46,13 @@ struct DatasetOptions {
   uint64_t max_cache_size = 0;
 };
 
+// Leaves every node cache this process uses: drops its chunk references and its
+// registration, and the last process out removes the shared-memory index. Waits for the
+// cache calls under way. For a process that exits without ShutdownStorage() (a forked
+// DataLoader worker, whose inherited object-store clients must not be touched);
+// ShutdownStorage() does it too. Datasets with a cache fail to read afterwards.
+CHUTE_API void DetachAllCaches();
+
 class CHUTE_API Dataset {
  public:
   // Reads and validates `<url>/index.json`. Errors: NotFound (no such directory, bucket

@@ -1,5 +1,7 @@
 #include "shm_index.h"
 
+#include "chute/dataset.h"
+
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>

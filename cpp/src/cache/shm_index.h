@@ -78,7 +78,6 @@ class ShmIndex {
   pid_t pid_ = 0;
 };
 
-// Detaches every index of this process (at exit: Python's atexit, ShutdownStorage()).
-void DetachAllCaches();
+// DetachAllCaches() (every index of this process) is public: chute/dataset.h.
 
 }  // namespace chute

@@ -1,6 +1,6 @@
 #include "arrow_fs.h"
 
-#include "../cache/shm_index.h"
+#include "chute/dataset.h"
 
 #include <arrow/buffer.h>
 #include <arrow/filesystem/s3fs.h>
