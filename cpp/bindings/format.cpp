@@ -198,8 +198,10 @@ void init_format(nb::module_& m) {
   nb::class_<Dataset>(m, "Dataset", "A chute dataset opened for reading (thread-safe).")
       .def_static("open",
                   [](const std::string& url, bool verify_checksums, const StorageOptions& storage_options,
-                     uint64_t part_size, size_t concurrency, const std::string& cache_dir, uint64_t max_cache_size) {
+                     uint64_t part_size, size_t concurrency, const std::string& cache_dir, uint64_t max_cache_size,
+                     const std::string& index_json) {
                     DatasetOptions o;
+                    o.index_json = index_json;
                     o.verify_checksums = verify_checksums;
                     o.part_size = part_size;
                     o.concurrency = concurrency;
@@ -209,10 +211,12 @@ void init_format(nb::module_& m) {
                     return Unwrap(Dataset::Open(url, o, storage_options));
                   },
                   "url"_a, "verify_checksums"_a = true, "storage_options"_a = StorageOptions{},
-                  "part_size"_a = 8 << 20, "concurrency"_a = 16, "cache_dir"_a = "", "max_cache_size"_a = 0)
+                  "part_size"_a = 8 << 20, "concurrency"_a = 16, "cache_dir"_a = "", "max_cache_size"_a = 0,
+                  "index_json"_a = "")
       .def("__len__", &Dataset::num_items)
       .def_prop_ro("url", &Dataset::url)
       .def_prop_ro("is_local", &Dataset::is_local, "Local files: usable in forked processes.")
+      .def_prop_ro("index_json", &Dataset::index_json)
       .def_prop_ro("schema_json", &Dataset::schema_json)
       .def_prop_ro("compression", &Dataset::compression)
       .def_prop_ro("fingerprint", &Dataset::fingerprint)

@@ -452,6 +452,7 @@ struct Dataset::Impl {
   DatasetOptions options;
   std::vector<ChunkInfo> chunks;
   std::vector<uint64_t> starts;
+  std::string index_json;
   std::string schema_json;
   std::string compression;
   std::string fingerprint;
@@ -615,7 +616,8 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
     return Status::NotFound(url + ": no such dataset directory; run chute.optimize(..., output_dir=...) first "
                             "or check the path");
   std::string index_path = storage->Url(JoinPath(location.path, "index.json"));
-  auto text = storage->ReadAll(JoinPath(location.path, "index.json"));
+  Result<std::string> text = options.index_json;
+  if (options.index_json.empty()) text = storage->ReadAll(JoinPath(location.path, "index.json"));
   if (!text.ok()) {
     if (text.status().code() == StatusCode::kNotFound)
       return Status::NotFound(index_path + " does not exist: " + url +
@@ -637,9 +639,11 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
 
   auto impl = std::make_unique<Impl>();
   impl->url = url;
+  impl->index_json = *text;
   impl->storage = std::move(location.storage);
   impl->root = std::move(location.path);
   impl->options = options;
+  impl->options.index_json.clear();  // kept once, in impl->index_json
   // Whole-chunk downloads run below the consumers' priority (nice +10): on a busy node,
   // readers waiting for none of them keep their CPU.
   constexpr int kBackgroundNice = 10;
@@ -693,7 +697,8 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
     CHUTE_ASSIGN_OR_RETURN(impl->cache, ShmIndex::Attach(dir, static_cast<uint32_t>(impl->chunks.size()), capacity));
     // Chunks fetched ahead at once (each with its own ranged GETs): small chunks need many.
     impl->prefetch_pool = std::make_unique<IoPool>(std::max<size_t>(2, options.concurrency / 2), kBackgroundNice);
-    impl->item_pool = std::make_unique<IoPool>(std::max<size_t>(1, options.concurrency));
+    // A batch's items at once: small reads, each mostly waiting for its first byte.
+    impl->item_pool = std::make_unique<IoPool>(std::max<size_t>(64, options.concurrency));
     impl->cache_path = dir;
     // Open chunks hold cache references (no eviction): keep few of them.
     impl->options.max_open_chunks = std::min<size_t>(impl->options.max_open_chunks, 2);
@@ -707,6 +712,7 @@ bool Dataset::is_local() const { return impl_->storage->is_local(); }
 uint64_t Dataset::num_items() const { return impl_->starts.back(); }
 const std::vector<ChunkInfo>& Dataset::chunks() const { return impl_->chunks; }
 const std::vector<uint64_t>& Dataset::chunk_starts() const { return impl_->starts; }
+const std::string& Dataset::index_json() const { return impl_->index_json; }
 const std::string& Dataset::schema_json() const { return impl_->schema_json; }
 const std::string& Dataset::fingerprint() const { return impl_->fingerprint; }
 const std::string& Dataset::cache_path() const { return impl_->cache_path; }

@@ -97,11 +97,11 @@ class StreamingDataset(IterableDataset):
         self._open()
         self.window_items = self._window_items(shuffle_window)
 
-    def _open(self):
+    def _open(self, index_json: str = ""):
         self._core = _core.Dataset.open(self.input_dir, verify_checksums=self.verify_checksums,
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
-                                        max_cache_size=self.max_cache_size)
+                                        max_cache_size=self.max_cache_size, index_json=index_json)
         if self._core.cache_path:
             _clean_up_at_exit()
         self._decoder = Decoder(json.loads(self._core.schema_json))
@@ -137,7 +137,7 @@ class StreamingDataset(IterableDataset):
         of an object inherited through fork); a local one is shared with forked workers,
         with the record of which chunks were verified."""
         if self._pid != os.getpid() and not self._core.is_local:
-            self._open()
+            self._open(self._core.index_json)  # the parent's copy: no need to read it again
         return self._core
 
     def __getstate__(self):

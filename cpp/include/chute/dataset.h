@@ -44,6 +44,9 @@ struct DatasetOptions {
   // Bytes the cache may hold (exceeded only by chunks being read); 0: half the free
   // space of the cache's file system.
   uint64_t max_cache_size = 0;
+  // The content of index.json when the caller has it already (Dataset::index_json() of
+  // the same URL, e.g. in a forked worker reopening its parent's dataset): not read again.
+  std::string index_json;
 };
 
 // Leaves every node cache this process uses: drops its chunk references and its
@@ -71,6 +74,8 @@ class CHUTE_API Dataset {
   const std::vector<ChunkInfo>& chunks() const;
   // First global item index of each chunk, plus num_items() at the end.
   const std::vector<uint64_t>& chunk_starts() const;
+  // index.json as read.
+  const std::string& index_json() const;
   // The "schema" object of index.json, serialized as JSON.
   const std::string& schema_json() const;
   // 16 hex digits identifying the dataset's content (a digest of its chunk list and
