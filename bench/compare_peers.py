@@ -162,10 +162,10 @@ def _read_epochs(make_loader, epochs=2):
     return out
 
 
-def write_bytes_datasets(args):
+def write_bytes_datasets(args, libs):
     """Each library's copy of the same samples under --dir/bytes/<lib>, written once."""
     workdir = os.path.join(args.dir, "bytes")
-    for lib in ("chute", "litdata", "mosaic", "webdataset"):
+    for lib in dict.fromkeys(lib.split("-")[0] for lib in libs):
         path = os.path.join(workdir, lib)
         if os.path.exists(os.path.join(path, "done")):
             continue
@@ -361,12 +361,14 @@ def main():
         run_one(args.run, args)
         return
     os.makedirs(os.path.join(args.dir, args.workload), exist_ok=True)
+    libs = args.libs or (["chute", "chute-int64", "litdata", "mosaic"] if args.workload == "tokens"
+                         else ["chute", "chute-threads", "litdata", "mosaic", "webdataset"])
     env = dict(os.environ)
     server = None
     if args.workload == "tokens":
         make_documents(os.path.join(args.dir, "tokens"), args.tokens)
     else:
-        write_bytes_datasets(args)
+        write_bytes_datasets(args, libs)
         if args.source == "s3":
             from s3_bench_server import start
 
@@ -376,8 +378,6 @@ def main():
             # chute and litdata (boto3) read AWS_ENDPOINT_URL, Mosaic S3_ENDPOINT_URL.
             env.update(AWS_ENDPOINT_URL=args.endpoint, S3_ENDPOINT_URL=args.endpoint, AWS_ACCESS_KEY_ID="bench",
                        AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
-    libs = args.libs or (["chute", "chute-int64", "litdata", "mosaic"] if args.workload == "tokens"
-                         else ["chute", "chute-threads", "litdata", "mosaic", "webdataset"])
     results = {}
     for lib in libs:
         python = sys.executable if lib.startswith("chute") else args.peer_python

@@ -1,6 +1,7 @@
 """Datasets in S3 (moto server) and GCS (gcp-storage-emulator) on 127.0.0.1."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -169,3 +170,38 @@ def test_bench_read_accepts_urls(s3_server, s3_dataset):
     assert out.returncode == 0, out.stderr
     fields = dict(kv.split("=", 1) for kv in out.stdout.split())
     assert int(fields["items"]) == 400
+
+
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench")
+
+
+def test_bench_s3_server_serves_a_dataset(make_dataset, tmp_path):
+    # bench/s3_bench_server.py (the simulated cloud store of compare_peers.py) is an S3
+    # endpoint chute reads like any other: ranged GETs, HEADs, with its latency.
+    sys.path.insert(0, BENCH)
+    try:
+        from s3_bench_server import start
+    finally:
+        sys.path.remove(BENCH)
+    make_dataset(_sample, range(120), "bucket/ds", chunk_bytes="8KB")
+    server, endpoint = start(str(tmp_path), first_byte_ms=5, mbps_per_connection=0)
+    try:
+        ds = chute.StreamingDataset("s3://bucket/ds", storage_options=_s3_options(endpoint),
+                                    cache_dir=str(tmp_path / "cache"), shuffle=True)
+        got = sorted(ds, key=lambda s: s["i"])
+        for i, sample in enumerate(got):
+            assert_same(sample, _sample(i))
+        assert_same(ds[77], _sample(77))
+        assert server.requests > 0 and server.bytes_served > 0
+    finally:
+        server.shutdown()
+
+
+def test_compare_peers_bytes_from_s3_smoke(tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(BENCH, "compare_peers.py"), "bytes", "--source", "s3",
+                          "--libs", "chute", "chute-threads", "--samples", "300", "--sample-kb", "20",
+                          "--batch", "16", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for lib in ("chute", "chute-threads"):
+        assert re.search(rf"^{lib} +epoch 2: +[\d,]+ samples/s", out.stdout, re.M), out.stdout + out.stderr[-3000:]
+    assert "S3 bench server:" in out.stdout
