@@ -13,9 +13,9 @@ struct ChecksumStream::State {
   XXH3_state_t xxh;
 };
 
-ChecksumStream::ChecksumStream() : state_(std::make_unique<State>()) {
-  XXH3_64bits_reset(&state_->xxh);
-}
+ChecksumStream::ChecksumStream() : state_(std::make_unique<State>()) { Reset(); }
+
+void ChecksumStream::Reset() { XXH3_64bits_reset(&state_->xxh); }
 ChecksumStream::~ChecksumStream() = default;
 
 void ChecksumStream::Update(const void* data, size_t size) {

@@ -16,6 +16,7 @@ class ChecksumStream {
   ChecksumStream();
   ~ChecksumStream();
   void Update(const void* data, size_t size);
+  void Reset();  // back to the checksum of nothing
   uint64_t Digest() const;
 
  private:

@@ -20,12 +20,21 @@ struct ChunkHeader {          // 64 bytes at offset 0
   uint64_t num_blocks;        // 0 when uncompressed
   uint64_t data_offset;       // file offset of the item stream / first block (64-aligned)
   uint64_t stream_size;       // uncompressed size of the item stream
-  uint64_t reserved[2];
+  // Version 2: the data is checked in spans of 2^span_shift bytes (0: version 1, only the
+  // whole file's checksum in index.json), whose XXH3-64s follow the block table; and
+  // the header (with tables_xxh3 zero) and all tables have the checksum tables_xxh3.
+  uint32_t span_shift;
+  uint32_t num_spans;
+  uint64_t tables_xxh3;
 };
 static_assert(sizeof(ChunkHeader) == 64);
+inline constexpr uint32_t kSpanShift = 20;     // written: 1 MiB spans
+inline constexpr uint32_t kMinSpanShift = 20;  // read: at most one span flag per MiB
+inline constexpr uint32_t kMaxSpanShift = 30;
 
 // Followed by: uint64 item_offsets[num_items + 1] (positions in the uncompressed item
-// stream), then BlockEntry blocks[num_blocks], then zero padding up to data_offset.
+// stream), then BlockEntry blocks[num_blocks], then uint64 span_xxh3[num_spans], then
+// zero padding up to data_offset.
 struct BlockEntry {
   uint64_t first_item;        // first item in this block (blocks hold whole items)
   uint64_t stream_offset;     // where the block starts in the item stream (64-aligned)

@@ -38,6 +38,29 @@ uint64_t ItemSize(std::span<const LeafInput> leaves, uint64_t start) {
   return pos - start;
 }
 
+// XXH3-64 of each 2^kSpanShift bytes of the concatenation of `data` (the last span
+// shorter).
+std::vector<uint64_t> SpanChecksums(const std::vector<std::span<const std::byte>>& data) {
+  const uint64_t span = uint64_t{1} << kSpanShift;
+  std::vector<uint64_t> sums;
+  ChecksumStream sum;
+  uint64_t filled = 0;  // bytes in the current span
+  for (auto part : data) {
+    while (!part.empty()) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(part.size(), span - filled));
+      sum.Update(part.data(), n);
+      part = part.subspan(n);
+      if ((filled += n) == span) {
+        sums.push_back(sum.Digest());
+        sum.Reset();
+        filled = 0;
+      }
+    }
+  }
+  if (filled) sums.push_back(sum.Digest());
+  return sums;
+}
+
 }  // namespace
 
 struct DatasetWriter::Impl {
@@ -85,7 +108,16 @@ struct DatasetWriter::Impl {
     h.stream_size = stream.size();
     std::vector<uint64_t> offsets = item_offsets;
     offsets.push_back(stream.size());
-    uint64_t tables = sizeof h + offsets.size() * 8 + blocks.size() * sizeof(BlockEntry);
+    std::vector<std::span<const std::byte>> data;
+    if (codec) {
+      for (auto& c : compressed) data.emplace_back(c.data(), c.size());
+    } else {
+      data.emplace_back(stream.data(), stream.size());
+    }
+    std::vector<uint64_t> spans = SpanChecksums(data);
+    h.span_shift = kSpanShift;
+    h.num_spans = static_cast<uint32_t>(spans.size());
+    uint64_t tables = sizeof h + offsets.size() * 8 + blocks.size() * sizeof(BlockEntry) + spans.size() * 8;
     h.data_offset = AlignUp(tables, kArrayAlignment);
     for (auto& b : blocks) b.file_offset += h.data_offset;
     std::vector<std::byte> padding(h.data_offset - tables);
@@ -94,12 +126,12 @@ struct DatasetWriter::Impl {
     parts.emplace_back(reinterpret_cast<const std::byte*>(&h), sizeof h);
     parts.emplace_back(reinterpret_cast<const std::byte*>(offsets.data()), offsets.size() * 8);
     parts.emplace_back(reinterpret_cast<const std::byte*>(blocks.data()), blocks.size() * sizeof(BlockEntry));
+    parts.emplace_back(reinterpret_cast<const std::byte*>(spans.data()), spans.size() * 8);
+    ChecksumStream tables_sum;  // the header (tables_xxh3 still 0) and the tables
+    for (auto p : parts) tables_sum.Update(p.data(), p.size());
+    h.tables_xxh3 = tables_sum.Digest();
     parts.emplace_back(padding.data(), padding.size());
-    if (codec) {
-      for (auto& c : compressed) parts.emplace_back(c.data(), c.size());
-    } else {
-      parts.emplace_back(stream.data(), stream.size());
-    }
+    parts.insert(parts.end(), data.begin(), data.end());
     ChecksumStream sum;
     uint64_t total = 0;
     for (auto p : parts) {

@@ -300,12 +300,16 @@ class OnDemandChunkBytes final : public ChunkBytes {
 // One opened chunk. Thread-safe.
 class ChunkReader {
  public:
-  // `bytes` is the chunk; `url` names it in errors. A mapped chunk is size-checked and
-  // (if `verify`) checksummed here; a remote one checks itself when fully arrived.
+  // `bytes` is the chunk; `url` names it in errors. A mapped chunk is size-checked here
+  // and, if `verify`, checksummed: version 1 whole, now; version 2 its header and tables
+  // now. Given `span_flags` (one per span, shared by the processes reading the chunk), a
+  // mapped version-2 chunk checks each span of its data before the first item in it is
+  // returned. A remote chunk checks itself when fully arrived.
   static Result<std::shared_ptr<ChunkReader>> Open(std::shared_ptr<ChunkBytes> bytes, std::string url,
-                                                   const ChunkInfo& info, bool verify) {
+                                                   const ChunkInfo& info, bool verify,
+                                                   std::atomic<uint8_t>* span_flags = nullptr) {
     auto r = std::shared_ptr<ChunkReader>(new ChunkReader(std::move(url), std::move(bytes)));
-    CHUTE_RETURN_NOT_OK(r->Validate(info, verify));
+    CHUTE_RETURN_NOT_OK(r->Validate(info, verify, span_flags));
     return r;
   }
 
@@ -316,6 +320,7 @@ class ChunkReader {
       return Status::Corrupt(where + ": bad item offsets" + kRewriteHint);
     if (!codec_) {
       CHUTE_RETURN_NOT_OK(bytes_->Wait(header_.data_offset + begin, end - begin));
+      CHUTE_RETURN_NOT_OK(VerifySpans(header_.data_offset + begin, header_.data_offset + end));
       std::shared_ptr<const void> owner(bytes_, bytes_.get());
       return DecodeItem(bytes_->data() + header_.data_offset + begin, end - begin, std::move(owner), where);
     }
@@ -335,20 +340,12 @@ class ChunkReader {
   ChunkReader(std::string path, std::shared_ptr<ChunkBytes> bytes)
       : path_(std::move(path)), bytes_(std::move(bytes)) {}
 
-  Status Validate(const ChunkInfo& info, bool verify) {
+  Status Validate(const ChunkInfo& info, bool verify, std::atomic<uint8_t>* span_flags) {
     auto corrupt = [&](const std::string& what) { return Status::Corrupt(path_ + ": " + what + kRewriteHint); };
-    if (auto* mapped = dynamic_cast<MappedChunkBytes*>(bytes_.get())) {
-      if (mapped->size() != info.num_bytes) {
-        return corrupt((mapped->size() < info.num_bytes ? "truncated: " : "wrong size: ") +
-                       std::to_string(mapped->size()) + " bytes, index.json says " + std::to_string(info.num_bytes));
-      }
-      if (verify) {
-        mapped->file().WillNeed();
-        uint64_t sum = Checksum(mapped->data(), mapped->size());
-        if (sum != info.checksum)
-          return corrupt("checksum mismatch (xxh3_64 " + ChecksumToHex(sum) + ", index.json says " +
-                         ChecksumToHex(info.checksum) + ")");
-      }
+    auto* mapped = dynamic_cast<MappedChunkBytes*>(bytes_.get());
+    if (mapped && mapped->size() != info.num_bytes) {
+      return corrupt((mapped->size() < info.num_bytes ? "truncated: " : "wrong size: ") +
+                     std::to_string(mapped->size()) + " bytes, index.json says " + std::to_string(info.num_bytes));
     }
     if (bytes_->size() < sizeof header_) return corrupt("shorter than a chunk header");
     CHUTE_RETURN_NOT_OK(bytes_->Wait(0, sizeof header_));
@@ -359,13 +356,42 @@ class ChunkReader {
       return Status::VersionMismatch(path_ + ": chunk format version " + std::to_string(header_.version) +
                                      " is newer than this chute reads (" + std::to_string(kFormatVersion) +
                                      "); upgrade chute");
+    bool spans = header_.version >= 2 && header_.span_shift != 0;
+    if (mapped && verify && !spans) {  // version 1: the whole file now
+      mapped->file().WillNeed();
+      uint64_t sum = Checksum(mapped->data(), mapped->size());
+      if (sum != info.checksum)
+        return corrupt("checksum mismatch (xxh3_64 " + ChecksumToHex(sum) + ", index.json says " +
+                       ChecksumToHex(info.checksum) + ")");
+    }
     if (header_.num_items != info.num_items)
       return corrupt("holds " + std::to_string(header_.num_items) + " items, index.json says " +
                      std::to_string(info.num_items));
-    uint64_t tables = sizeof header_ + (header_.num_items + 1) * 8 + header_.num_blocks * sizeof(BlockEntry);
+    uint64_t tables = sizeof header_ + (header_.num_items + 1) * 8 + header_.num_blocks * sizeof(BlockEntry) +
+                      (spans ? uint64_t{header_.num_spans} * 8 : 0);
     if (tables > bytes_->size() || header_.data_offset < tables || header_.data_offset > bytes_->size())
       return corrupt("bad tables");
     CHUTE_RETURN_NOT_OK(bytes_->Wait(0, tables));
+    if (spans) {
+      uint64_t data = bytes_->size() - header_.data_offset;
+      if (header_.span_shift < kMinSpanShift || header_.span_shift > kMaxSpanShift ||
+          header_.num_spans != (data + (uint64_t{1} << header_.span_shift) - 1) >> header_.span_shift)
+        return corrupt("bad span table");
+      if (mapped && verify) {
+        ChunkHeader zeroed = header_;
+        zeroed.tables_xxh3 = 0;
+        ChecksumStream sum;
+        sum.Update(&zeroed, sizeof zeroed);
+        sum.Update(bytes_->data() + sizeof header_, tables - sizeof header_);
+        if (sum.Digest() != header_.tables_xxh3)
+          return corrupt("checksum mismatch in the header or tables (xxh3_64 " + ChecksumToHex(sum.Digest()) +
+                         ", the header says " + ChecksumToHex(header_.tables_xxh3) + ")");
+      }
+      if (mapped && span_flags) {
+        span_sums_ = reinterpret_cast<const uint64_t*>(bytes_->data() + tables - header_.num_spans * 8);
+        span_flags_ = span_flags;
+      }
+    }
     offsets_ = reinterpret_cast<const uint64_t*>(bytes_->data() + sizeof header_);
     if (header_.codec == static_cast<uint32_t>(CodecId::kNone)) {
       if (header_.data_offset + header_.stream_size > bytes_->size()) return corrupt("item stream past end");
@@ -385,6 +411,25 @@ class ChunkReader {
     return Status::OK();
   }
 
+  // Checks the spans holding file bytes [from, to) that no process has checked yet
+  // (mapped version-2 chunks given span flags; otherwise a no-op).
+  Status VerifySpans(uint64_t from, uint64_t to) {
+    if (!span_sums_ || to <= from) return Status::OK();
+    const uint32_t shift = header_.span_shift;
+    const uint64_t base = header_.data_offset;
+    for (uint64_t k = (from - base) >> shift; k <= (to - 1 - base) >> shift; ++k) {
+      if (span_flags_[k].load(std::memory_order_acquire)) continue;
+      uint64_t begin = base + (k << shift), end = std::min<uint64_t>(bytes_->size(), begin + (uint64_t{1} << shift));
+      uint64_t sum = Checksum(bytes_->data() + begin, end - begin);
+      if (sum != span_sums_[k])
+        return Status::Corrupt(path_ + ": checksum mismatch in bytes " + std::to_string(begin) + ".." +
+                               std::to_string(end) + " (xxh3_64 " + ChecksumToHex(sum) + ", the chunk says " +
+                               ChecksumToHex(span_sums_[k]) + ")" + kRewriteHint);
+      span_flags_[k].store(1, std::memory_order_release);
+    }
+    return Status::OK();
+  }
+
   // The decompressed block `b`; the most recent one is kept for sequential reads.
   Result<std::shared_ptr<std::byte>> Block(size_t b) {
     {
@@ -393,6 +438,7 @@ class ChunkReader {
     }
     const BlockEntry& e = blocks_[b];
     CHUTE_RETURN_NOT_OK(bytes_->Wait(e.file_offset, e.file_size));
+    CHUTE_RETURN_NOT_OK(VerifySpans(e.file_offset, e.file_offset + e.file_size));
     auto buf = AllocateAligned(e.stream_size);
     Status st = codec_->Decompress(bytes_->data() + e.file_offset, e.file_size, buf.get(), e.stream_size);
     if (!st.ok()) return Status::Corrupt(path_ + " block " + std::to_string(b) + ": " + st.message() + kRewriteHint);
@@ -406,6 +452,8 @@ class ChunkReader {
   std::shared_ptr<ChunkBytes> bytes_;
   ChunkHeader header_{};
   const uint64_t* offsets_ = nullptr;
+  const uint64_t* span_sums_ = nullptr;         // set when spans are to be checked
+  std::atomic<uint8_t>* span_flags_ = nullptr;  // per span: checked (shared memory)
   std::vector<BlockEntry> blocks_;
   std::shared_ptr<Codec> codec_;
   std::mutex mu_;
@@ -413,9 +461,9 @@ class ChunkReader {
   std::shared_ptr<std::byte> cached_;
 };
 
-// One flag per chunk in memory shared with forked children: DataLoader workers inherit
-// a local Dataset, and a chunk whose checksum one of them verified is not verified again
-// by the others or by the next epoch's workers.
+// Flags (per chunk, per span) in memory shared with forked children: DataLoader workers
+// inherit a local Dataset, and what one of them verified is not verified again by the
+// others or by the next epoch's workers.
 class SharedFlags {
  public:
   static Result<std::unique_ptr<SharedFlags>> Make(size_t n) {
@@ -457,7 +505,11 @@ struct Dataset::Impl {
   std::string compression;
   std::string fingerprint;
   std::string cache_path;
-  std::unique_ptr<SharedFlags> verified;  // per chunk: checksum verified
+  std::unique_ptr<SharedFlags> verified;  // per chunk: checksum (v1) or tables (v2) verified
+  // Local datasets: per span of version-2 chunk data, verified; chunk c's first span flag
+  // is span_base[c] (room for spans as small as 2^kMinSpanShift).
+  std::unique_ptr<SharedFlags> spans_verified;
+  std::vector<uint64_t> span_base;
   std::unique_ptr<IoPool> pool;  // remote datasets only
   std::shared_ptr<ShmIndex> cache;  // remote datasets with a cache_dir
 
@@ -567,7 +619,8 @@ struct Dataset::Impl {
       remote->Start(*pool);
       bytes = std::move(remote);
     }
-    CHUTE_ASSIGN_OR_RETURN(auto reader, ChunkReader::Open(std::move(bytes), url, chunks[c], verify));
+    std::atomic<uint8_t>* span_flags = spans_verified ? &(*spans_verified)[span_base[c]] : nullptr;
+    CHUTE_ASSIGN_OR_RETURN(auto reader, ChunkReader::Open(std::move(bytes), url, chunks[c], verify, span_flags));
     if (storage->is_local() || cache) (*verified)[c].store(1, std::memory_order_release);
     std::lock_guard lock(mu);
     if (auto it = open.find(c); it != open.end()) return it->second.first;
@@ -704,6 +757,14 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
     impl->options.max_open_chunks = std::min<size_t>(impl->options.max_open_chunks, 2);
   }
   CHUTE_ASSIGN_OR_RETURN(impl->verified, SharedFlags::Make(impl->chunks.size()));
+  if (impl->storage->is_local() && options.verify_checksums) {
+    uint64_t spans = 0;
+    for (auto& c : impl->chunks) {
+      impl->span_base.push_back(spans);
+      spans += (c.num_bytes >> kMinSpanShift) + 1;
+    }
+    CHUTE_ASSIGN_OR_RETURN(impl->spans_verified, SharedFlags::Make(spans));
+  }
   return std::shared_ptr<Dataset>(new Dataset(std::move(impl)));
 }
 

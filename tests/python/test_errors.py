@@ -57,12 +57,71 @@ def test_missing_chunk(dataset):
         chute.StreamingDataset(dataset)[99]
 
 
+def _big(i):  # 100 KB that does not compress
+    return {"i": i, "x": np.random.default_rng(i).integers(0, 256, 100_000, dtype=np.uint8)}
+
+
+def _flip(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 1]))
+
+
+def _header(path):
+    """(data_offset, span_shift, num_spans) of a chunk file (docs/format.md)."""
+    head = open(path, "rb").read(64)
+    data_offset = int.from_bytes(head[32:40], "little")
+    return data_offset, int.from_bytes(head[48:52], "little"), int.from_bytes(head[52:56], "little")
+
+
+@pytest.mark.parametrize("compression", [None, "zstd:1"])
+def test_only_the_spans_read_are_checked(make_dataset, compression):
+    # 40 items of 100 KB in one chunk: four 1 MiB spans, each checked before the first
+    # item in it is returned; a flipped byte fails the items of its span, not the others.
+    path = make_dataset(_big, range(40), chunk_bytes="64MB", compression=compression)
+    chunk = os.path.join(path, "chunk-000000.bin")
+    _, shift, spans = _header(chunk)
+    assert shift == 20 and spans == 4
+    _flip(chunk, os.path.getsize(chunk) - 10)  # in the last span
+    ds = chute.StreamingDataset(path)
+    assert ds[0]["i"] == 0
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin: checksum mismatch in bytes"):
+        ds[39]
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin"):
+        list(ds)
+
+
+def test_damaged_tables_are_caught(make_dataset):
+    path = make_dataset(_big, range(12), chunk_bytes="64MB")
+    chunk = os.path.join(path, "chunk-000000.bin")
+    _flip(chunk, 64 + 8 * 5 + 1)  # item_offsets[5]
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin: checksum mismatch in the header or tables"):
+        chute.StreamingDataset(path)[0]
+
+
+def test_version_1_chunks_without_spans_are_read(make_dataset):
+    # A version-1 chunk has no span table (header fields zero): its layout still reads.
+    path = make_dataset(_big, range(12), chunk_bytes="64MB")
+    chunk = os.path.join(path, "chunk-000000.bin")
+    with open(chunk, "r+b") as f:
+        f.seek(8)
+        f.write((1).to_bytes(4, "little"))
+        f.seek(48)
+        f.write(bytes(16))  # span_shift, num_spans, tables_xxh3
+    ds = chute.StreamingDataset(path, verify_checksums=False)
+    assert [s["i"] for s in ds] == list(range(12))
+    np.testing.assert_array_equal(ds[7]["x"], _big(7)["x"])
+
+
 def test_newer_format_version(dataset):
     index_path = os.path.join(dataset, "index.json")
     index = json.load(open(index_path))
     index["version"] = chute._core.FORMAT_VERSION + 1
     json.dump(index, open(index_path, "w"))
-    with pytest.raises(chute.FormatVersionError, match="index.json is format version 2.*upgrade chute"):
+    newer = chute._core.FORMAT_VERSION + 1
+    with pytest.raises(chute.FormatVersionError, match=f"index.json is format version {newer}.*upgrade chute"):
         chute.StreamingDataset(dataset)
 
 

@@ -14,7 +14,7 @@
 
 namespace chute {
 
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 // Array payloads start at multiples of this (in the file, and in decompressed blocks).
 inline constexpr size_t kArrayAlignment = 64;
 
