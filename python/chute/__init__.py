@@ -11,8 +11,7 @@ import pyarrow.fs  # noqa: F401  -- loads the one libarrow chute._core links; re
 from chute import _core
 from chute._core import CorruptDataError, FormatVersionError
 from chute.combined import CombinedStreamingDataset
-from chute import dataset as _dataset_module
-from chute.dataset import StreamingDataset
+from chute.dataset import StreamingDataset, at_exit
 from chute.loader import StreamingDataLoader
 from chute.optimize import OptimizeError, optimize
 from chute.tokens import TokensLoader
@@ -21,7 +20,7 @@ __version__ = "0.1.0"
 
 # Runs before pyarrow's S3 finalization (atexit is last-in, first-out): every S3 client
 # must be gone by then or the interpreter hangs at exit (Arrow issue 50188).
-atexit.register(_dataset_module.at_exit)
+atexit.register(at_exit)
 __all__ = [
     "CombinedStreamingDataset",    "CorruptDataError",
     "FormatVersionError",
