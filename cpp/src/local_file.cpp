@@ -48,9 +48,6 @@ Result<std::shared_ptr<std::byte>> CreateMappedFile(const std::string& path, siz
   if (size == 0) return AllocateAligned(0);
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0);
   if (p == MAP_FAILED) return Status::IOError(ErrnoMessage(path));
-#ifdef MADV_POPULATE_WRITE  // Linux 5.14+: all pages in one call, not a fault per few pages
-  (void)::madvise(p, size, MADV_POPULATE_WRITE);
-#endif
   return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [size](std::byte* q) { ::munmap(q, size); });
 }
 
