@@ -42,6 +42,7 @@ NB_MODULE(_core, m) {
   });
 
   chute::bindings::init_format(m);
+  chute::bindings::init_engine(m);
   chute::bindings::init_order(m);
   chute::bindings::init_tokens(m);
 }

@@ -197,40 +197,24 @@ class StreamingDataset(IterableDataset):
         return np.searchsorted(np.asarray(self.core.chunk_starts, dtype=np.uint64), ids, side="right") - 1
 
     def _prefetched(self, batches):
-        """Passes the id batches through, first asking the core to fetch the chunks of the
-        coming ones (up to prefetch_bytes ahead) into the node cache."""
+        """Passes the id batches through, first having the core fetch the chunks of the
+        coming ones (up to prefetch_bytes ahead) into the node cache (chute/engine.h)."""
         core = self.core
         if not core.cache_path:
             yield from batches
             return
-        sizes = [c[2] for c in core.chunks]
         # Never look further ahead than half the cache holds: prefetched chunks would evict
         # each other before they are read.
-        budget = min(self.prefetch_bytes, core.cache_capacity // 2)
-        ahead = collections.deque()     # (ids, their chunks) not yet yielded
-        uses = collections.Counter()    # chunk -> batches in `ahead` that need it
-        pending = 0                     # bytes of the distinct chunks in `ahead`
-        requested = set()
+        lookahead = _core.Lookahead(core, min(self.prefetch_bytes, core.cache_capacity // 2))
+        ahead = collections.deque()  # the batches queued in `lookahead`
         for ids in batches:
-            chunks = list(dict.fromkeys(self._chunks_of(ids).tolist()))
-            ahead.append((ids, chunks))
-            for c in chunks:
-                pending += sizes[c] if uses[c] == 0 else 0
-                uses[c] += 1
-            if pending < budget:
-                continue
-            wanted = [c for _, cs in ahead for c in cs if c not in requested]
-            if wanted:
-                core.prefetch(wanted)
-                requested.update(wanted)
-            done, chunks = ahead.popleft()
-            for c in chunks:
-                uses[c] -= 1
-                pending -= sizes[c] if uses[c] == 0 else 0
-            yield done
-        core.prefetch([c for _, cs in ahead for c in cs if c not in requested])
-        for ids, _ in ahead:
-            yield ids
+            ahead.append(ids)
+            if lookahead.add(list(dict.fromkeys(self._chunks_of(ids).tolist()))):
+                lookahead.next()
+                yield ahead.popleft()
+        while ahead:
+            lookahead.next()
+            yield ahead.popleft()
 
     def epoch_order(self, epoch: int) -> _core.EpochOrder:
         """The order of epoch ``epoch`` (position -> global item id)."""

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "chute/dataset.h"
+#include "chute/engine.h"
 #include "chute/export.h"
 #include "chute/format.h"
 #include "chute/order.h"
