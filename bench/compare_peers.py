@@ -75,17 +75,6 @@ def _document(i):
 
 # ---- one library per process -----------------------------------------------------------
 
-def _read(loader, block: int):
-    """(seconds to first batch, seconds for the epoch, blocks) of one pass."""
-    t0 = time.perf_counter()
-    first, blocks = None, 0
-    for batch in loader:
-        if first is None:
-            first = time.perf_counter() - t0
-        blocks += batch.shape[0] if hasattr(batch, "shape") else len(batch)
-    return first, time.perf_counter() - t0, blocks
-
-
 def run_chute(args, workdir, out_dtype):
     import chute
 
@@ -95,8 +84,7 @@ def run_chute(args, workdir, out_dtype):
                        progress=False, overwrite=True)
     ds = chute.StreamingDataset(path, item_loader=chute.TokensLoader(args.block, dtype=out_dtype), shuffle=True)
     loader = chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers)
-    _read(loader, args.block)  # warm
-    return _read(loader, args.block)
+    return _read_epochs(lambda: loader)[1]  # the first epoch warms the page cache
 
 
 def run_litdata(args, workdir):
@@ -108,8 +96,7 @@ def run_litdata(args, workdir):
                          item_loader=litdata.TokensLoader(), num_workers=2)
     ds = litdata.StreamingDataset(path, item_loader=litdata.TokensLoader(block_size=args.block), shuffle=True)
     loader = litdata.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers)
-    _read(loader, args.block)
-    return _read(loader, args.block)
+    return _read_epochs(lambda: loader)[1]
 
 
 def run_mosaic(args, workdir):
@@ -127,8 +114,7 @@ def run_mosaic(args, workdir):
     streaming.base.util.clean_stale_shared_memory()
     ds = streaming.StreamingDataset(local=path, shuffle=True, batch_size=args.batch)
     loader = DataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_stack_tokens)
-    _read(loader, args.block)
-    return _read(loader, args.block)
+    return _read_epochs(lambda: loader)[1]
 
 
 def _stack_tokens(samples):
@@ -142,7 +128,9 @@ def _bytes_sample(i, size):
 
 
 def _count(batch):
-    return len(batch["label"]) if isinstance(batch, dict) else len(batch)
+    if isinstance(batch, dict):
+        return len(batch["label"])
+    return batch.shape[0] if hasattr(batch, "shape") else len(batch)
 
 
 def _read_epochs(make_loader, epochs=2):

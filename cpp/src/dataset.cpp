@@ -541,8 +541,8 @@ struct Dataset::Impl {
         opener = true;
       }
     }
+    std::string path = JoinPath(root, chunks[c].file);
     if (opener) {
-      std::string path = JoinPath(root, chunks[c].file);
       const ChunkInfo& info = chunks[c];
       // Header, offsets and (compressed chunks) about one block entry per MiB.
       uint64_t tables = sizeof(ChunkHeader) + (info.num_items + 1) * sizeof(uint64_t) +
@@ -553,12 +553,12 @@ struct Dataset::Impl {
       promise.set_value(std::move(reader));
     }
     if (future.wait_for(std::chrono::duration<double>(storage->timeout() + 5)) != std::future_status::ready)
-      return Status::IOError(storage->Url(JoinPath(root, chunks[c].file)) + ": timed out reading its tables");
+      return Status::IOError(storage->Url(path) + ": timed out reading its tables");
     return future.get();
   }
 
-  // Forgets chunk c's on-demand reader (its chunk is at hand now; its memory goes with the
-  // last item that uses it).
+  // Forgets chunk c's on-demand reader (its chunk is in the cache now; its memory goes
+  // with the last item that uses it).
   void DropOnDemand(uint32_t c) {
     std::lock_guard lock(on_demand_mu);
     on_demand.remove_if([c](auto& e) { return e.first == c; });
@@ -613,6 +613,7 @@ struct Dataset::Impl {
       }
       bytes = std::make_shared<MappedChunkBytes>(*file, [index = cache, c] { index->Release(c); });
       verify = false;  // verified when it was fetched
+      DropOnDemand(c);  // read whole from now on
     } else {
       auto remote = std::make_shared<RemoteChunkBytes>(storage, path, chunks[c], options.part_size, verify,
                                                        AllocateAligned(chunks[c].num_bytes));
@@ -836,7 +837,7 @@ Result<std::vector<Item>> Dataset::GetItems(std::span<const uint64_t> ids, bool 
   auto batch = std::make_shared<Batch>();
   batch->items.resize(ids.size());
   std::vector<std::tuple<size_t, uint32_t, uint64_t>> late;  // (position, chunk, index in chunk)
-  std::vector<uint32_t> late_chunks, ready_chunks;
+  std::vector<uint32_t> late_chunks;
   for (size_t k = 0; k < ids.size(); ++k) {
     if (ids[k] >= num_items()) return GetItem(ids[k]).status();  // the out-of-range error
     auto [c, j] = Locate(ids[k]);
@@ -844,10 +845,6 @@ Result<std::vector<Item>> Dataset::GetItems(std::span<const uint64_t> ids, bool 
       late.emplace_back(k, c, j);
       if (std::find(late_chunks.begin(), late_chunks.end(), c) == late_chunks.end()) late_chunks.push_back(c);
       continue;
-    }
-    if (m->cache && std::find(ready_chunks.begin(), ready_chunks.end(), c) == ready_chunks.end()) {
-      ready_chunks.push_back(c);
-      m->DropOnDemand(c);
     }
     CHUTE_ASSIGN_OR_RETURN(batch->items[k], GetChunkItem(c, j));
   }
