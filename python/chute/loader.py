@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from chute._distributed import Layout, current_layout
 from chute._shared_batch import SharedCollate, forget_exited_workers
-from chute.dataset import StreamingDataset, rank_batches
+from chute.dataset import StreamingDataset, keep_freed_memory, rank_batches
 
 STATE_VERSION = 1
 
@@ -74,6 +74,7 @@ class StreamingDataLoader(DataLoader):
 
     def __iter__(self):
         ds = self.dataset
+        keep_freed_memory()  # this process receives (workers) or builds the batches
         epoch, start = self._next_epoch, self._resume_at
         ds._set_position(epoch, start)
         self._current = (epoch, start, current_layout().world_size)
