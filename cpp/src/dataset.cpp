@@ -166,6 +166,13 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     }
     uint64_t offset = k * part_size_;
     uint64_t length = std::min(part_size_, info_.num_bytes - offset);
+    // Map the part's pages writable in one call, just before its download, rather than one
+    // page fault at a time as it lands (faults were ~10% of the CPU of a download). Not
+    // earlier: populating whole chunks up front held them all in memory at once.
+    static const uintptr_t kPage = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    auto begin = reinterpret_cast<uintptr_t>(buffer_.get() + offset) & ~(kPage - 1);
+    auto end = reinterpret_cast<uintptr_t>(buffer_.get() + offset + length);
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);  // Linux >= 5.14; else a no-op
     Status st = storage_->ReadRange(path_, offset, length, buffer_.get() + offset);
     bool last = false;
     {

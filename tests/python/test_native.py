@@ -67,7 +67,8 @@ def test_demo_runs(tmp_path):
 
 @pytest.fixture(scope="module")
 def tsan_build(tmp_path_factory):
-    """The C++ tests (tests/cpp) built with ThreadSanitizer."""
+    """The C++ tests (tests/cpp) built with ThreadSanitizer (which the single-threaded ones
+    do not need, but one build serves all)."""
     cmake = shutil.which("cmake")
     root = os.path.join(HERE, "..", "..")
     build = tmp_path_factory.mktemp("tsan") / "build"
@@ -76,8 +77,8 @@ def tsan_build(tmp_path_factory):
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"]
     subprocess.run(configure, check=True, capture_output=True)
-    subprocess.run([cmake, "--build", str(build), "--target", "test_shm_index", "test_io_queue"], check=True,
-                   capture_output=True)
+    subprocess.run([cmake, "--build", str(build), "--target", "test_shm_index", "test_io_queue", "test_sigv4"],
+                   check=True, capture_output=True)
     return build
 
 
@@ -98,3 +99,21 @@ def test_io_queue_and_pool_under_contention_with_thread_sanitizer(tsan_build):
     """tests/cpp/test_io_queue.cpp: the lock-free queue and the I/O pool built on it."""
     out = _run_clean([str(tsan_build / "test_io_queue")])
     assert out.strip().endswith("ok"), out
+
+
+def test_sha256_and_hmac_match_hashlib(tsan_build):
+    """tests/cpp/test_sigv4.cpp: the digests under chute's S3 request signing."""
+    import hashlib
+    import hmac
+
+    lines = _run_clean([str(tsan_build / "test_sigv4")]).split("\n")
+    checked = 0
+    for line in filter(None, lines):
+        kind, n, digest = line.split()
+        n = int(n)
+        data = bytes((i * 37 + n) & 0xFF for i in range(n))
+        expected = hashlib.sha256(data).hexdigest() if kind == "sha256" else \
+            hmac.new(data, b"chute", hashlib.sha256).hexdigest()
+        assert digest == expected, (kind, n)
+        checked += 1
+    assert checked == 2 * 301

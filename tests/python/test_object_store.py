@@ -175,14 +175,19 @@ def test_bench_read_accepts_urls(s3_server, s3_dataset):
 BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench")
 
 
+def _bench_server_module():
+    sys.path.insert(0, BENCH)
+    try:
+        import s3_bench_server
+    finally:
+        sys.path.remove(BENCH)
+    return s3_bench_server
+
+
 def test_bench_s3_server_serves_a_dataset(make_dataset, tmp_path):
     # bench/s3_bench_server.py (the simulated cloud store of compare_peers.py) is an S3
     # endpoint chute reads like any other: ranged GETs, HEADs, with its latency.
-    sys.path.insert(0, BENCH)
-    try:
-        from s3_bench_server import start
-    finally:
-        sys.path.remove(BENCH)
+    start = _bench_server_module().start
     make_dataset(_sample, range(120), "bucket/ds", chunk_bytes="8KB")
     server, endpoint = start(str(tmp_path), first_byte_ms=5, mbps_per_connection=0)
     try:
@@ -195,6 +200,61 @@ def test_bench_s3_server_serves_a_dataset(make_dataset, tmp_path):
         assert server.requests > 0 and server.bytes_served > 0
     finally:
         server.shutdown()
+
+
+def test_plain_http_s3_reads_are_signed_like_botocore_on_one_connection(make_dataset, tmp_path):
+    """s3:// at a plain-http endpoint with static credentials is read by chute's own HTTP
+    client (cpp/src/storage/s3_http.h), not the AWS SDK: every request carries the SigV4
+    signature botocore computes for it (session token, another region, a key that needs
+    URI encoding), and one reader's requests share one kept-alive connection."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    bench = _bench_server_module()
+    seen = []  # (method, path, headers, client port) of each request
+
+    class Recording(bench.Handler):
+        def do_GET(self):
+            seen.append((self.command, self.path, dict(self.headers), self.client_address[1]))
+            super().do_GET()
+
+        do_HEAD = do_GET
+
+    make_dataset(_sample, range(60), "bucket/a dir+/ds", chunk_bytes="8KB")
+    server = bench.Server(("127.0.0.1", 0), str(tmp_path), first_byte_ms=0, mbps_per_connection=0)
+    server.RequestHandlerClass = Recording
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    key, secret, token, region = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "tok/en+==", "eu-west-3"
+    try:
+        ds = chute.StreamingDataset("s3://bucket/a dir+/ds", cache_dir=str(tmp_path / "cache"), storage_options={
+            "endpoint_url": endpoint, "access_key_id": key, "secret_access_key": secret, "session_token": token,
+            "region": region})
+        for i in (0, 17, 59, 18):
+            assert_same(ds[i], _sample(i))
+        signed = len(seen)
+        anonymous = chute.StreamingDataset("s3://bucket/a dir+/ds", cache_dir=str(tmp_path / "cache"),
+                                           storage_options={"endpoint_url": endpoint, "anonymous": True})
+        assert_same(anonymous[5], _sample(5))
+    finally:
+        server.shutdown()
+
+    assert signed >= 5 and all(method == "GET" for method, *_ in seen)  # index.json, tables, items
+    assert all(path.startswith("/bucket/a%20dir%2B/ds/") for _, path, *_ in seen)
+    assert {port for *_, port in seen[:signed]} == {seen[0][3]}  # one kept-alive connection
+    auth = S3SigV4Auth(Credentials(key, secret, token), "s3", region)
+    for _, path, headers, _ in seen[:signed]:
+        assert "User-Agent" not in headers  # not the AWS SDK
+        request = AWSRequest(method="GET", url=endpoint + path,
+                             headers={k: v for k, v in headers.items() if k != "Authorization"})
+        request.context["timestamp"] = headers["x-amz-date"]
+        canonical = auth.canonical_request(request)
+        expected = (f"AWS4-HMAC-SHA256 Credential={key}/{headers['x-amz-date'][:8]}/{region}/s3/aws4_request, "
+                    f"SignedHeaders={auth.signed_headers(auth.headers_to_sign(request))}, "
+                    f"Signature={auth.signature(auth.string_to_sign(request, canonical), request)}")
+        assert headers["Authorization"] == expected, canonical
+    assert all("Authorization" not in headers for _, _, headers, _ in seen[signed:])
 
 
 def test_compare_peers_bytes_from_s3_smoke(tmp_path):

@@ -81,9 +81,9 @@ std::vector<std::weak_ptr<ArrowStorage>>& Live() {
 class ArrowStorage final : public Storage, public std::enable_shared_from_this<ArrowStorage> {
  public:
   ArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme, CommonOptions options,
-               ErrorHints hints)
+               ErrorHints hints, std::shared_ptr<ObjectReader> reader)
       : fs_(std::move(fs)), scheme_(std::move(scheme)), options_(options), hints_(std::move(hints)),
-        pid_(::getpid()) {}
+        reader_(std::move(reader)), pid_(::getpid()) {}
 
   ~ArrowStorage() override {
     // A client made before fork() belongs to the parent: never tear it down here.
@@ -127,6 +127,8 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   }
 
   Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) override {
+    if (reader_)
+      return Retry(path, "read", [&](arrow::fs::FileSystem&) { return reader_->ReadRange(path, offset, length, out); });
     return Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
       // A known (lower bound of the) size spares the HEAD request: one GET per range.
       arrow::fs::FileInfo info(path, arrow::fs::FileType::File);
@@ -142,6 +144,10 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
 
   Result<std::string> ReadAll(const std::string& path) override {
     std::string out;
+    if (reader_) {
+      CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem&) { return reader_->ReadAll(path, &out); }));
+      return out;
+    }
     CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
       ARROW_ASSIGN_OR_RAISE(auto file, fs.OpenInputFile(path));
       ARROW_ASSIGN_OR_RAISE(int64_t size, file->GetSize());
@@ -227,14 +233,17 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   std::string scheme_;
   CommonOptions options_;
   ErrorHints hints_;
+  std::shared_ptr<ObjectReader> reader_;
   pid_t pid_;
 };
 
 }  // namespace
 
 std::shared_ptr<Storage> MakeArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme,
-                                          CommonOptions options, ErrorHints hints) {
-  auto storage = std::make_shared<ArrowStorage>(std::move(fs), std::move(scheme), options, std::move(hints));
+                                          CommonOptions options, ErrorHints hints,
+                                          std::shared_ptr<ObjectReader> reader) {
+  auto storage = std::make_shared<ArrowStorage>(std::move(fs), std::move(scheme), options, std::move(hints),
+                                                std::move(reader));
   std::lock_guard lock(LiveMutex());
   auto& live = Live();
   live.erase(std::remove_if(live.begin(), live.end(), [](auto& w) { return w.expired(); }), live.end());

@@ -4,6 +4,8 @@
 
 #include <arrow/filesystem/filesystem.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -17,7 +19,16 @@ struct ErrorHints {
   std::string credentials;  // how credentials are configured for this backend
 };
 
+// Reads objects in place of `fs` (see s3_http.h), with the same retries and error
+// classification.
+class ObjectReader {
+ public:
+  virtual ~ObjectReader() = default;
+  virtual arrow::Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) = 0;
+  virtual arrow::Status ReadAll(const std::string& path, std::string* out) = 0;
+};
+
 std::shared_ptr<Storage> MakeArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme,
-                                          CommonOptions options, ErrorHints hints);
+                                          CommonOptions options, ErrorHints hints, std::shared_ptr<ObjectReader> reader = nullptr);
 
 }  // namespace chute::storage

@@ -1,11 +1,12 @@
 // s3:// through Arrow's S3FileSystem (libarrow_s3 from the pyarrow wheel).
 #include <arrow/filesystem/s3fs.h>
 
+#include <memory>
 #include <mutex>
-
 #include <tuple>
 
 #include "arrow_fs.h"
+#include "s3_http.h"
 
 namespace chute::storage {
 namespace {
@@ -16,6 +17,25 @@ Status EnsureS3() {
   auto st = arrow::fs::EnsureS3Initialized();
   if (!st.ok()) return Status::IOError("cannot initialize S3: " + st.ToString());
   return Status::OK();
+}
+
+// Reads through S3HttpReader (s3_http.h) when the endpoint is plain http and the
+// credentials are anonymous or static (given, or in AWS_ACCESS_KEY_ID /
+// AWS_SECRET_ACCESS_KEY, which the AWS SDK's chain would pick first too); otherwise none
+// (Arrow reads).
+std::shared_ptr<ObjectReader> PlainHttpReader(const arrow::fs::S3Options& o, bool anonymous, const StorageOptions& options,
+                            const CommonOptions& common) {
+  if (o.scheme != "http" || o.endpoint_override.empty()) return nullptr;
+  S3HttpConfig config{o.endpoint_override, o.region.empty() ? "us-east-1" : o.region, {}, common.connect_timeout,
+                      common.request_timeout};
+  if (!anonymous) {
+    config.credentials.access_key = Get(options, "access_key_id", EnvOr("AWS_ACCESS_KEY_ID"));
+    config.credentials.secret_key = Get(options, "secret_access_key", EnvOr("AWS_SECRET_ACCESS_KEY"));
+    config.credentials.session_token =
+        Get(options, "access_key_id").empty() ? EnvOr("AWS_SESSION_TOKEN") : Get(options, "session_token");
+    if (config.credentials.access_key.empty() || config.credentials.secret_key.empty()) return nullptr;
+  }
+  return std::make_shared<S3HttpReader>(std::move(config));
 }
 
 Result<StorageLocation> MakeS3(const std::string& url, const std::string& path, const StorageOptions& options) {
@@ -47,7 +67,8 @@ Result<StorageLocation> MakeS3(const std::string& url, const std::string& path, 
   ErrorHints hints{endpoint.empty() ? "" : o.scheme + "://" + endpoint,
                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE, an instance role, or storage_options "
                    "access_key_id / secret_access_key (anonymous=true for public buckets)"};
-  return StorageLocation{MakeArrowStorage(*fs, "s3", common, std::move(hints)), path};
+  return StorageLocation{MakeArrowStorage(*fs, "s3", common, std::move(hints), PlainHttpReader(o, anonymous, options, common)),
+                         path};
 }
 
 const bool registered = (RegisterStorage("s3", MakeS3), true);

@@ -1,0 +1,303 @@
+#include "s3_http.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+
+namespace chute::storage {
+
+namespace {
+
+constexpr size_t kMaxIdle = 64;
+constexpr size_t kMaxHeader = 16 << 10;
+constexpr size_t kMaxErrorBody = 64 << 10;
+
+std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+}
+
+// The text between <tag> and </tag> in an S3 XML error body.
+std::string XmlField(const std::string& body, const std::string& tag) {
+  auto start = body.find("<" + tag + ">");
+  if (start == std::string::npos) return "";
+  start += tag.size() + 2;
+  auto end = body.find("</" + tag + ">", start);
+  return end == std::string::npos ? "" : body.substr(start, end - start);
+}
+
+// send() all of `data`; the socket's SO_SNDTIMEO bounds each wait.
+bool SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// recv() once (the socket's SO_RCVTIMEO bounds the wait): bytes read, 0 at end of
+// stream, -1 on error or timeout (errno set).
+ssize_t RecvSome(int fd, void* buf, size_t size) {
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, size, 0);
+    if (n < 0 && errno == EINTR) continue;
+    return n;
+  }
+}
+
+struct Response {
+  int status = 0;
+  bool keep_alive = true;
+  int64_t content_length = -1;  // -1: not given
+};
+
+// Parses the status line and the headers chute needs from `head` (without the blank line).
+bool ParseHead(std::string_view head, Response* r) {
+  auto eol = head.find("\r\n");
+  std::string_view status_line = head.substr(0, eol);
+  if (status_line.substr(0, 5) != "HTTP/" || status_line.size() < 12) return false;
+  if (status_line.substr(0, 8) == "HTTP/1.0") r->keep_alive = false;
+  r->status = std::atoi(std::string(status_line.substr(9, 3)).c_str());
+  while (eol != std::string_view::npos) {
+    head.remove_prefix(eol + 2);
+    eol = head.find("\r\n");
+    std::string_view line = head.substr(0, eol);
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view name = line.substr(0, colon), value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (IEquals(name, "content-length")) {
+      r->content_length = std::strtoll(std::string(value).c_str(), nullptr, 10);
+    } else if (IEquals(name, "connection")) {
+      if (IEquals(value, "close")) r->keep_alive = false;
+    } else if (IEquals(name, "transfer-encoding")) {
+      r->keep_alive = false;  // only error bodies would be chunked: read them to the end of the stream
+    }
+  }
+  return r->status >= 100;
+}
+
+}  // namespace
+
+S3HttpReader::S3HttpReader(S3HttpConfig config) : config_(std::move(config)), pid_(::getpid()) {
+  const std::string& e = config_.endpoint;
+  if (!e.empty() && e.front() == '[') {  // [v6]:port
+    auto close = e.find(']');
+    host_ = e.substr(1, close - 1);
+    port_ = close + 1 < e.size() && e[close + 1] == ':' ? e.substr(close + 2) : "80";
+  } else if (auto colon = e.rfind(':'); colon != std::string::npos) {
+    host_ = e.substr(0, colon);
+    port_ = e.substr(colon + 1);
+  } else {
+    host_ = e;
+    port_ = "80";
+  }
+}
+
+S3HttpReader::~S3HttpReader() {
+  if (::getpid() != pid_) return;  // the parent's connections
+  for (int fd : idle_) ::close(fd);
+}
+
+arrow::Status S3HttpReader::Connect(int* out) const {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(host_.c_str(), port_.c_str(), &hints, &found); rc != 0)
+    return arrow::Status::IOError("cannot resolve ", host_, ": ", ::gai_strerror(rc));
+  std::string error = "no address";
+  int fd = -1;
+  for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) {
+      error = Errno("socket");
+      continue;
+    }
+    // Non-blocking connect, so that connect_timeout bounds it.
+    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    if (rc < 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      rc = ::poll(&p, 1, static_cast<int>(config_.connect_timeout * 1000));
+      int so_error = 0;
+      socklen_t len = sizeof so_error;
+      if (rc == 0) {
+        errno = ETIMEDOUT;
+        rc = -1;
+      } else if (rc > 0) {
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
+        errno = so_error;
+        rc = so_error ? -1 : 0;
+      }
+    }
+    if (rc < 0) {
+      error = Errno("connect");
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(found);
+  if (fd < 0) return arrow::Status::IOError("cannot connect to ", config_.endpoint, ": ", error);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  timeval tv{static_cast<time_t>(config_.request_timeout),
+             static_cast<suseconds_t>((config_.request_timeout - static_cast<time_t>(config_.request_timeout)) * 1e6)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  *out = fd;
+  return arrow::Status::OK();
+}
+
+arrow::Status S3HttpReader::ReadRange(const std::string& path, uint64_t offset, uint64_t length,
+                                      std::byte* out) {
+  if (length == 0) return arrow::Status::OK();
+  const std::string range = "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1);
+  return Get(path, range, length, [&](uint64_t available) -> std::byte* {
+    return available < length ? nullptr : out;
+  });
+}
+
+arrow::Status S3HttpReader::ReadAll(const std::string& path, std::string* out) {
+  return Get(path, "", 0, [&](uint64_t available) {
+    out->resize(available);
+    return reinterpret_cast<std::byte*>(out->data());
+  });
+}
+
+arrow::Status S3HttpReader::Get(const std::string& path, const std::string& range, uint64_t length,
+                                const BodyTarget& target) {
+  for (;;) {
+    int fd = -1;
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        fd = idle_.back();
+        idle_.pop_back();
+      }
+    }
+    const bool reused = fd >= 0;
+    if (!reused) ARROW_RETURN_NOT_OK(Connect(&fd));
+    bool reusable = false, nothing_received = false;
+    arrow::Status st = Exchange(fd, path, range, length, target, &reusable, &nothing_received);
+    if (st.ok() && reusable) {
+      std::lock_guard lock(mu_);
+      if (idle_.size() < kMaxIdle) {
+        idle_.push_back(fd);
+        fd = -1;
+      }
+    }
+    if (fd >= 0) ::close(fd);
+    // The server closed an idle kept-alive connection before it saw the request: that
+    // is not a failure of the request, send it again on a new connection.
+    if (!st.ok() && reused && nothing_received) continue;
+    return st;
+  }
+}
+
+arrow::Status S3HttpReader::Exchange(int fd, const std::string& path, const std::string& range, uint64_t length,
+                                     const BodyTarget& target, bool* reusable, bool* nothing_received) const {
+  const std::string uri = "/" + UriEncodePath(path);
+  std::string request = "GET " + uri + " HTTP/1.1\r\nHost: " + config_.endpoint + "\r\n";
+  std::vector<std::pair<std::string, std::string>> signed_headers;
+  if (!range.empty()) {
+    request += "Range: " + range + "\r\n";
+    signed_headers.emplace_back("range", range);
+  }
+  if (!config_.credentials.access_key.empty()) {
+    for (auto& [name, value] :
+         SignS3Get(config_.credentials, config_.region, config_.endpoint, uri, signed_headers, ::time(nullptr)))
+      request += name + ": " + value + "\r\n";
+  }
+  request += "\r\n";
+  const std::string where = config_.endpoint + uri;
+  if (!SendAll(fd, request)) {
+    *nothing_received = true;
+    return arrow::Status::IOError(Errno(("sending GET " + where).c_str()));
+  }
+
+  // The head, and whatever part of the body came with it.
+  std::string head(kMaxHeader, '\0');
+  size_t got = 0, head_end = std::string::npos;
+  while (head_end == std::string::npos) {
+    if (got == head.size()) return arrow::Status::IOError("GET ", where, ": response head over 16 KiB");
+    ssize_t n = RecvSome(fd, head.data() + got, head.size() - got);
+    if (n <= 0) {
+      *nothing_received = got == 0;
+      return arrow::Status::IOError("GET ", where, ": ",
+                                    n == 0 ? std::string("connection closed by the server") : Errno("recv"));
+    }
+    size_t from = got >= 3 ? got - 3 : 0;
+    got += static_cast<size_t>(n);
+    head_end = head.find("\r\n\r\n", from);
+    if (head_end >= got) head_end = std::string::npos;
+  }
+  Response r;
+  if (!ParseHead(std::string_view(head).substr(0, head_end), &r))
+    return arrow::Status::IOError("GET ", where, ": not an HTTP response");
+  const size_t body_start = head_end + 4;
+  const size_t early = got - body_start;  // body bytes already read
+
+  // 206 for a range; 200 for a whole object, or from a server that ignores Range (then
+  // the body starts at 0, fine for a range starting there).
+  const bool whole = r.status == 200 && (range.empty() || range.compare(0, 8, "bytes=0-") == 0);
+  if (r.status == 206 || whole) {
+    if (r.content_length < 0) return arrow::Status::IOError("GET ", where, ": response without Content-Length");
+    const uint64_t available = static_cast<uint64_t>(r.content_length);
+    const uint64_t want = range.empty() ? available : length;
+    std::byte* out = target(available);
+    if (out == nullptr) {
+      const uint64_t offset = std::strtoull(range.c_str() + 6, nullptr, 10);
+      return arrow::Status::Invalid("truncated: ", offset + available, " bytes, needed ", offset + length);
+    }
+    size_t take = static_cast<size_t>(std::min<uint64_t>(early, want));
+    std::memcpy(out, head.data() + body_start, take);
+    // The rest straight into the caller's buffer, as much per call as the socket holds.
+    for (uint64_t done = take; done < want;) {
+      ssize_t n = RecvSome(fd, out + done, static_cast<size_t>(want - done));
+      if (n <= 0)
+        return arrow::Status::IOError("GET ", where, ": ",
+                                      n == 0 ? std::string("connection closed mid-body") : Errno("recv"),
+                                      " after ", done, " of ", want, " bytes");
+      done += static_cast<uint64_t>(n);
+    }
+    *reusable = r.keep_alive && available == want && early <= want;
+    return arrow::Status::OK();
+  }
+
+  // An error: S3 explains it in a small XML body.
+  std::string body = head.substr(body_start, early);
+  size_t limit = r.content_length >= 0 ? static_cast<size_t>(std::min<int64_t>(r.content_length, kMaxErrorBody))
+                                       : kMaxErrorBody;
+  while (body.size() < limit) {
+    char buf[4096];
+    ssize_t n = RecvSome(fd, buf, std::min(sizeof buf, limit - body.size()));
+    if (n <= 0) break;
+    body.append(buf, static_cast<size_t>(n));
+  }
+  std::string code = XmlField(body, "Code"), message = XmlField(body, "Message");
+  std::string detail = "GET " + where + ": HTTP " + std::to_string(r.status) + (code.empty() ? "" : " " + code) +
+                       (message.empty() ? "" : ": " + message);
+  if (r.status == 404) return arrow::Status::KeyError(detail);
+  if (r.status == 416) return arrow::Status::Invalid("truncated: the object ends before the range ", range, " (",
+                                                     detail, ")");
+  if (r.status == 401 || r.status == 403) return arrow::Status::IOError(detail, " (AccessDenied)");
+  if (r.status == 408 || r.status == 429 || r.status >= 500) return arrow::Status::IOError(detail);
+  return arrow::Status::Invalid(detail);
+}
+
+}  // namespace chute::storage
