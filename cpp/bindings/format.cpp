@@ -96,7 +96,8 @@ std::vector<LeafInput> ToLeaves(nb::list leaves, LeafBuffers& buf) {
 }
 
 // Item -> list of Python leaves. Arrays are read-only views owned by one capsule that
-// holds the item's owner (mapping or decompressed block).
+// holds the item's owner (mapping or decompressed block). An item copied out whole
+// (no array views) leaves no pages of its chunk mapped in this process.
 nb::list ToPython(Item&& item) {
   nb::list out;
   nb::object owner;
@@ -131,6 +132,7 @@ nb::list ToPython(Item&& item) {
       }
     }
   }
+  if (!owner.is_valid()) ReleaseMapping(item);
   return out;
 }
 

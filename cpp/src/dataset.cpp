@@ -123,10 +123,11 @@ class MappedChunkBytes final : public ChunkBytes {
 // after a mismatch every wait fails.
 class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from_this<RemoteChunkBytes> {
  public:
+  // `file_backed`: `buffer` maps a file (MAP_SHARED); each part is unmapped once written.
   RemoteChunkBytes(std::shared_ptr<Storage> storage, std::string path, const ChunkInfo& info, uint64_t part_size,
-                   bool verify, std::shared_ptr<std::byte> buffer)
+                   bool verify, std::shared_ptr<std::byte> buffer, bool file_backed)
       : storage_(std::move(storage)), path_(std::move(path)), info_(info), part_size_(std::max<uint64_t>(part_size, 4096)),
-        verify_(verify), buffer_(std::move(buffer)),
+        verify_(verify), buffer_(std::move(buffer)), file_backed_(file_backed),
         done_((info.num_bytes + part_size_ - 1) / part_size_, 0) {}
 
   ~RemoteChunkBytes() override {
@@ -174,6 +175,8 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     auto end = reinterpret_cast<uintptr_t>(buffer_.get() + offset + length);
     ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);  // Linux >= 5.14; else a no-op
     Status st = storage_->ReadRange(path_, offset, length, buffer_.get() + offset);
+    // In the page cache now: a fetching process need not hold the chunk in its memory.
+    if (st.ok() && file_backed_) ReleasePages({buffer_.get(), info_.num_bytes}, {buffer_.get() + offset, length});
     bool last = false;
     {
       std::lock_guard lock(mu_);
@@ -183,6 +186,7 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     // that waiting for all parts also waits for the checksum.
     if (last && verify_) {
       uint64_t sum = Checksum(buffer_.get(), info_.num_bytes);
+      if (file_backed_) ReleasePages({buffer_.get(), info_.num_bytes}, {buffer_.get(), info_.num_bytes});
       if (sum != info_.checksum)
         st = Status::Corrupt(storage_->Url(path_) + ": checksum mismatch (xxh3_64 " + ChecksumToHex(sum) +
                              ", index.json says " + ChecksumToHex(info_.checksum) + ")" + kRewriteHint);
@@ -205,6 +209,7 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
   uint64_t part_size_;
   bool verify_;
   std::shared_ptr<std::byte> buffer_;
+  bool file_backed_;
   std::mutex mu_;
   std::unique_ptr<std::condition_variable> cv_ = std::make_unique<std::condition_variable>();
   std::vector<uint8_t> done_;
@@ -329,7 +334,13 @@ class ChunkReader {
       CHUTE_RETURN_NOT_OK(bytes_->Wait(header_.data_offset + begin, end - begin));
       CHUTE_RETURN_NOT_OK(VerifySpans(header_.data_offset + begin, header_.data_offset + end));
       std::shared_ptr<const void> owner(bytes_, bytes_.get());
-      return DecodeItem(bytes_->data() + header_.data_offset + begin, end - begin, std::move(owner), where);
+      const std::byte* base = bytes_->data() + header_.data_offset + begin;
+      CHUTE_ASSIGN_OR_RETURN(Item item, DecodeItem(base, end - begin, std::move(owner), where));
+      if (dynamic_cast<MappedChunkBytes*>(bytes_.get())) {
+        item.mapping = {bytes_->data(), bytes_->size()};
+        item.mapped_bytes = {base, end - begin};
+      }
+      return item;
     }
     auto it = std::upper_bound(blocks_.begin(), blocks_.end(), j,
                                [](uint64_t x, const BlockEntry& b) { return x < b.first_item; });
@@ -433,6 +444,9 @@ class ChunkReader {
                                std::to_string(end) + " (xxh3_64 " + ChecksumToHex(sum) + ", the chunk says " +
                                ChecksumToHex(span_sums_[k]) + ")" + kRewriteHint);
       span_flags_[k].store(1, std::memory_order_release);
+      // Hashing mapped the whole span into this process: unmap it (the item wanted is
+      // mapped again alone).
+      ReleasePages({bytes_->data(), bytes_->size()}, {bytes_->data() + begin, end - begin});
     }
     return Status::OK();
   }
@@ -584,7 +598,7 @@ struct Dataset::Impl {
     auto fetch = [&](const std::string& temp) -> Status {
       CHUTE_ASSIGN_OR_RETURN(auto file, CreateMappedFile(temp, info.num_bytes));
       auto remote = std::make_shared<RemoteChunkBytes>(storage, path, info, options.part_size,
-                                                       options.verify_checksums, std::move(file));
+                                                       options.verify_checksums, std::move(file), true);
       remote->Start(*pool);
       return remote->Wait(0, info.num_bytes);
     };
@@ -623,7 +637,7 @@ struct Dataset::Impl {
       DropOnDemand(c);  // read whole from now on
     } else {
       auto remote = std::make_shared<RemoteChunkBytes>(storage, path, chunks[c], options.part_size, verify,
-                                                       AllocateAligned(chunks[c].num_bytes));
+                                                       AllocateAligned(chunks[c].num_bytes), false);
       remote->Start(*pool);
       bytes = std::move(remote);
     }
@@ -660,6 +674,10 @@ struct Dataset::Impl {
   std::unique_ptr<IoPool> prefetch_pool;  // whole chunks into the cache
   std::unique_ptr<IoPool> item_pool;      // single items of chunks not yet cached
 };
+
+void ReleaseMapping(const Item& item) {
+  if (!item.mapping.empty()) ReleasePages(item.mapping, item.mapped_bytes);
+}
 
 Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Dataset::~Dataset() {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -49,6 +50,19 @@ Result<std::shared_ptr<std::byte>> CreateMappedFile(const std::string& path, siz
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0);
   if (p == MAP_FAILED) return Status::IOError(ErrnoMessage(path));
   return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [size](std::byte* q) { ::munmap(q, size); });
+}
+
+void ReleasePages(std::span<const std::byte> mapping, std::span<const std::byte> range) {
+  // A read fault maps more than its page: fault_around_bytes (64 KiB) of cached pages, or
+  // a whole large folio of the page cache (up to a PMD, 2 MiB).
+  constexpr uintptr_t kFaultAround = 2 << 20;
+  static const uintptr_t kPage = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  if (range.empty()) return;
+  auto lo = reinterpret_cast<uintptr_t>(mapping.data()), hi = lo + mapping.size();  // lo is page-aligned
+  auto begin = std::max(lo, reinterpret_cast<uintptr_t>(range.data()) & ~(kFaultAround - 1));
+  auto end = std::min((hi + kPage - 1) & ~(kPage - 1),
+                      (reinterpret_cast<uintptr_t>(range.data()) + range.size() + kFaultAround - 1) & ~(kFaultAround - 1));
+  if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 void MappedFile::WillNeed() const {

@@ -39,6 +39,13 @@ Result<std::string> ReadFile(const std::string& path);
 // Writes the concatenation of `parts` to `path` through `path.tmp-<pid>` and rename().
 Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts);
 
+// Unmaps the pages of `range` of `mapping` (a MAP_SHARED file mapping), widened to the
+// 2 MiB around them that a page fault may map too but never past `mapping`; their contents
+// stay in the page cache (also what was written through the mapping) and are mapped again
+// on access. Keeps the resident memory of a process from growing with every page of a
+// file it has touched.
+void ReleasePages(std::span<const std::byte> mapping, std::span<const std::byte> range);
+
 // An uninitialized buffer of `size` bytes aligned to kArrayAlignment.
 std::shared_ptr<std::byte> AllocateAligned(size_t size);
 

@@ -205,3 +205,23 @@ def test_leaving_an_iteration_unfinished_leaves_nothing_in_dev_shm(s3_server, da
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["8"]
     assert set(_shm_entries()) <= before
+
+
+def _rss_file_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile:"))
+
+
+def test_reading_does_not_keep_the_dataset_mapped(tmp_path):
+    """Samples whose leaves are copied out (bytes) leave no chunk pages mapped in the
+    reading process (ReleaseMapping), also the pages hashed to verify spans: its resident
+    memory does not grow towards the size of the dataset as it reads."""
+    big = lambda i: {"image": np.random.default_rng(i).integers(0, 256, 200_000, dtype=np.uint8).tobytes(), "i": i}
+    url = chute.optimize(big, range(200), str(tmp_path / "ds"), chunk_bytes="8MB", progress=False, num_workers=0)
+    ds = chute.StreamingDataset(url, shuffle=True)
+    assert sorted(s["i"] for s in ds[:5]) == list(range(5))  # code paths warmed up (their pages count too)
+    before = _rss_file_kb()
+    seen = sorted(s["i"] for s in ds)
+    grown_mb = (_rss_file_kb() - before) / 1024
+    assert seen == list(range(200))
+    assert grown_mb < 4, f"{grown_mb:.1f} MB of the 40 MB dataset still mapped"

@@ -60,7 +60,18 @@ struct CHUTE_API LeafView {
 struct Item {
   std::vector<LeafView> leaves;
   std::shared_ptr<const void> owner;
+  // When the item is read in place from a file mapping (an uncompressed local or cached
+  // chunk): that mapping, and the item's bytes in it; else both empty. See ReleaseMapping().
+  std::span<const std::byte> mapping, mapped_bytes;
 };
+
+// Unmaps the pages of `item`'s bytes (and the others within the 2 MiB the kernel may map
+// around a page fault) from this process; they stay in the page cache and are mapped
+// again if read. For a reader that has copied the leaves out (into Python bytes, say):
+// without it, every page a process has read stays resident in it, so that each worker
+// of a loader grows towards the size of the dataset. Leaves pointing into the mapping
+// stay valid. No-op when `item.mapping` is empty.
+CHUTE_API void ReleaseMapping(const Item& item);
 
 // A leaf handed to a writer; `data` must stay valid for the duration of the call.
 // Scalars: `data` points to one int64 (kBool, kInt) or one double (kFloat).
