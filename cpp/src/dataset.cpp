@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -118,16 +119,14 @@ class MappedChunkBytes final : public ChunkBytes {
 };
 
 // A remote chunk downloaded in parts of `part_size` bytes, all requested at once on the
-// I/O pool, into `buffer` (memory, or a mapped cache file); readers wait only for the
-// parts they need. When the last part lands, the whole chunk's checksum is checked;
+// I/O pool, into memory; readers wait only for the parts they need. When the last part lands, the whole chunk's checksum is checked;
 // after a mismatch every wait fails.
 class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from_this<RemoteChunkBytes> {
  public:
-  // `file_backed`: `buffer` maps a file (MAP_SHARED); each part is unmapped once written.
   RemoteChunkBytes(std::shared_ptr<Storage> storage, std::string path, const ChunkInfo& info, uint64_t part_size,
-                   bool verify, std::shared_ptr<std::byte> buffer, bool file_backed)
+                   bool verify, std::shared_ptr<std::byte> buffer)
       : storage_(std::move(storage)), path_(std::move(path)), info_(info), part_size_(std::max<uint64_t>(part_size, 4096)),
-        verify_(verify), buffer_(std::move(buffer)), file_backed_(file_backed),
+        verify_(verify), buffer_(std::move(buffer)),
         done_((info.num_bytes + part_size_ - 1) / part_size_, 0) {}
 
   ~RemoteChunkBytes() override {
@@ -167,16 +166,13 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     }
     uint64_t offset = k * part_size_;
     uint64_t length = std::min(part_size_, info_.num_bytes - offset);
-    // Map the part's pages writable in one call, just before its download, rather than one
-    // page fault at a time as it lands (faults were ~10% of the CPU of a download). Not
-    // earlier: populating whole chunks up front held them all in memory at once.
+    // Map the part's pages in one call, just before its download, rather than one page
+    // fault at a time as it lands.
     static const uintptr_t kPage = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
     auto begin = reinterpret_cast<uintptr_t>(buffer_.get() + offset) & ~(kPage - 1);
     auto end = reinterpret_cast<uintptr_t>(buffer_.get() + offset + length);
     ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);  // Linux >= 5.14; else a no-op
     Status st = storage_->ReadRange(path_, offset, length, buffer_.get() + offset);
-    // In the page cache now: a fetching process need not hold the chunk in its memory.
-    if (st.ok() && file_backed_) ReleasePages({buffer_.get(), info_.num_bytes}, {buffer_.get() + offset, length});
     bool last = false;
     {
       std::lock_guard lock(mu_);
@@ -186,7 +182,6 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     // that waiting for all parts also waits for the checksum.
     if (last && verify_) {
       uint64_t sum = Checksum(buffer_.get(), info_.num_bytes);
-      if (file_backed_) ReleasePages({buffer_.get(), info_.num_bytes}, {buffer_.get(), info_.num_bytes});
       if (sum != info_.checksum)
         st = Status::Corrupt(storage_->Url(path_) + ": checksum mismatch (xxh3_64 " + ChecksumToHex(sum) +
                              ", index.json says " + ChecksumToHex(info_.checksum) + ")" + kRewriteHint);
@@ -209,13 +204,76 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
   uint64_t part_size_;
   bool verify_;
   std::shared_ptr<std::byte> buffer_;
-  bool file_backed_;
   std::mutex mu_;
   std::unique_ptr<std::condition_variable> cv_ = std::make_unique<std::condition_variable>();
   std::vector<uint8_t> done_;
   size_t num_arrived_ = 0;
   Status error_;
 };
+
+// Downloads the chunk `info` at `path` into the new file `temp`: its parts of
+// `part_size` bytes all requested at once on `pool`, each written to the file as it
+// arrives (Storage::ReadRangeToFile: the chunk is never held in this process's memory);
+// then its checksum is checked by reading the file back.
+Status FetchChunkToFile(const std::shared_ptr<Storage>& storage, const std::string& path, const ChunkInfo& info,
+                        uint64_t part_size, bool verify, IoPool& pool, const std::string& temp) {
+  struct Fetch {  // shared with the part tasks, which may outlive a timed-out wait
+    int fd = -1;
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;
+    Status status;
+    ~Fetch() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  auto fetch = std::make_shared<Fetch>();
+  fetch->fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fetch->fd < 0) return Status::IOError(ErrnoMessage(temp));
+  if (::ftruncate(fetch->fd, static_cast<off_t>(info.num_bytes)) != 0) return Status::IOError(ErrnoMessage(temp));
+  part_size = std::max<uint64_t>(part_size, 4096);
+  fetch->left = (info.num_bytes + part_size - 1) / part_size;
+  for (uint64_t offset = 0; offset < info.num_bytes; offset += part_size) {
+    uint64_t length = std::min(part_size, info.num_bytes - offset);
+    pool.Submit([fetch, storage, path, offset, length] {
+      {
+        std::lock_guard lock(fetch->mu);
+        if (!fetch->status.ok()) {
+          if (--fetch->left == 0) fetch->cv.notify_all();
+          return;
+        }
+      }
+      Status st = storage->ReadRangeToFile(path, offset, length, fetch->fd, offset);
+      std::lock_guard lock(fetch->mu);
+      if (!st.ok() && fetch->status.ok()) fetch->status = st;
+      if (--fetch->left == 0) fetch->cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(fetch->mu);
+    if (!fetch->cv.wait_for(lock, std::chrono::duration<double>(storage->timeout() + 5),
+                            [&] { return fetch->left == 0; }))
+      return Status::IOError(storage->Url(path) + ": timed out downloading it (storage_options timeout)");
+    CHUTE_RETURN_NOT_OK(fetch->status);
+  }
+  if (!verify || info.num_bytes == 0) return Status::OK();
+  // Read back through a small buffer (it is in the page cache), not a mapping that would
+  // stay resident.
+  ChecksumStream sum;
+  std::vector<std::byte> buffer(1 << 20);
+  for (uint64_t offset = 0; offset < info.num_bytes;) {
+    ssize_t n = ::pread(fetch->fd, buffer.data(), std::min<uint64_t>(buffer.size(), info.num_bytes - offset),
+                        static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::IOError(ErrnoMessage(temp));
+    sum.Update(buffer.data(), static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  if (sum.Digest() != info.checksum)
+    return Status::Corrupt(storage->Url(path) + ": checksum mismatch (xxh3_64 " + ChecksumToHex(sum.Digest()) +
+                           ", index.json says " + ChecksumToHex(info.checksum) + ")" + kRewriteHint);
+  return Status::OK();
+}
 
 // A remote chunk read on demand: only the byte ranges readers wait for are fetched
 // (header and tables, one item or one compressed block), into a chunk-sized buffer whose
@@ -594,13 +652,8 @@ struct Dataset::Impl {
   Result<std::string> AcquireCached(uint32_t c) {
     const ChunkInfo& info = chunks[c];
     std::string path = JoinPath(root, info.file);
-    // The parts land straight in the mapped cache file (no buffer, no copy).
-    auto fetch = [&](const std::string& temp) -> Status {
-      CHUTE_ASSIGN_OR_RETURN(auto file, CreateMappedFile(temp, info.num_bytes));
-      auto remote = std::make_shared<RemoteChunkBytes>(storage, path, info, options.part_size,
-                                                       options.verify_checksums, std::move(file), true);
-      remote->Start(*pool);
-      return remote->Wait(0, info.num_bytes);
+    auto fetch = [&](const std::string& temp) {
+      return FetchChunkToFile(storage, path, info, options.part_size, options.verify_checksums, *pool, temp);
     };
     return cache->Acquire(c, info.num_bytes, storage->timeout() + 30, fetch);
   }
@@ -637,7 +690,7 @@ struct Dataset::Impl {
       DropOnDemand(c);  // read whole from now on
     } else {
       auto remote = std::make_shared<RemoteChunkBytes>(storage, path, chunks[c], options.part_size, verify,
-                                                       AllocateAligned(chunks[c].num_bytes), false);
+                                                       AllocateAligned(chunks[c].num_bytes));
       remote->Start(*pool);
       bytes = std::move(remote);
     }

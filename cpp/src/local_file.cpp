@@ -42,14 +42,17 @@ Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
   return std::shared_ptr<MappedFile>(new MappedFile(static_cast<const std::byte*>(p), size));
 }
 
-Result<std::shared_ptr<std::byte>> CreateMappedFile(const std::string& path, size_t size) {
-  Fd f{::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-  if (f.fd < 0) return OpenError(path);
-  if (::ftruncate(f.fd, static_cast<off_t>(size)) != 0) return Status::IOError(ErrnoMessage(path));
+Result<std::shared_ptr<std::byte>> MapFileRegion(int fd, uint64_t offset, size_t size) {
   if (size == 0) return AllocateAligned(0);
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0);
-  if (p == MAP_FAILED) return Status::IOError(ErrnoMessage(path));
-  return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [size](std::byte* q) { ::munmap(q, size); });
+  static const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t start = offset & ~(kPage - 1);  // mmap offsets are page-aligned
+  size_t length = size + static_cast<size_t>(offset - start);
+  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(start));
+  if (p == MAP_FAILED) return Status::IOError(std::string("mapping a file region: ") + std::strerror(errno));
+  // One call maps the pages rather than a fault per page as they are written.
+  ::madvise(p, length, MADV_POPULATE_WRITE);  // Linux >= 5.14; else a no-op
+  return std::shared_ptr<std::byte>(static_cast<std::byte*>(p) + (offset - start),
+                                    [p, length](std::byte*) { ::munmap(p, length); });
 }
 
 void ReleasePages(std::span<const std::byte> mapping, std::span<const std::byte> range) {

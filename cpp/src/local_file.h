@@ -30,10 +30,10 @@ class MappedFile {
   size_t size_;
 };
 
-// Creates (or truncates) `path` with `size` bytes and maps it writable: what is written to
-// the memory lands in the file (its pages go to the page cache, no copy). The mapping is
-// released with the last copy of the pointer.
-Result<std::shared_ptr<std::byte>> CreateMappedFile(const std::string& path, size_t size);
+// Maps bytes [offset, offset + size) of the open file `fd` writable, its pages populated:
+// what is written to the memory lands in the file's page cache. Unmapped with the last
+// copy of the pointer. The file must be at least that long.
+Result<std::shared_ptr<std::byte>> MapFileRegion(int fd, uint64_t offset, size_t size);
 
 Result<std::string> ReadFile(const std::string& path);
 // Writes the concatenation of `parts` to `path` through `path.tmp-<pid>` and rename().

@@ -267,17 +267,17 @@ class StreamingDataset(IterableDataset):
                 yield from self._gather(ids)
             return
         # The first batch draws from many windows: its items are read directly (by byte
-        # range, in parallel) before any chunk download competes with them, instead of
-        # waiting for every chunk they are in.
+        # range, in parallel) instead of waiting for every chunk they are in, and handed
+        # out before any chunk download competes with them (or with the hand-off).
         first = next(batches, None)
         if first is None:
             return
-        items = core.get_many(first, direct=True)
+        for leaves in core.get_many(first, direct=True):
+            yield self._decode(leaves)
         for ids in self._prefetched(itertools.chain([first], batches)):
             if ids is not first:
-                items = core.get_many(ids)
-            for leaves in items:
-                yield self._decode(leaves)
+                for leaves in core.get_many(ids):
+                    yield self._decode(leaves)
 
 
 _malloc_tuned_pid = None

@@ -63,6 +63,11 @@ class CHUTE_API Storage {
   virtual Result<std::vector<ObjectInfo>> List(const std::string& dir) = 0;
   // Reads exactly `length` bytes at `offset`; a short object is Corrupt (truncated).
   virtual Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) = 0;
+  // The same, into the open file `fd` at `file_offset` (a download into a cache file),
+  // without holding the bytes in this process's memory. The default maps that region of
+  // the file writable for ReadRange; a backend that receives in pieces writes them.
+  virtual Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
+                                 uint64_t file_offset);
   virtual Result<std::string> ReadAll(const std::string& path) = 0;
   // Writes the object in one go: it becomes visible complete or not at all.
   virtual Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts) = 0;

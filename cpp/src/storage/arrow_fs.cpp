@@ -142,6 +142,14 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     });
   }
 
+  Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
+                         uint64_t file_offset) override {
+    if (!reader_) return Storage::ReadRangeToFile(path, offset, length, fd, file_offset);
+    return Retry(path, "read", [&](arrow::fs::FileSystem&) {
+      return reader_->ReadRangeToFile(path, offset, length, fd, file_offset);
+    });
+  }
+
   Result<std::string> ReadAll(const std::string& path) override {
     std::string out;
     if (reader_) {

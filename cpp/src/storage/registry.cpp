@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "../local_file.h"
 #include "options.h"
 
 namespace chute {
@@ -18,6 +19,12 @@ std::map<std::string, StorageFactory>& Registry() {
 }
 
 }  // namespace
+
+Status Storage::ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
+                                uint64_t file_offset) {
+  CHUTE_ASSIGN_OR_RETURN(std::shared_ptr<std::byte> region, MapFileRegion(fd, file_offset, length));
+  return ReadRange(path, offset, length, region.get());
+}
 
 void RegisterStorage(const std::string& scheme, StorageFactory factory) {
   std::lock_guard lock(RegistryMutex());

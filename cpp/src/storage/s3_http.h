@@ -23,7 +23,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -50,18 +49,20 @@ class S3HttpReader final : public ObjectReader {
 
   // `path`: "bucket/key".
   arrow::Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) override;
+  // Receives into a small buffer and writes it to `fd` as it fills.
+  arrow::Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
+                                uint64_t file_offset) override;
   arrow::Status ReadAll(const std::string& path, std::string* out) override;
 
+  class BodySink;  // where a response body goes (s3_http.cpp)
+
  private:
-  // Where a response body goes, once its length is known: nullptr refuses it (the body
-  // is shorter than needed).
-  using BodyTarget = std::function<std::byte*(uint64_t content_length)>;
-  // One GET (of `range`, "bytes=a-b", or of the whole object if empty) on a kept-alive
-  // or new connection; a kept-alive one the server has closed meanwhile is replaced.
-  arrow::Status Get(const std::string& path, const std::string& range, uint64_t length, const BodyTarget& target);
+  // One GET of `range` ("bytes=a-b", or the whole object if empty) on a kept-alive or a
+  // new connection; a kept-alive one that the server has closed meanwhile is replaced.
+  arrow::Status Get(const std::string& path, const std::string& range, BodySink& sink);
   arrow::Status Connect(int* fd) const;
-  arrow::Status Exchange(int fd, const std::string& path, const std::string& range, uint64_t length,
-                         const BodyTarget& target, bool* reusable, bool* nothing_received) const;
+  arrow::Status Exchange(int fd, const std::string& path, const std::string& range, BodySink& sink,
+                         bool* reusable, bool* nothing_received) const;
 
   S3HttpConfig config_;
   std::string host_, port_;  // for getaddrinfo
