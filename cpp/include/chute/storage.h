@@ -1,7 +1,9 @@
 // Where datasets live: a small object-store interface with one backend per URL scheme.
 //
 //   local paths and file://  local files (reads are mmap'ed by the Dataset, not copied)
-//   s3://bucket/key          Arrow's S3FileSystem (AWS SDK credential chain)
+//   s3://bucket/key          Arrow's S3FileSystem (AWS SDK credential chain); reads from
+//                            a plain-http endpoint with static credentials go through
+//                            chute's own HTTP client (src/storage/s3_http.h)
 //   gs://bucket/key          Arrow's GcsFileSystem (Google application default credentials)
 //   az://, abfs://           Arrow's AzureFileSystem (URL and credentials per Arrow)
 //
