@@ -119,8 +119,9 @@ class MappedChunkBytes final : public ChunkBytes {
 };
 
 // A remote chunk downloaded in parts of `part_size` bytes, all requested at once on the
-// I/O pool, into memory; readers wait only for the parts they need. When the last part lands, the whole chunk's checksum is checked;
-// after a mismatch every wait fails.
+// I/O pool, into memory (no node cache); readers wait only for the parts they need. When
+// the last part lands, the whole chunk's checksum is checked; after a mismatch every wait
+// fails.
 class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from_this<RemoteChunkBytes> {
  public:
   RemoteChunkBytes(std::shared_ptr<Storage> storage, std::string path, const ChunkInfo& info, uint64_t part_size,

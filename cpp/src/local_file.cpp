@@ -63,8 +63,8 @@ void ReleasePages(std::span<const std::byte> mapping, std::span<const std::byte>
   if (range.empty()) return;
   auto lo = reinterpret_cast<uintptr_t>(mapping.data()), hi = lo + mapping.size();  // lo is page-aligned
   auto begin = std::max(lo, reinterpret_cast<uintptr_t>(range.data()) & ~(kFaultAround - 1));
-  auto end = std::min((hi + kPage - 1) & ~(kPage - 1),
-                      (reinterpret_cast<uintptr_t>(range.data()) + range.size() + kFaultAround - 1) & ~(kFaultAround - 1));
+  auto range_end = reinterpret_cast<uintptr_t>(range.data()) + range.size();
+  auto end = std::min((hi + kPage - 1) & ~(kPage - 1), (range_end + kFaultAround - 1) & ~(kFaultAround - 1));
   if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 

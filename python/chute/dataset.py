@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import collections
+import ctypes
 import itertools
 import json
 import multiprocessing
 import multiprocessing.util
-import ctypes
 import operator
 import os
 import sys

@@ -127,8 +127,10 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   }
 
   Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) override {
-    if (reader_)
-      return Retry(path, "read", [&](arrow::fs::FileSystem&) { return reader_->ReadRange(path, offset, length, out); });
+    if (reader_) {
+      return Retry(path, "read",
+                   [&](arrow::fs::FileSystem&) { return reader_->ReadRange(path, offset, length, out); });
+    }
     return Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
       // A known (lower bound of the) size spares the HEAD request: one GET per range.
       arrow::fs::FileInfo info(path, arrow::fs::FileType::File);

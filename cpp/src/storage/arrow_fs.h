@@ -24,7 +24,8 @@ struct ErrorHints {
 class ObjectReader {
  public:
   virtual ~ObjectReader() = default;
-  virtual arrow::Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) = 0;
+  virtual arrow::Status ReadRange(const std::string& path, uint64_t offset, uint64_t length,
+                                  std::byte* out) = 0;
   virtual arrow::Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                                         uint64_t file_offset) = 0;
   virtual arrow::Status ReadAll(const std::string& path, std::string* out) = 0;

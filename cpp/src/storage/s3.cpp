@@ -23,8 +23,8 @@ Status EnsureS3() {
 // credentials are anonymous or static (given, or in AWS_ACCESS_KEY_ID /
 // AWS_SECRET_ACCESS_KEY, which the AWS SDK's chain would pick first too); otherwise none
 // (Arrow reads).
-std::shared_ptr<ObjectReader> PlainHttpReader(const arrow::fs::S3Options& o, bool anonymous, const StorageOptions& options,
-                            const CommonOptions& common) {
+std::shared_ptr<ObjectReader> PlainHttpReader(const arrow::fs::S3Options& o, bool anonymous,
+                                              const StorageOptions& options, const CommonOptions& common) {
   if (o.scheme != "http" || o.endpoint_override.empty()) return nullptr;
   S3HttpConfig config{o.endpoint_override, o.region.empty() ? "us-east-1" : o.region, {}, common.connect_timeout,
                       common.request_timeout};
@@ -67,8 +67,8 @@ Result<StorageLocation> MakeS3(const std::string& url, const std::string& path, 
   ErrorHints hints{endpoint.empty() ? "" : o.scheme + "://" + endpoint,
                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE, an instance role, or storage_options "
                    "access_key_id / secret_access_key (anonymous=true for public buckets)"};
-  return StorageLocation{MakeArrowStorage(*fs, "s3", common, std::move(hints), PlainHttpReader(o, anonymous, options, common)),
-                         path};
+  auto reader = PlainHttpReader(o, anonymous, options, common);
+  return StorageLocation{MakeArrowStorage(*fs, "s3", common, std::move(hints), std::move(reader)), path};
 }
 
 const bool registered = (RegisterStorage("s3", MakeS3), true);
