@@ -32,6 +32,7 @@ class ObjectReader {
 };
 
 std::shared_ptr<Storage> MakeArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme,
-                                          CommonOptions options, ErrorHints hints, std::shared_ptr<ObjectReader> reader = nullptr);
+                                          CommonOptions options, ErrorHints hints,
+                                          std::shared_ptr<ObjectReader> reader = nullptr);
 
 }  // namespace chute::storage
