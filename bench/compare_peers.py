@@ -37,6 +37,7 @@ import functools
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -302,6 +303,8 @@ def run_one(lib, args):
         memory = MemorySampler()
         epochs = _read_epochs(make)
         rss, anon = memory.stop()
+        for cache in glob.glob(os.path.join(args.dir, f"{lib}-cache-*")):  # GBs the next runs need not share
+            shutil.rmtree(cache, ignore_errors=True)
         print(json.dumps({"lib": lib, "epochs": [{"first_batch_s": f, "seconds": t, "samples": n,
                                                    "samples_per_s": n / t, "MB_per_s": n * args.sample_kb / 1000 / t}
                                                   for f, t, n in epochs], "peak_rss_mb": rss, "peak_anon_mb": anon}))

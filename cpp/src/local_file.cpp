@@ -68,8 +68,10 @@ void ReleasePages(std::span<const std::byte> mapping, std::span<const std::byte>
   if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
-void MappedFile::WillNeed() const {
-  if (data_) ::madvise(const_cast<std::byte*>(data_), size_, MADV_WILLNEED);
+void MappedFile::WillNeed(uint64_t from, uint64_t to) const {
+  static const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  from &= ~(kPage - 1);
+  if (data_ && from < to) ::madvise(const_cast<std::byte*>(data_) + from, to - from, MADV_WILLNEED);
 }
 
 MappedFile::~MappedFile() {

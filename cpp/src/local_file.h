@@ -21,8 +21,8 @@ class MappedFile {
 
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
-  // Asks the kernel to read the whole file ahead (before a full pass such as a checksum).
-  void WillNeed() const;
+  // Asks the kernel to start reading bytes [from, to) from disk (before they are read).
+  void WillNeed(uint64_t from, uint64_t to) const;
 
  private:
   MappedFile(const std::byte* data, size_t size) : data_(data), size_(size) {}

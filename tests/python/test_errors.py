@@ -78,12 +78,12 @@ def _header(path):
 
 @pytest.mark.parametrize("compression", [None, "zstd:1"])
 def test_only_the_spans_read_are_checked(make_dataset, compression):
-    # 40 items of 100 KB in one chunk: four 1 MiB spans, each checked before the first
-    # item in it is returned; a flipped byte fails the items of its span, not the others.
+    # 40 items of 100 KB in one chunk: 64 KiB spans, each checked before the first item
+    # in it is returned; a flipped byte fails the items of its span, not the others.
     path = make_dataset(_big, range(40), chunk_bytes="64MB", compression=compression)
     chunk = os.path.join(path, "chunk-000000.bin")
-    _, shift, spans = _header(chunk)
-    assert shift == 20 and spans == 4
+    data_offset, shift, spans = _header(chunk)
+    assert shift == 16 and spans == -(-(os.path.getsize(chunk) - data_offset) // 2**16)
     _flip(chunk, os.path.getsize(chunk) - 10)  # in the last span
     ds = chute.StreamingDataset(path)
     assert ds[0]["i"] == 0
