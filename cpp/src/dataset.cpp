@@ -378,11 +378,13 @@ uint64_t TablesSizeHint(const ChunkInfo& info) {
 // One opened chunk. Thread-safe.
 class ChunkReader {
  public:
-  // `bytes` is the chunk; `url` names it in errors. A mapped chunk is size-checked here
-  // and, if `verify`, checksummed: version 1 whole, now; version 2 its header and tables
-  // now. Given `span_flags` (one per span, shared by the processes reading the chunk), a
-  // mapped version-2 chunk checks each span of its data before the first item in it is
-  // returned. A remote chunk checks itself when fully arrived.
+  // `bytes` is the chunk; `url` names it in errors. A mapped chunk is size-checked here.
+  // With `verify`: a mapped version-1 chunk is checksummed whole, now (a remote one checks
+  // itself when fully arrived); a version-2 chunk checks its header and tables now, and
+  // each span of its data before the first item in it is returned (also when only that
+  // item's spans were read from an object store). `span_flags` (one per span, shared by
+  // the processes mapping the chunk) record which spans are checked; without them the
+  // reader keeps its own.
   static Result<std::shared_ptr<ChunkReader>> Open(std::shared_ptr<ChunkBytes> bytes, std::string url,
                                                    const ChunkInfo& info, bool verify,
                                                    std::atomic<uint8_t>* span_flags = nullptr) {
@@ -397,8 +399,7 @@ class ChunkReader {
     if (begin > end || end > header_.stream_size)
       return Status::Corrupt(where + ": bad item offsets" + kRewriteHint);
     if (!codec_) {
-      CHUTE_RETURN_NOT_OK(bytes_->Wait(header_.data_offset + begin, end - begin));
-      CHUTE_RETURN_NOT_OK(VerifySpans(header_.data_offset + begin, header_.data_offset + end));
+      CHUTE_RETURN_NOT_OK(WaitVerified(header_.data_offset + begin, header_.data_offset + end));
       std::shared_ptr<const void> owner(bytes_, bytes_.get());
       const std::byte* base = bytes_->data() + header_.data_offset + begin;
       CHUTE_ASSIGN_OR_RETURN(Item item, DecodeItem(base, end - begin, std::move(owner), where));
@@ -435,12 +436,8 @@ class ChunkReader {
       from = e.file_offset;
       to = e.file_offset + e.file_size;
     }
-    if (span_sums_) {
-      const uint32_t shift = header_.span_shift;
-      from = header_.data_offset + (((from - header_.data_offset) >> shift) << shift);
-      to = header_.data_offset + ((((to - header_.data_offset) >> shift) + 1) << shift);
-    }
-    mapped->file().WillNeed(from, std::min<uint64_t>(to, mapped->size()));
+    auto [start, stop] = SpanAligned(from, to);
+    mapped->file().WillNeed(start, stop);
   }
 
  private:
@@ -484,7 +481,7 @@ class ChunkReader {
       if (header_.span_shift < kMinSpanShift || header_.span_shift > kMaxSpanShift ||
           header_.num_spans != (data + (uint64_t{1} << header_.span_shift) - 1) >> header_.span_shift)
         return corrupt("bad span table");
-      if (mapped && verify) {
+      if (verify) {
         ChunkHeader zeroed = header_;
         zeroed.tables_xxh3 = 0;
         ChecksumStream sum;
@@ -494,8 +491,12 @@ class ChunkReader {
           return corrupt("checksum mismatch in the header or tables (xxh3_64 " + ChecksumToHex(sum.Digest()) +
                          ", the header says " + ChecksumToHex(header_.tables_xxh3) + ")");
       }
-      if (mapped && span_flags) {
+      if (verify || span_flags) {  // shared flags: also when reopening a chunk checked before
         span_sums_ = reinterpret_cast<const uint64_t*>(bytes_->data() + tables - header_.num_spans * 8);
+        if (!span_flags) {
+          own_span_flags_ = std::make_unique<std::atomic<uint8_t>[]>(header_.num_spans);
+          span_flags = own_span_flags_.get();
+        }
         span_flags_ = span_flags;
       }
     }
@@ -518,8 +519,25 @@ class ChunkReader {
     return Status::OK();
   }
 
+  // File bytes [from, to) widened to whole spans when spans are checked.
+  std::pair<uint64_t, uint64_t> SpanAligned(uint64_t from, uint64_t to) const {
+    if (!span_sums_ || to <= from) return {from, to};
+    const uint32_t shift = header_.span_shift;
+    const uint64_t base = header_.data_offset;
+    return {base + (((from - base) >> shift) << shift),
+            std::min<uint64_t>(bytes_->size(), base + ((((to - 1 - base) >> shift) + 1) << shift))};
+  }
+
+  // Waits for file bytes [from, to) and the rest of their spans, then checks the spans
+  // not checked yet.
+  Status WaitVerified(uint64_t from, uint64_t to) {
+    auto [start, stop] = SpanAligned(from, to);
+    CHUTE_RETURN_NOT_OK(bytes_->Wait(start, stop - start));
+    return VerifySpans(from, to);
+  }
+
   // Checks the spans holding file bytes [from, to) that no process has checked yet
-  // (mapped version-2 chunks given span flags; otherwise a no-op).
+  // (version-2 chunks read with verification; otherwise a no-op).
   Status VerifySpans(uint64_t from, uint64_t to) {
     if (!span_sums_ || to <= from) return Status::OK();
     const uint32_t shift = header_.span_shift;
@@ -535,7 +553,8 @@ class ChunkReader {
       span_flags_[k].store(1, std::memory_order_release);
       // Hashing mapped the whole span into this process: unmap it (the item wanted is
       // mapped again alone).
-      ReleasePages({bytes_->data(), bytes_->size()}, {bytes_->data() + begin, end - begin});
+      if (dynamic_cast<MappedChunkBytes*>(bytes_.get()))
+        ReleasePages({bytes_->data(), bytes_->size()}, {bytes_->data() + begin, end - begin});
     }
     return Status::OK();
   }
@@ -547,8 +566,7 @@ class ChunkReader {
       if (cached_index_ == b && cached_) return cached_;
     }
     const BlockEntry& e = blocks_[b];
-    CHUTE_RETURN_NOT_OK(bytes_->Wait(e.file_offset, e.file_size));
-    CHUTE_RETURN_NOT_OK(VerifySpans(e.file_offset, e.file_offset + e.file_size));
+    CHUTE_RETURN_NOT_OK(WaitVerified(e.file_offset, e.file_offset + e.file_size));
     auto buf = AllocateAligned(e.stream_size);
     Status st = codec_->Decompress(bytes_->data() + e.file_offset, e.file_size, buf.get(), e.stream_size);
     if (!st.ok()) return Status::Corrupt(path_ + " block " + std::to_string(b) + ": " + st.message() + kRewriteHint);
@@ -563,7 +581,8 @@ class ChunkReader {
   ChunkHeader header_{};
   const uint64_t* offsets_ = nullptr;
   const uint64_t* span_sums_ = nullptr;         // set when spans are to be checked
-  std::atomic<uint8_t>* span_flags_ = nullptr;  // per span: checked (shared memory)
+  std::atomic<uint8_t>* span_flags_ = nullptr;  // per span: checked (shared memory, or own_span_flags_)
+  std::unique_ptr<std::atomic<uint8_t>[]> own_span_flags_;
   std::vector<BlockEntry> blocks_;
   std::shared_ptr<Codec> codec_;
   std::mutex mu_;
@@ -655,7 +674,7 @@ struct Dataset::Impl {
     if (opener) {
       const ChunkInfo& info = chunks[c];
       auto bytes = std::make_shared<OnDemandChunkBytes>(storage, path, info.num_bytes, TablesSizeHint(info));
-      auto reader = ChunkReader::Open(std::move(bytes), storage->Url(path), chunks[c], false);
+      auto reader = ChunkReader::Open(std::move(bytes), storage->Url(path), chunks[c], options.verify_checksums);
       if (!reader.ok()) DropOnDemand(c);  // the next caller tries again
       promise.set_value(std::move(reader));
     }

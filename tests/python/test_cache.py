@@ -87,10 +87,13 @@ def test_two_ranks_two_workers_download_each_chunk_once(s3_server, dataset, tmp_
     finally:
         proxy.stop()
     assert sorted(seen[0] + seen[1]) == list(range(N))
-    # every chunk once for the node; the rest is index.json (read by each process) and
-    # HTTP headers, less than one chunk
+    # every chunk once for the node; besides, each of the 4 readers reads its first batch
+    # (one sample) directly, in whole 64 KiB spans so that they are checked (at most two
+    # spans for a 20 KB item); the rest is index.json (read by each process) and HTTP
+    # headers, less than one chunk
     chunk = size // (N // CHUNK)
-    assert size <= proxy.bytes_served < size + chunk, (proxy.bytes_served, size, chunk)
+    first_batches = 4 * 2 * 2**16
+    assert size <= proxy.bytes_served < size + first_batches + chunk, (proxy.bytes_served, size, chunk)
     assert not _shm_entries()
 
 
@@ -172,21 +175,26 @@ def test_chunks_are_prefetched_in_epoch_order(s3_server, dataset, tmp_path):
     assert len(list(it)) == N - 2  # and the epoch goes on
 
 
-def test_random_access_reads_only_the_item(s3_server, dataset, tmp_path):
-    url, size = dataset
-    chunk = size // (N // CHUNK)
+def test_random_access_reads_only_the_item(s3_server, tmp_path):
+    # One chunk of 60 samples of 20 KB (1.2 MB), read in 64 KiB spans.
+    bucket = f"r-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    url = chute.optimize(_sample, range(60), f"s3://{bucket}/ds", chunk_size=60, progress=False, num_workers=0,
+                         storage_options=_options(s3_server.endpoint))
     proxy = TcpProxy(s3_server.port).start()
     try:
         ds = chute.StreamingDataset(url, storage_options=_options(proxy.endpoint), cache_dir=str(tmp_path))
+        chunk = ds.core.chunks[0][2]
         before = proxy.bytes_served
-        for i in (123, 124, 377, -1):
+        for i in (3, 4, 40, -1):
             sample = ds[i]
-            assert sample["i"] == i % N and int(sample["x"][0]) == (i % N) % 251
+            assert sample["i"] == i % 60 and int(sample["x"][0]) == (i % 60) % 251
         served = proxy.bytes_served - before
     finally:
         proxy.stop()
-    # three chunks touched: their headers and tables and four 20 KB items, no whole chunk
-    assert served < chunk, (served, chunk)
+    # the header and tables, and each item's spans (at most two of 64 KiB for a 20 KB
+    # item, so that its bytes are checked), not the whole chunk
+    assert served < 4 * 2 * 2**16 + 8192 < chunk, (served, chunk)
     assert not glob.glob(os.path.join(ds.core.cache_path, "c*.bin"))
 
 
@@ -227,3 +235,24 @@ def test_reading_does_not_keep_the_dataset_mapped(tmp_path):
     grown_mb = (_rss_file_kb() - before) / 1024
     assert seen == list(range(200))
     assert grown_mb < 4, f"{grown_mb:.1f} MB of the 40 MB dataset still mapped"
+
+
+def test_items_read_by_range_are_checked(s3_server, tmp_path):
+    """A byte flipped in an object-store chunk fails the items read by byte range from its
+    64 KiB span (random access, an epoch's first batch), naming the chunk; the others read."""
+    import boto3
+
+    bucket = f"k-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    url = chute.optimize(_sample, range(60), f"s3://{bucket}/ds", chunk_size=60, progress=False, num_workers=0,
+                         storage_options=_options(s3_server.endpoint))
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    key = "ds/chunk-000000.bin"
+    data = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    data[-100] ^= 0xFF  # in the last item
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+    ds = chute.StreamingDataset(url, storage_options=_options(s3_server.endpoint), cache_dir=str(tmp_path))
+    assert ds[0]["i"] == 0
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin: checksum mismatch in bytes"):
+        ds[59]
