@@ -372,7 +372,8 @@ class OnDemandChunkBytes final : public ChunkBytes {
 // (compressed chunks) and the span checksums.
 uint64_t TablesSizeHint(const ChunkInfo& info) {
   return sizeof(ChunkHeader) + (info.num_items + 1) * sizeof(uint64_t) +
-         (info.num_bytes / (1 << 20) + 2) * sizeof(BlockEntry) + ((info.num_bytes >> kSpanShift) + 1) * sizeof(uint64_t);
+         (info.num_bytes / (1 << 20) + 2) * sizeof(BlockEntry) +
+         ((info.num_bytes >> kSpanShift) + 1) * sizeof(uint64_t);
 }
 
 // One opened chunk. Thread-safe.
@@ -674,7 +675,8 @@ struct Dataset::Impl {
     if (opener) {
       const ChunkInfo& info = chunks[c];
       auto bytes = std::make_shared<OnDemandChunkBytes>(storage, path, info.num_bytes, TablesSizeHint(info));
-      auto reader = ChunkReader::Open(std::move(bytes), storage->Url(path), chunks[c], options.verify_checksums);
+      auto reader =
+          ChunkReader::Open(std::move(bytes), storage->Url(path), chunks[c], options.verify_checksums);
       if (!reader.ok()) DropOnDemand(c);  // the next caller tries again
       promise.set_value(std::move(reader));
     }

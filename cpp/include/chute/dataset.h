@@ -94,9 +94,9 @@ class CHUTE_API Dataset {
   Result<Item> GetItem(uint64_t i) const;
   Result<Item> GetChunkItem(uint32_t chunk, uint64_t j) const;
   // Random access: like GetItem, but if item i's chunk is remote and neither open nor
-  // in the node cache, reads only the chunk's header and tables and the item's bytes
-  // (or its compressed block) — not the whole chunk. The chunk checksum cannot be
-  // checked on such partial reads.
+  // in the node cache, reads only the chunk's header and tables and the spans of the
+  // item's bytes (or of its compressed block) — not the whole chunk — and checks them
+  // against their span checksums (version-2 chunks).
   Result<Item> ReadItem(uint64_t i) const;
   // Items `ids` (global indices), in order. `direct` (with a node cache): the items of
   // chunks not yet cached are read by their own byte ranges, in parallel, while their
