@@ -256,3 +256,18 @@ def test_items_read_by_range_are_checked(s3_server, tmp_path):
     assert ds[0]["i"] == 0
     with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin: checksum mismatch in bytes"):
         ds[59]
+
+
+def test_a_job_killed_whole_leaves_no_segment_behind(s3_server, dataset, tmp_path):
+    """Every process of a job SIGKILLed: nothing was left to remove its /dev/shm segment,
+    so the next process of the user to attach to any cache removes it."""
+    url, _ = dataset
+    killed = _reader(url, s3_server.endpoint, str(tmp_path / "killed"), pause=60)
+    assert killed.stdout.readline().strip() == "reading"
+    orphan = _shm_entries()
+    assert len(orphan) == 1
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert _shm_entries() == orphan
+    assert _finish(_reader(url, s3_server.endpoint, str(tmp_path / "other"))) == list(range(N))
+    assert not _shm_entries(), _shm_entries()

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "../checksum.h"
@@ -28,7 +29,8 @@ namespace chute {
 
 namespace {
 
-constexpr uint64_t kMagic = 0x31584544494d4843ull;  // "CHMIDEX1"
+constexpr uint64_t kMagic = 0x32584544494d4843ull;  // "CHMIDEX2"
+constexpr size_t kMaxDir = 4096;
 constexpr size_t kMaxProcs = 1024;
 constexpr size_t kMaxRefs = 8192;
 
@@ -57,11 +59,17 @@ bool Alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM
 class DirLock {
  public:
   explicit DirLock(const std::string& dir) {
+    if (dir.empty()) return;
     fd_ = ::open((dir + "/.chute-lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd_ >= 0) ::flock(fd_, LOCK_EX);
   }
   ~DirLock() {
     if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  DirLock& operator=(DirLock&& other) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    return *this;
   }
   bool ok() const { return fd_ >= 0; }
 
@@ -94,6 +102,7 @@ struct ShmIndex::Segment {
   // pthread condvar: a waiter killed inside pthread_cond_wait can block later
   // broadcasts forever in glibc; a futex keeps no per-waiter state.)
   std::atomic<uint32_t> fetch_seq;
+  char dir[kMaxDir];  // the cache directory (its flock serializes attach and detach)
   int32_t procs[kMaxProcs];
   RefSlot refs[kMaxRefs];
 
@@ -154,6 +163,7 @@ Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint3
     auto* seg = static_cast<Segment*>(p);
     std::memset(p, 0, bytes);
     seg->num_chunks = num_chunks;
+    std::strncpy(seg->dir, real.c_str(), kMaxDir - 1);
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
@@ -191,9 +201,39 @@ Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint3
     }
   }
   index->Unlock();
+  lock = DirLock("");  // released: the sweep takes other directories' locks
+  RemoveOrphans(index->name_);
   std::lock_guard live_lock(LiveMutex());
   Live().push_back(index);
   return index;
+}
+
+void ShmIndex::RemoveOrphans(const std::string& own) {
+  const std::string prefix = "chute-" + std::to_string(::getuid()) + "-";
+  std::error_code ec;
+  for (auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || "/" + name == own) continue;
+    int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) continue;
+    struct stat st;
+    void* p = ::fstat(fd, &st) == 0 && static_cast<size_t>(st.st_size) >= sizeof(Segment)
+                  ? ::mmap(nullptr, sizeof(Segment), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                  : MAP_FAILED;
+    ::close(fd);
+    if (p == MAP_FAILED) continue;
+    auto* seg = static_cast<Segment*>(p);
+    if (seg->magic.load(std::memory_order_acquire) == kMagic) {
+      std::string dir(seg->dir, strnlen(seg->dir, kMaxDir));
+      // Under the directory's lock nobody is attaching or detaching; a directory that is
+      // gone has nobody to attach through it.
+      DirLock dir_lock(dir);
+      bool alive = false;
+      for (int32_t pid : seg->procs) alive = alive || Alive(pid);
+      if (!alive) ::shm_unlink(("/" + name).c_str());
+    }
+    ::munmap(p, sizeof(Segment));
+  }
 }
 
 void DetachAllCaches() {

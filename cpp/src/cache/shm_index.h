@@ -10,7 +10,8 @@
 // that no longer exists is reclaimed by whoever meets it. Files are written to a temp
 // name and renamed, so a partial chunk is never visible. The last process to detach
 // unlinks the segment (attach and detach are serialized by a flock on the directory);
-// a segment left by processes that were all killed is reused and swept by the next one.
+// a segment left by processes that were all killed is reused and swept by the next one,
+// or removed when any process of the user attaches to any cache (RemoveOrphans).
 // Names are per user and per cache directory: /dev/shm/chute-<uid>-<digest>.
 //
 // Thread-safety: all methods may be called from any thread of any attached process;
@@ -64,6 +65,9 @@ class ShmIndex {
   void Lock() const;
   void Unlock() const;
   void SweepLocked() const;
+  // Unlinks this user's segments (other than `own`) whose processes are all gone: those
+  // of jobs killed whole, which no process of theirs was left to remove.
+  static void RemoveOrphans(const std::string& own);
   void EvictForLocked(uint64_t size) const;
   void AddRefLocked(uint32_t c) const;
   std::string ChunkPath(uint32_t c) const;
