@@ -47,6 +47,36 @@ namespace {
 
 const char* kRewriteHint = "; the file is damaged: copy it again from its source or rewrite the dataset";
 
+// A whole chunk whose checksum is not the one index.json gives.
+Status WholeChunkMismatch(const std::string& url, uint64_t actual, uint64_t expected) {
+  return Status::Corrupt(url + ": checksum mismatch (xxh3_64 " + ChecksumToHex(actual) + ", index.json says " +
+                         ChecksumToHex(expected) + ")" + kRewriteHint);
+}
+
+// Tasks on a pool waited for together: counts them down and keeps the first failure.
+// Shared with the tasks (shared_ptr), which may outlive a timed-out wait.
+struct TaskGroup {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left = 0;
+  Status status;
+
+  bool failed() {
+    std::lock_guard lock(mu);
+    return !status.ok();
+  }
+  void Done(const Status& st) {
+    std::lock_guard lock(mu);
+    if (!st.ok() && status.ok()) status = st;
+    if (--left == 0) cv.notify_all();
+  }
+  // False if `seconds` passed first.
+  bool Wait(double seconds) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return left == 0; });
+  }
+};
+
 // Parses one item's bytes [base, base+size) into leaves that point into it.
 Result<Item> DecodeItem(const std::byte* base, uint64_t size, std::shared_ptr<const void> owner,
                         const std::string& where) {
@@ -167,12 +197,7 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     }
     uint64_t offset = k * part_size_;
     uint64_t length = std::min(part_size_, info_.num_bytes - offset);
-    // Map the part's pages in one call, just before its download, rather than one page
-    // fault at a time as it lands.
-    static const uintptr_t kPage = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-    auto begin = reinterpret_cast<uintptr_t>(buffer_.get() + offset) & ~(kPage - 1);
-    auto end = reinterpret_cast<uintptr_t>(buffer_.get() + offset + length);
-    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);  // Linux >= 5.14; else a no-op
+    PopulateWritable(buffer_.get() + offset, length);  // just before its download: not all parts at once
     Status st = storage_->ReadRange(path_, offset, length, buffer_.get() + offset);
     bool last = false;
     {
@@ -183,9 +208,7 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
     // that waiting for all parts also waits for the checksum.
     if (last && verify_) {
       uint64_t sum = Checksum(buffer_.get(), info_.num_bytes);
-      if (sum != info_.checksum)
-        st = Status::Corrupt(storage_->Url(path_) + ": checksum mismatch (xxh3_64 " + ChecksumToHex(sum) +
-                             ", index.json says " + ChecksumToHex(info_.checksum) + ")" + kRewriteHint);
+      if (sum != info_.checksum) st = WholeChunkMismatch(storage_->Url(path_), sum, info_.checksum);
     }
     {
       std::lock_guard lock(mu_);
@@ -218,12 +241,8 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
 // then its checksum is checked by reading the file back.
 Status FetchChunkToFile(const std::shared_ptr<Storage>& storage, const std::string& path, const ChunkInfo& info,
                         uint64_t part_size, bool verify, IoPool& pool, const std::string& temp) {
-  struct Fetch {  // shared with the part tasks, which may outlive a timed-out wait
+  struct Fetch : TaskGroup {
     int fd = -1;
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t left = 0;
-    Status status;
     ~Fetch() {
       if (fd >= 0) ::close(fd);
     }
@@ -237,26 +256,13 @@ Status FetchChunkToFile(const std::shared_ptr<Storage>& storage, const std::stri
   for (uint64_t offset = 0; offset < info.num_bytes; offset += part_size) {
     uint64_t length = std::min(part_size, info.num_bytes - offset);
     pool.Submit([fetch, storage, path, offset, length] {
-      {
-        std::lock_guard lock(fetch->mu);
-        if (!fetch->status.ok()) {
-          if (--fetch->left == 0) fetch->cv.notify_all();
-          return;
-        }
-      }
-      Status st = storage->ReadRangeToFile(path, offset, length, fetch->fd, offset);
-      std::lock_guard lock(fetch->mu);
-      if (!st.ok() && fetch->status.ok()) fetch->status = st;
-      if (--fetch->left == 0) fetch->cv.notify_all();
+      fetch->Done(fetch->failed() ? Status::OK()
+                                  : storage->ReadRangeToFile(path, offset, length, fetch->fd, offset));
     });
   }
-  {
-    std::unique_lock lock(fetch->mu);
-    if (!fetch->cv.wait_for(lock, std::chrono::duration<double>(storage->timeout() + 5),
-                            [&] { return fetch->left == 0; }))
-      return Status::IOError(storage->Url(path) + ": timed out downloading it (storage_options timeout)");
-    CHUTE_RETURN_NOT_OK(fetch->status);
-  }
+  if (!fetch->Wait(storage->timeout() + 5))
+    return Status::IOError(storage->Url(path) + ": timed out downloading it (storage_options timeout)");
+  CHUTE_RETURN_NOT_OK(fetch->status);
   if (!verify || info.num_bytes == 0) return Status::OK();
   // Read back through a small buffer (it is in the page cache), not a mapping that would
   // stay resident.
@@ -270,9 +276,7 @@ Status FetchChunkToFile(const std::shared_ptr<Storage>& storage, const std::stri
     sum.Update(buffer.data(), static_cast<size_t>(n));
     offset += static_cast<uint64_t>(n);
   }
-  if (sum.Digest() != info.checksum)
-    return Status::Corrupt(storage->Url(path) + ": checksum mismatch (xxh3_64 " + ChecksumToHex(sum.Digest()) +
-                           ", index.json says " + ChecksumToHex(info.checksum) + ")" + kRewriteHint);
+  if (sum.Digest() != info.checksum) return WholeChunkMismatch(storage->Url(path), sum.Digest(), info.checksum);
   return Status::OK();
 }
 
@@ -465,9 +469,7 @@ class ChunkReader {
     if (mapped && verify && !spans) {  // version 1: the whole file now
       mapped->file().WillNeed(0, mapped->size());
       uint64_t sum = Checksum(mapped->data(), mapped->size());
-      if (sum != info.checksum)
-        return corrupt("checksum mismatch (xxh3_64 " + ChecksumToHex(sum) + ", index.json says " +
-                       ChecksumToHex(info.checksum) + ")");
+      if (sum != info.checksum) return WholeChunkMismatch(path_, sum, info.checksum);
     }
     if (header_.num_items != info.num_items)
       return corrupt("holds " + std::to_string(header_.num_items) + " items, index.json says " +
@@ -757,17 +759,19 @@ struct Dataset::Impl {
     return reader;
   }
 
-  // Local chunks: has the kernel read what items `ids` need from disk in parallel, first
-  // the tables of chunks not yet open, then the items (ChunkReader::WillNeed), rather
-  // than one page fault after another (a first batch from 17 cold chunks: 0.45 -> 0.02 s).
-  Status ReadAhead(std::span<const uint64_t> ids) {
-    auto chunk_of = [&](uint64_t i) {
-      return static_cast<uint32_t>(std::upper_bound(starts.begin(), starts.end() - 1, i) - starts.begin() - 1);
-    };
+  // The chunk holding global item i (< num_items).
+  uint32_t ChunkOf(uint64_t i) const {
+    return static_cast<uint32_t>(std::upper_bound(starts.begin(), starts.end() - 1, i) - starts.begin() - 1);
+  }
+
+  // The readers of items `ids` (in range) of local chunks, having asked the kernel to read
+  // what they need from disk in parallel: first the tables of chunks not yet open, then
+  // the items (ChunkReader::WillNeed), rather than one page fault after another (a first
+  // batch from 17 cold chunks: 0.45 -> 0.02 s).
+  Result<std::vector<std::shared_ptr<ChunkReader>>> LocalReaders(std::span<const uint64_t> ids) {
     std::vector<uint32_t> opening;
     for (uint64_t i : ids) {
-      if (i >= starts.back()) continue;  // GetItems reports it
-      uint32_t c = chunk_of(i);
+      uint32_t c = ChunkOf(i);
       if (std::find(opening.begin(), opening.end(), c) != opening.end()) continue;
       std::lock_guard lock(mu);
       if (!open.count(c)) opening.push_back(c);
@@ -778,13 +782,13 @@ struct Dataset::Impl {
       ::posix_fadvise(fd, 0, static_cast<off_t>(TablesSizeHint(chunks[c])), POSIX_FADV_WILLNEED);
       ::close(fd);
     }
-    for (uint64_t i : ids) {
-      if (i >= starts.back()) continue;
-      uint32_t c = chunk_of(i);
-      CHUTE_ASSIGN_OR_RETURN(auto reader, Chunk(c));
-      reader->WillNeed(i - starts[c]);
+    std::vector<std::shared_ptr<ChunkReader>> readers(ids.size());
+    for (size_t k = 0; k < ids.size(); ++k) {
+      uint32_t c = ChunkOf(ids[k]);
+      CHUTE_ASSIGN_OR_RETURN(readers[k], Chunk(c));
+      readers[k]->WillNeed(ids[k] - starts[c]);
     }
-    return Status::OK();
+    return readers;
   }
 
   // Chunk c can be read without waiting for its download: local, open, or in the cache.
@@ -939,10 +943,8 @@ uint64_t Dataset::cache_capacity() const { return impl_->cache ? impl_->cache->c
 const std::string& Dataset::compression() const { return impl_->compression; }
 
 std::pair<uint32_t, uint64_t> Dataset::Locate(uint64_t i) const {
-  auto& s = impl_->starts;
-  auto it = std::upper_bound(s.begin(), s.end() - 1, i);
-  auto c = static_cast<uint32_t>(it - s.begin() - 1);
-  return {c, i - s[c]};
+  uint32_t c = impl_->ChunkOf(i);
+  return {c, i - impl_->starts[c]};
 }
 
 Result<Item> Dataset::GetItem(uint64_t i) const {
@@ -983,51 +985,46 @@ Result<Item> Dataset::ReadItem(uint64_t i) const {
 
 Result<std::vector<Item>> Dataset::GetItems(std::span<const uint64_t> ids, bool direct) const {
   Impl* m = impl_.get();
-  // Shared with the reads on the item pool, which may outlive a timed-out wait.
-  struct Batch {
-    std::vector<Item> items;
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t left = 0;
-    Status status;
-  };
-  if (m->storage->is_local()) CHUTE_RETURN_NOT_OK(m->ReadAhead(ids));
-  auto batch = std::make_shared<Batch>();
-  batch->items.resize(ids.size());
+  for (uint64_t i : ids)
+    if (i >= num_items()) return GetItem(i).status();  // the out-of-range error
+  std::vector<Item> items(ids.size());
+  if (m->storage->is_local()) {
+    CHUTE_ASSIGN_OR_RETURN(auto readers, m->LocalReaders(ids));
+    for (size_t k = 0; k < ids.size(); ++k) {
+      CHUTE_ASSIGN_OR_RETURN(items[k], readers[k]->GetItem(ids[k] - m->starts[m->ChunkOf(ids[k])]));
+    }
+    return items;
+  }
   std::vector<std::tuple<size_t, uint32_t, uint64_t>> late;  // (position, chunk, index in chunk)
   std::vector<uint32_t> late_chunks;
   for (size_t k = 0; k < ids.size(); ++k) {
-    if (ids[k] >= num_items()) return GetItem(ids[k]).status();  // the out-of-range error
     auto [c, j] = Locate(ids[k]);
     if (direct && m->cache && !m->AtHand(c)) {
       late.emplace_back(k, c, j);
       if (std::find(late_chunks.begin(), late_chunks.end(), c) == late_chunks.end()) late_chunks.push_back(c);
       continue;
     }
-    CHUTE_ASSIGN_OR_RETURN(batch->items[k], GetChunkItem(c, j));
+    CHUTE_ASSIGN_OR_RETURN(items[k], GetChunkItem(c, j));
   }
-  if (late.empty()) return std::move(batch->items);
+  if (late.empty()) return items;
+  // Shared with the reads on the item pool, which may outlive a timed-out wait.
+  struct Batch : TaskGroup {
+    std::vector<Item> items;
+  };
+  auto batch = std::make_shared<Batch>();
+  batch->items = std::move(items);
   batch->left = late.size();
   for (auto [k, c, j] : late) {
     m->item_pool->Submit([m, batch, k, c, j] {
       Result<Item> item = m->ReadOnDemand(c, j);
-      std::lock_guard lock(batch->mu);
-      if (item.ok()) {
-        batch->items[k] = std::move(*item);
-      } else if (batch->status.ok()) {
-        batch->status = item.status();
-      }
-      if (--batch->left == 0) batch->cv.notify_all();
+      if (item.ok()) batch->items[k] = std::move(*item);  // each task its own slot; Done() publishes it
+      batch->Done(item.status());
     });
   }
-  {
-    std::unique_lock lock(batch->mu);
-    if (!batch->cv.wait_for(lock, std::chrono::duration<double>(m->storage->timeout() + 30),
-                            [&] { return batch->left == 0; }))
-      return Status::IOError(m->url + ": timed out reading " + std::to_string(late.size()) +
-                             " items (storage_options timeout)");
-    CHUTE_RETURN_NOT_OK(batch->status);
-  }
+  if (!batch->Wait(m->storage->timeout() + 30))
+    return Status::IOError(m->url + ": timed out reading " + std::to_string(late.size()) +
+                           " items (storage_options timeout)");
+  CHUTE_RETURN_NOT_OK(batch->status);
   // Afterwards: whole chunks would compete with these reads for connections.
   Prefetch(late_chunks);
   return std::move(batch->items);

@@ -42,15 +42,24 @@ Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
   return std::shared_ptr<MappedFile>(new MappedFile(static_cast<const std::byte*>(p), size));
 }
 
+uint64_t PageSize() {
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+void PopulateWritable(std::byte* data, size_t size) {
+  auto begin = reinterpret_cast<uintptr_t>(data) & ~(PageSize() - 1);
+  auto end = reinterpret_cast<uintptr_t>(data) + size;
+  if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+}
+
 Result<std::shared_ptr<std::byte>> MapFileRegion(int fd, uint64_t offset, size_t size) {
   if (size == 0) return AllocateAligned(0);
-  static const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  uint64_t start = offset & ~(kPage - 1);  // mmap offsets are page-aligned
+  uint64_t start = offset & ~(PageSize() - 1);  // mmap offsets are page-aligned
   size_t length = size + static_cast<size_t>(offset - start);
   void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(start));
   if (p == MAP_FAILED) return Status::IOError(std::string("mapping a file region: ") + std::strerror(errno));
-  // One call maps the pages rather than a fault per page as they are written.
-  ::madvise(p, length, MADV_POPULATE_WRITE);  // Linux >= 5.14; else a no-op
+  PopulateWritable(static_cast<std::byte*>(p), length);
   return std::shared_ptr<std::byte>(static_cast<std::byte*>(p) + (offset - start),
                                     [p, length](std::byte*) { ::munmap(p, length); });
 }
@@ -59,18 +68,17 @@ void ReleasePages(std::span<const std::byte> mapping, std::span<const std::byte>
   // A read fault maps more than its page: fault_around_bytes (64 KiB) of cached pages, or
   // a whole large folio of the page cache (up to a PMD, 2 MiB).
   constexpr uintptr_t kFaultAround = 2 << 20;
-  static const uintptr_t kPage = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t page = PageSize();
   if (range.empty()) return;
   auto lo = reinterpret_cast<uintptr_t>(mapping.data()), hi = lo + mapping.size();  // lo is page-aligned
   auto begin = std::max(lo, reinterpret_cast<uintptr_t>(range.data()) & ~(kFaultAround - 1));
   auto range_end = reinterpret_cast<uintptr_t>(range.data()) + range.size();
-  auto end = std::min((hi + kPage - 1) & ~(kPage - 1), (range_end + kFaultAround - 1) & ~(kFaultAround - 1));
+  auto end = std::min((hi + page - 1) & ~(page - 1), (range_end + kFaultAround - 1) & ~(kFaultAround - 1));
   if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 void MappedFile::WillNeed(uint64_t from, uint64_t to) const {
-  static const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  from &= ~(kPage - 1);
+  from &= ~(PageSize() - 1);
   if (data_ && from < to) ::madvise(const_cast<std::byte*>(data_) + from, to - from, MADV_WILLNEED);
 }
 

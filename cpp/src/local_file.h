@@ -30,6 +30,14 @@ class MappedFile {
   size_t size_;
 };
 
+// The size of a memory page.
+uint64_t PageSize();
+
+// Maps the pages of [data, data + size) writable in one call (memory or a MAP_SHARED file
+// mapping), rather than one page fault at a time as they are written. Linux >= 5.14;
+// earlier, a no-op.
+void PopulateWritable(std::byte* data, size_t size);
+
 // Maps bytes [offset, offset + size) of the open file `fd` writable, its pages populated:
 // what is written to the memory lands in the file's page cache. Unmapped with the last
 // copy of the pointer. The file must be at least that long.
