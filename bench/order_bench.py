@@ -9,8 +9,6 @@ import time
 import tracemalloc
 
 from chute import _core
-from chute._distributed import Layout
-from chute.dataset import rank_batches
 
 
 def main():
@@ -26,15 +24,13 @@ def main():
     order = _core.EpochOrder(sizes, shuffle=True, seed=42, epoch=3, partitions=64, window_items=sizes[0])
     t1 = time.perf_counter()
     middle = len(order) // 2
-    layout = Layout(rank=3, world_size=args.world_size)
-    first = next(rank_batches(order, middle, layout, args.batch_size, drop_last=False))
+    rank, world, batch = 3, args.world_size, args.batch_size
+    # rank r's batch k holds positions start + (k * batch + m) * world + r (chute/reader.h)
+    first = order.fill(middle + rank, world, batch)
     t2 = time.perf_counter()
-    batches = rank_batches(order, middle, layout, args.batch_size, drop_last=False)
     n = 0
-    for ids in batches:
-        n += len(ids)
-        if n >= 1_000_000:
-            break
+    for k in range(-(-1_000_000 // batch)):
+        n += len(order.fill(middle + k * batch * world + rank, world, batch))
     t3 = time.perf_counter()
     print(f"{len(order):,} samples in {args.chunks:,} chunks: order built in {(t1 - t0) * 1e3:.1f} ms; "
           f"resume at position {middle:,} -> first batch of rank 3 in {(t2 - t1) * 1e3:.2f} ms "

@@ -29,9 +29,10 @@ T Unwrap(Result<T>&& r) {
   return std::move(r).ValueOrDie();
 }
 
-void init_engine(nanobind::module_& m);
-void init_format(nanobind::module_& m);
+void init_dataset(nanobind::module_& m);
 void init_order(nanobind::module_& m);
+void init_reader(nanobind::module_& m);
 void init_tokens(nanobind::module_& m);
+void init_writer(nanobind::module_& m);
 
 }  // namespace chute::bindings

@@ -1,6 +1,9 @@
 // chute._core: type conversion only; semantics live in the C++ library.
 #include <nanobind/nanobind.h>
 
+#include "chute/dataset.h"
+#include "chute/reader.h"
+#include "chute/writer.h"
 #include "common.h"
 
 namespace nb = nanobind;
@@ -41,8 +44,23 @@ NB_MODULE(_core, m) {
     }
   });
 
-  chute::bindings::init_format(m);
-  chute::bindings::init_engine(m);
+  chute::bindings::init_dataset(m);
   chute::bindings::init_order(m);
+  chute::bindings::init_reader(m);
   chute::bindings::init_tokens(m);
+  chute::bindings::init_writer(m);
+
+  // The one definition of each default (the C++ options), for the Python API.
+  const chute::DatasetOptions dataset;
+  const chute::ReaderOptions reader;
+  const chute::WriterOptions writer;
+  nb::dict defaults;
+  defaults["part_size"] = dataset.part_size;
+  defaults["concurrency"] = dataset.concurrency;
+  defaults["prefetch_bytes"] = reader.prefetch_bytes;
+  defaults["seed"] = reader.order.seed;
+  defaults["partitions"] = reader.order.partitions;
+  defaults["chunk_bytes"] = writer.chunk_bytes;
+  defaults["block_bytes"] = writer.block_bytes;
+  m.attr("DEFAULTS") = defaults;
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 
 import numpy as np
@@ -152,15 +153,46 @@ class CombinedStreamingDataset(IterableDataset):
 
     def __iter__(self):
         layout = current_layout()
-        R, r = layout.world_size, layout.rank
         epoch = self._position[0]
         start = [self._position[1 + d] for d in range(len(self.datasets))]
-        orders = [d.epoch_order(epoch) for d in self.datasets]
-        plan = self._plan(epoch, start, self._batch_size * R, R)
-        for k, (p, counts) in enumerate(plan):
-            if k % layout.num_workers != layout.worker:
-                continue
-            entries = [(d, i) for d in range(len(orders)) if counts[d]
-                       for i in orders[d].fill(int(p[d]), 1, int(counts[d])).tolist()]
-            for d, i in entries[r::R]:
-                yield self.datasets[d]._sample(i)
+        readers = [d._reader(epoch, scheduled=True) for d in self.datasets]
+        plan = (entry for k, entry in enumerate(self._plan(epoch, start, self._batch_size * layout.world_size,
+                                                               layout.world_size))
+                if k % layout.num_workers == layout.worker)
+        queued = collections.deque()  # per scheduled batch: the datasets it reads, in order
+
+        def schedule_next() -> bool:
+            entry = next(plan, None)
+            if entry is None:
+                return False
+            queued.append(_schedule(readers, *entry, layout.rank, layout.world_size))
+            return True
+
+        while queued or schedule_next():
+            # Keep each reader's coming batches planned up to its prefetch budget.
+            while len(queued) < _MAX_SCHEDULED and any(r.wants_more for r in readers) and schedule_next():
+                pass
+            for d in queued.popleft():
+                yield from self.datasets[d]._samples(readers[d].next())
+
+
+# Global batches planned ahead at most (a dataset that gets few samples per batch would
+# otherwise have the whole epoch planned to fill its prefetch budget).
+_MAX_SCHEDULED = 256
+
+
+def _schedule(readers, p, counts, rank: int, world: int) -> list:
+    """Schedules this rank's part of one global batch on the datasets' readers; returns
+    the datasets it reads from, in order. The global batch is the concatenation of
+    counts[d] epoch positions from p[d] of each dataset d, and rank r takes its entries
+    r, r + world, ... — in dataset d, the positions p[d] + i with (offset_d + i) % world
+    == r, offset_d being the entries of the datasets before d."""
+    used, offset = [], 0
+    for d, count in enumerate(int(c) for c in counts):
+        first = (rank - offset) % world
+        n = len(range(first, count, world))
+        if n:
+            readers[d].schedule(int(p[d]) + first, world, n)
+            used.append(d)
+        offset += count
+    return used

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import collections
 import ctypes
-import itertools
 import json
 import multiprocessing
 import multiprocessing.util
@@ -21,6 +19,8 @@ from chute._distributed import current_layout
 from chute._serialize import Decoder
 from chute._units import parse_size, storage_options_to_strings
 from chute.tokens import TokensLoader
+
+_DEFAULTS = _core.DEFAULTS  # the C++ options' defaults (one definition)
 
 
 class StreamingDataset(IterableDataset):
@@ -49,7 +49,8 @@ class StreamingDataset(IterableDataset):
             ``max_attempts``, ``connect_timeout``, ``request_timeout``); they override
             the environment (AWS_*, STORAGE_EMULATOR_HOST, Google ADC).
         part_size: bytes per ranged GET when reading remote chunks.
-        max_concurrency: ranged GETs in flight per process.
+        max_concurrency: ranged GETs in flight per process for chunk downloads; the one
+            knob of the reading threads (see docs/architecture.md, "Threads").
         cache_dir: where remote chunks are cached on this node (default
             ``$XDG_CACHE_HOME/chute`` or ``~/.cache/chute``); one directory per dataset
             URL and content, shared by every process of the node through a shared-memory
@@ -67,10 +68,11 @@ class StreamingDataset(IterableDataset):
     zero-copy views of the chunk (tensors share that memory too); copy before writing.
     """
 
-    def __init__(self, input_dir, *, shuffle: bool = False, seed: int = 42, drop_last: bool = False,
-                 transform=None, partitions: int = 64, shuffle_window=1, verify_checksums: bool = True,
-                 storage_options=None, part_size="8MiB", max_concurrency: int = 16, item_loader=None,
-                 cache_dir=None, max_cache_size=None, prefetch_bytes="256MB"):
+    def __init__(self, input_dir, *, shuffle: bool = False, seed: int = _DEFAULTS["seed"], drop_last: bool = False,
+                 transform=None, partitions: int = _DEFAULTS["partitions"], shuffle_window=1,
+                 verify_checksums: bool = True, storage_options=None, part_size=_DEFAULTS["part_size"],
+                 max_concurrency: int = _DEFAULTS["concurrency"], item_loader=None, cache_dir=None,
+                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"]):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
         if max_concurrency < 1:
@@ -99,11 +101,11 @@ class StreamingDataset(IterableDataset):
         self._open()
         self.window_items = self._window_items(shuffle_window)
 
-    def _open(self, index_json: str = ""):
+    def _open(self, description: str = ""):
         self._core = _core.Dataset.open(self.input_dir, verify_checksums=self.verify_checksums,
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
-                                        max_cache_size=self.max_cache_size, index_json=index_json)
+                                        max_cache_size=self.max_cache_size, description=description)
         if self._core.cache_path:
             _clean_up_at_exit()
         self._decoder = Decoder(json.loads(self._core.schema_json))
@@ -139,7 +141,7 @@ class StreamingDataset(IterableDataset):
         of an object inherited through fork); a local one is shared with forked workers,
         with the record of which chunks were verified."""
         if self._pid != os.getpid() and not self._core.is_local:
-            self._open(self._core.index_json)  # the parent's copy: no need to read it again
+            self._open(self._core.description)  # the parent's copy: no need to read it again
         return self._core
 
     def __getstate__(self):
@@ -171,7 +173,7 @@ class StreamingDataset(IterableDataset):
     def _consumed_after(self, start: int, batches: int, batch_size: int, world: int):
         """Epoch positions consumed after `batches` global batches from `start`, or None
         when that finishes the epoch."""
-        total = start + rank_count(max(self.num_samples - start, 0), world, self.drop_last) * world
+        total = start + _core.rank_sample_count(max(self.num_samples - start, 0), world, self.drop_last) * world
         done = start + batches * batch_size * world
         return done if done < total else None
 
@@ -185,45 +187,28 @@ class StreamingDataset(IterableDataset):
                         "fingerprint": self.core.fingerprint},
         }
 
-    def _sample(self, i: int):
-        """Sample (or token block) with global id i."""
+    def _reader(self, epoch: int, **share) -> _core.Reader:
+        """A C++ Reader (chute/reader.h) of this dataset's epoch ``epoch``: a share
+        (rank, world_size, worker, num_workers, batch_size, start) or ``scheduled=True``."""
+        token_args = {}
         if self.blocks is not None:
-            return self._gather(np.array([i], dtype=np.uint64))[0]
-        return self._decode(self.core.get(i))
+            token_args = {"blocks": self.blocks, "token_dtype": self.item_loader.dtype}
+        return _core.Reader(dataset=self.core if self.blocks is None else None, shuffle=self.shuffle, seed=self.seed,
+                            epoch=epoch, partitions=self.partitions, window_items=self.window_items,
+                            drop_last=self.drop_last, prefetch_bytes=self.prefetch_bytes, **token_args, **share)
 
-    def _chunks_of(self, ids):
-        """The chunk of each item (or of each block's first token) in `ids`."""
+    def _samples(self, batch):
+        """The samples of a Reader batch: decoded items, or the rows of a token batch."""
         if self.blocks is not None:
-            starts = np.asarray(self.blocks.chunk_token_starts, dtype=np.uint64)
-            return np.searchsorted(starts, ids * np.uint64(self.item_loader.block_size), side="right") - 1
-        return np.searchsorted(np.asarray(self.core.chunk_starts, dtype=np.uint64), ids, side="right") - 1
-
-    def _prefetched(self, batches):
-        """Passes the id batches through, first having the core fetch the chunks of the
-        coming ones (up to prefetch_bytes ahead) into the node cache (chute/engine.h)."""
-        core = self.core
-        if not core.cache_path:
-            yield from batches
-            return
-        # Never look further ahead than half the cache holds: prefetched chunks would evict
-        # each other before they are read.
-        lookahead = _core.Lookahead(core, min(self.prefetch_bytes, core.cache_capacity // 2))
-        ahead = collections.deque()  # the batches queued in `lookahead`
-        for ids in batches:
-            ahead.append(ids)
-            if lookahead.add(list(dict.fromkeys(self._chunks_of(ids).tolist()))):
-                lookahead.next()
-                yield ahead.popleft()
-        while ahead:
-            lookahead.next()
-            yield ahead.popleft()
+            return self._tokens(batch)
+        return (self._decode(leaves) for leaves in batch)
 
     def epoch_order(self, epoch: int) -> _core.EpochOrder:
-        """The order of epoch ``epoch`` (position -> global item id)."""
+        """The order of epoch ``epoch`` (position -> global item or block id)."""
         if self.blocks is not None:
             sizes = self.blocks.blocks_per_chunk
         else:
-            sizes = np.diff(np.asarray(self.core.chunk_starts, dtype=np.uint64)).tolist()
+            sizes = [c[1] for c in self.core.chunks]
         return _core.EpochOrder(sizes, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
                                 partitions=self.partitions, window_items=self.window_items)
 
@@ -233,7 +218,7 @@ class StreamingDataset(IterableDataset):
         return len(self.blocks) if self.blocks is not None else len(self.core)
 
     def __len__(self) -> int:
-        return rank_count(self.num_samples, current_layout().world_size, self.drop_last)
+        return _core.rank_sample_count(self.num_samples, current_layout().world_size, self.drop_last)
 
     def _decode(self, leaves):
         sample = self._decoder.decode(leaves)
@@ -249,35 +234,22 @@ class StreamingDataset(IterableDataset):
         if not 0 <= i < n:
             raise IndexError(f"index {index} out of range for {self.input_dir} ({n} samples)")
         if self.blocks is not None:
-            return self._sample(i)
+            return self._tokens(self.blocks.gather(np.array([i], dtype=np.uint64), self.item_loader.dtype))[0]
         return self._decode(self.core.read(i))  # an uncached remote chunk is read only in part
 
-    def _gather(self, ids):
-        block = torch.from_dlpack(self.blocks.gather(ids, self.item_loader.dtype))
-        return self.transform(block) if self.transform is not None else block
+    def _tokens(self, blocks):
+        """A [n, block_size] token array from C++ as a tensor (no copy), transformed."""
+        tensor = torch.from_dlpack(blocks)
+        return self.transform(tensor) if self.transform is not None else tensor
 
     def __iter__(self):
         keep_freed_memory()
         layout = current_layout()
-        epoch, start = self._position[0], self._position[1]
-        core = self.core
-        batches = rank_batches(self.epoch_order(epoch), start, layout, self._batch_size, self.drop_last)
-        if self.blocks is not None:
-            for ids in self._prefetched(batches):
-                yield from self._gather(ids)
-            return
-        # The first batch draws from many windows: its items are read directly (by byte
-        # range, in parallel) instead of waiting for every chunk they are in, and handed
-        # out before any chunk download competes with them (or with the hand-off).
-        first = next(batches, None)
-        if first is None:
-            return
-        for leaves in core.get_many(first, direct=True):
-            yield self._decode(leaves)
-        for ids in self._prefetched(itertools.chain([first], batches)):
-            if ids is not first:
-                for leaves in core.get_many(ids):
-                    yield self._decode(leaves)
+        reader = self._reader(self._position[0], rank=layout.rank, world_size=layout.world_size,
+                              worker=layout.worker, num_workers=layout.num_workers, batch_size=self._batch_size,
+                              start=self._position[1])
+        while (batch := reader.next()) is not None:
+            yield from self._samples(batch)
 
 
 _malloc_tuned_pid = None
@@ -335,31 +307,3 @@ def at_exit():
 def default_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "chute")
-
-
-def rank_count(remaining: int, world_size: int, drop_last: bool) -> int:
-    """Samples per rank when `remaining` epoch positions are shared by `world_size` ranks."""
-    if drop_last:
-        return remaining // world_size
-    return -(-remaining // world_size)
-
-
-def rank_batches(order: _core.EpochOrder, start: int, layout, batch_size: int, drop_last: bool):
-    """The item ids this reader yields, one array per batch.
-
-    From epoch position ``start`` on, rank r takes positions start + m * R + r
-    (m < rank_count), so global batch k — batch k of every rank — is the contiguous
-    positions [start + k*B*R, start + (k+1)*B*R) whatever the layout. DataLoader
-    workers take whole batches in turn (batch k from worker k % W), which is the order
-    the DataLoader yields them in. Positions past the end wrap to the epoch's start.
-    """
-    n = len(order)
-    if n == 0:
-        return
-    R, r = layout.world_size, layout.rank
-    count = rank_count(max(n - start, 0), R, drop_last)
-    num_batches = -(-count // batch_size)
-    for k in range(layout.worker, num_batches, layout.num_workers):
-        m0 = k * batch_size
-        size = min(batch_size, count - m0)
-        yield order.fill(start + m0 * R + r, R, size)

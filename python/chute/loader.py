@@ -3,15 +3,12 @@ resume mid-epoch — also on a different number of ranks or workers."""
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
-
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from chute._distributed import Layout, current_layout
+from chute._distributed import current_layout
 from chute._shared_batch import SharedCollate, forget_exited_workers
-from chute.dataset import StreamingDataset, keep_freed_memory, rank_batches
+from chute.dataset import StreamingDataset, keep_freed_memory
 
 STATE_VERSION = 1
 
@@ -89,26 +86,16 @@ class StreamingDataLoader(DataLoader):
             forget_exited_workers()
 
     def _token_batches(self, epoch: int, start: int):
-        """[batch_size, block_size] token batches in order, built ahead by a thread pool."""
+        """[batch_size, block_size] token batches in order, gathered ahead by the Reader's
+        threads (C++, GIL released)."""
         ds = self.dataset
         layout = current_layout()
-        ids = ds._prefetched(rank_batches(ds.epoch_order(epoch), start, Layout(layout.rank, layout.world_size),
-                                          self._batch, ds.drop_last))
+        reader = ds._reader(epoch, rank=layout.rank, world_size=layout.world_size, batch_size=self._batch,
+                            start=start, gather_threads=self._token_threads, gather_ahead=self._token_prefetch)
         pin = self.pin_memory and torch.cuda.is_available()
-        ahead = collections.deque()
-        with concurrent.futures.ThreadPoolExecutor(self._token_threads, thread_name_prefix="chute-tokens") as pool:
-            try:
-                for batch_ids in ids:
-                    ahead.append(pool.submit(ds._gather, batch_ids))
-                    if len(ahead) >= self._token_threads * self._token_prefetch:
-                        batch = ahead.popleft().result()
-                        yield batch.pin_memory() if pin else batch
-                while ahead:
-                    batch = ahead.popleft().result()
-                    yield batch.pin_memory() if pin else batch
-            finally:
-                for future in ahead:
-                    future.cancel()
+        while (blocks := reader.next()) is not None:
+            batch = ds._tokens(blocks)
+            yield batch.pin_memory() if pin else batch
 
     def state_dict(self) -> dict:
         """Where the run stands, as small plain (JSON-serializable) data."""

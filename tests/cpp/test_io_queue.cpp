@@ -1,4 +1,4 @@
-// Contention tests of the I/O engine's hand-off (cpp/src/mpmc_queue.h, cpp/src/io_pool.h):
+// Contention tests of the I/O engine's hand-off (cpp/src/util/mpmc_queue.h, cpp/src/util/io_pool.h):
 //  1. a small lock-free queue under 4 producers x 4 consumers: every value comes out
 //     exactly once, and each consumer sees each producer's values in the order pushed;
 //  2. an IoPool with a tiny queue fed by 4 threads, its tasks submitting more tasks:
@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "io_pool.h"
-#include "mpmc_queue.h"
+#include "util/io_pool.h"
+#include "util/mpmc_queue.h"
 
 namespace {
 

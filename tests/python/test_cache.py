@@ -165,7 +165,7 @@ def test_chunks_are_prefetched_in_epoch_order(s3_server, dataset, tmp_path):
     # any download starts: the chunks of the next ~quarter of the epoch are coming.
     next(it), next(it)
     order = ds.epoch_order(0)
-    upcoming = list(dict.fromkeys(ds._chunks_of(order.fill(0, 1, N // 4)).tolist()))
+    upcoming = list(dict.fromkeys(ds.core.chunk_of(i) for i in order.fill(0, 1, N // 4).tolist()))
     deadline = time.monotonic() + 30
     cached = set()
     while time.monotonic() < deadline and not set(upcoming[:5]) <= cached:

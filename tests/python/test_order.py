@@ -182,19 +182,19 @@ def test_every_rank_gets_the_same_number_of_batches(make_dataset, n, drop_last):
 def test_shuffle_mixes_across_chunks(dataset):
     ds = chute.StreamingDataset(dataset, shuffle=True, seed=3)
     loader = chute.StreamingDataLoader(ds, batch_size=64)
-    distinct = [len({ds.core.locate(i)[0] for i in _ids(b)}) for b in loader]
+    distinct = [len({ds.core.chunk_of(i) for i in _ids(b)}) for b in loader]
     assert len(ds.core.chunks) == 40
     assert np.mean(distinct) >= 8, distinct
     # even one partition mixes within its window of chunks
     ds1 = chute.StreamingDataset(dataset, shuffle=True, seed=3, partitions=1, shuffle_window=8)
-    distinct1 = [len({ds1.core.locate(i)[0] for i in _ids(b)}) for b in chute.StreamingDataLoader(ds1, batch_size=64)]
+    distinct1 = [len({ds1.core.chunk_of(i) for i in _ids(b)}) for b in chute.StreamingDataLoader(ds1, batch_size=64)]
     assert np.mean(distinct1) >= 6, distinct1
 
 
 def test_nodes_read_disjoint_chunks_when_the_layout_divides_the_partitions(dataset):
     per_rank, _ = run_layout(dataset, 2, 2, 0, partitions=4)
     ds = chute.StreamingDataset(dataset)
-    node_chunks = [{ds.core.locate(i)[0] for r in (2 * n, 2 * n + 1) for b in per_rank[r][0] for i in b}
+    node_chunks = [{ds.core.chunk_of(i) for r in (2 * n, 2 * n + 1) for b in per_rank[r][0] for i in b}
                    for n in range(2)]
     assert not node_chunks[0] & node_chunks[1]
     assert len(node_chunks[0] | node_chunks[1]) == 40

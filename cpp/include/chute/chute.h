@@ -2,10 +2,11 @@
 #pragma once
 
 #include "chute/dataset.h"
-#include "chute/engine.h"
 #include "chute/export.h"
 #include "chute/format.h"
 #include "chute/order.h"
+#include "chute/reader.h"
+#include "chute/source.h"
 #include "chute/status.h"
 #include "chute/storage.h"
 #include "chute/tokens.h"

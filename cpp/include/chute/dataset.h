@@ -1,7 +1,22 @@
-// Reading a chute dataset (index.json + chunk files) from a local directory or an
-// object store (see storage.h). Local chunks are memory-mapped in place; remote chunks
-// are fetched into memory with parallel ranged reads on a pool of I/O threads that
-// starts on first use, and an item is returned as soon as its bytes have arrived.
+// Reading a dataset of any registered kind (chute/source.h; chute's own format by
+// default) from a local directory or an object store (chute/storage.h). This is the
+// engine under the Reader (chute/reader.h): where a chunk's bytes come from and how items
+// are read from them. Local chunks are memory-mapped in place. Remote chunks are
+// downloaded whole by parallel ranged reads — into the node-local cache when there is
+// one (prefetched ahead of the readers), else into memory — and an item wanted before its
+// chunk is there is read by its own byte ranges.
+//
+// Threads (the one thread model; all pools start on first use, so a Dataset opened in a
+// parent process starts none before a DataLoader forks its workers, and a local dataset
+// never starts any):
+//   download   `concurrency` threads: the ranged GETs of whole-chunk downloads (below
+//              normal priority: consumers keep their CPU);
+//   fetch      max(2, concurrency / 2) threads, with a node cache: chunks prefetched into
+//              the cache at once, each waiting for its parts on the download threads;
+//   item       kItemThreadsPerRequest x concurrency threads, with a node cache: direct
+//              reads of single items (each mostly waiting for its first byte);
+// plus the Reader's gather threads for token batches (reader.h). `concurrency` is the
+// one knob (Python: max_concurrency=).
 //
 // Lifetime: Dataset::Open returns a shared_ptr; Items returned by it own (share) the
 // memory their leaves point to, so they stay valid after the Dataset is destroyed.
@@ -9,9 +24,10 @@
 // Fork: a local Dataset may be used in a child process after fork() (as long as no other
 // thread of the parent was inside one of its methods at the fork); the chunks one
 // process has verified count as verified in all of them. A remote one must not (its
-// clients and threads belong to the parent): open a new one in the child. A Dataset
-// destroyed in a process other than the one that opened it releases nothing (its
-// memory stays with the child until exit).
+// clients and threads belong to the parent): open a new one in the child (passing
+// description = source().description() to skip reading the index again). A Dataset
+// destroyed in a process other than the one that opened it releases nothing (its memory
+// stays with the child until exit).
 #pragma once
 
 #include <cstdint>
@@ -23,17 +39,24 @@
 
 #include "chute/export.h"
 #include "chute/format.h"
+#include "chute/source.h"
 #include "chute/status.h"
 #include "chute/storage.h"
 
 namespace chute {
 
+// Threads of the item pool per unit of `concurrency` (see the thread model above).
+inline constexpr size_t kItemThreadsPerRequest = 4;
+
 struct DatasetOptions {
+  // The registered source (chute/source.h) that reads the dataset.
+  std::string format = "chute";
   // Verify each chunk's checksum the first time this process opens it.
   bool verify_checksums = true;
-  // Chunk mappings kept open (LRU); Items keep their own chunk alive regardless.
+  // Chunk readers kept open (LRU); Items keep their own chunk alive regardless.
   size_t max_open_chunks = 64;
-  // Remote reads: bytes per ranged GET and GETs in flight.
+  // Remote reads: bytes per ranged GET, and the thread model's knob (GETs in flight for
+  // whole-chunk downloads; see above).
   uint64_t part_size = 8 << 20;
   size_t concurrency = 16;
   // Node-local cache of remote chunks: a directory under `cache_dir` keyed by the URL and
@@ -44,9 +67,9 @@ struct DatasetOptions {
   // Bytes the cache may hold (exceeded only by chunks being read); 0: half the free
   // space of the cache's file system.
   uint64_t max_cache_size = 0;
-  // The content of index.json when the caller has it already (Dataset::index_json() of
-  // the same URL, e.g. in a forked worker reopening its parent's dataset): not read again.
-  std::string index_json;
+  // Source::description() of an earlier open of the same URL (e.g. in a forked worker
+  // reopening its parent's dataset): the index is not read again.
+  std::string description;
 };
 
 // Leaves every node cache this process uses: drops its chunk references and its
@@ -58,9 +81,10 @@ CHUTE_API void DetachAllCaches();
 
 class CHUTE_API Dataset {
  public:
-  // Reads and validates `<url>/index.json`. Errors: NotFound (no such directory, bucket
-  // or index.json), Corrupt (unparseable index), VersionMismatch (newer format), and
-  // the storage's errors (storage.h).
+  // Opens the dataset at `url` with the source `options.format` (chute: reads and
+  // validates `<url>/index.json`). Errors: NotFound (no such directory, bucket or
+  // index), Corrupt (unparseable index), VersionMismatch (newer format), Invalid
+  // (unknown format), and the storage's errors (storage.h).
   static Result<std::shared_ptr<Dataset>> Open(const std::string& url, const DatasetOptions& options = {},
                                                const StorageOptions& storage_options = {});
   ~Dataset();
@@ -70,14 +94,16 @@ class CHUTE_API Dataset {
   const std::string& url() const;
   // True when the chunks are local files (read in place, usable after fork()).
   bool is_local() const;
+  // Seconds a storage operation may take (the storage's `timeout` option; 0 for local).
+  double timeout() const;
+  // What kind of dataset this is: its chunks, schema and description.
+  const Source& source() const;
   uint64_t num_items() const;
   const std::vector<ChunkInfo>& chunks() const;
   // First global item index of each chunk, plus num_items() at the end.
   const std::vector<uint64_t>& chunk_starts() const;
-  // index.json as read.
-  const std::string& index_json() const;
-  // The "schema" object of index.json, serialized as JSON.
-  const std::string& schema_json() const;
+  // The chunk that holds global item `i` (< num_items()).
+  uint32_t ChunkOf(uint64_t i) const;
   // 16 hex digits identifying the dataset's content (a digest of its chunk list and
   // checksums): equal for copies of one dataset, different after it is rewritten.
   const std::string& fingerprint() const;
@@ -85,11 +111,7 @@ class CHUTE_API Dataset {
   const std::string& cache_path() const;
   // Bytes the node cache may hold (0 without a cache).
   uint64_t cache_capacity() const;
-  // "zstd:<level>" or "" when uncompressed.
-  const std::string& compression() const;
 
-  // (chunk index, item index inside the chunk) of global item `i` (< num_items()).
-  std::pair<uint32_t, uint64_t> Locate(uint64_t i) const;
   // Global item `i`. Errors name the chunk file: NotFound, Corrupt (checksum, truncation).
   Result<Item> GetItem(uint64_t i) const;
   Result<Item> GetChunkItem(uint32_t chunk, uint64_t j) const;

@@ -36,6 +36,7 @@ class CHUTE_API TokenBlocks {
   ~TokenBlocks();
   TokenBlocks(TokenBlocks&&) noexcept;
 
+  const std::shared_ptr<Dataset>& dataset() const;
   uint64_t block_size() const;
   uint64_t num_blocks() const;
   uint64_t num_tokens() const;
@@ -44,6 +45,8 @@ class CHUTE_API TokenBlocks {
   const std::vector<uint64_t>& blocks_per_chunk() const;
   // First token of each chunk, then num_tokens().
   const std::vector<uint64_t>& chunk_token_starts() const;
+  // The chunk holding token `t` (< num_tokens()).
+  uint32_t ChunkOfToken(uint64_t t) const;
   // The stored token dtype (of the first document).
   Result<DType> token_dtype() const;
 

@@ -1,4 +1,4 @@
-#include "shm_index.h"
+#include "cache/shm_index.h"
 
 #include "chute/dataset.h"
 
@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "../checksum.h"
-#include "../local_file.h"
+#include "util/checksum.h"
+#include "util/posix_file.h"
 
 namespace chute {
 
@@ -125,7 +125,7 @@ Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint3
 
   auto index = std::shared_ptr<ShmIndex>(new ShmIndex());
   index->dir_ = real;
-  index->pid_ = ::getpid();
+  index->pid_ = index->owner_.pid();
   index->name_ = "/chute-" + std::to_string(::getuid()) + "-" + ChecksumToHex(Checksum(real.data(), real.size()));
   size_t bytes = Segment::Bytes(num_chunks);
 
@@ -250,7 +250,7 @@ void DetachAllCaches() {
 ShmIndex::~ShmIndex() { Detach(); }
 
 void ShmIndex::Detach() {
-  if (::getpid() != pid_) return;  // inherited through fork(): the parent's, not ours
+  if (!owner_.InOwner()) return;  // inherited through fork(): the parent's, not ours
   detaching_ = true;
   if (seg_)  // this process's waiters for fetches give up (other processes' wake, see nothing new, sleep on)
     ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&seg_->fetch_seq), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
@@ -340,7 +340,7 @@ void ShmIndex::AddRefLocked(uint32_t c) const {
 Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_s,
                                       const std::function<Status(const std::string&)>& fetch) {
   using Clock = std::chrono::steady_clock;
-  if (::getpid() != pid_) return Status::IOError(dir_ + ": the chunk cache belongs to the parent process");
+  if (!owner_.InOwner()) return Status::IOError(dir_ + ": the chunk cache belongs to the parent process");
   std::shared_lock use(use_mu_);
   if (!seg_) return Status::IOError(dir_ + ": the chunk cache was detached (interpreter exit)");
   auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
@@ -416,7 +416,7 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
 }
 
 void ShmIndex::Release(uint32_t c) {
-  if (::getpid() != pid_) return;  // inherited through fork()
+  if (!owner_.InOwner()) return;  // inherited through fork()
   std::shared_lock use(use_mu_);
   if (!seg_) return;  // detached (at exit)
   Lock();
@@ -433,7 +433,7 @@ void ShmIndex::Release(uint32_t c) {
 }
 
 bool ShmIndex::Peek(uint32_t c) const {
-  if (::getpid() != pid_) return true;
+  if (!owner_.InOwner()) return true;
   std::shared_lock use(use_mu_);
   if (!seg_) return true;
   Lock();
@@ -443,7 +443,7 @@ bool ShmIndex::Peek(uint32_t c) const {
 }
 
 bool ShmIndex::IsReady(uint32_t c) const {
-  if (::getpid() != pid_) return false;
+  if (!owner_.InOwner()) return false;
   std::shared_lock use(use_mu_);
   if (!seg_) return false;
   Lock();

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "chute/status.h"
+#include "util/process_owner.h"
 
 namespace chute {
 
@@ -79,7 +80,8 @@ class ShmIndex {
   std::atomic<bool> detaching_{false};
   Segment* seg_ = nullptr;
   size_t seg_size_ = 0;
-  pid_t pid_ = 0;
+  ProcessOwner owner_;
+  pid_t pid_ = 0;  // owner_.pid(), as recorded in the segment
 };
 
 // DetachAllCaches() (every index of this process) is public: chute/dataset.h.

@@ -1,4 +1,5 @@
-#include "arrow_fs.h"
+#include "storage/arrow_fs.h"
+#include "util/process_owner.h"
 
 #include "chute/dataset.h"
 
@@ -83,16 +84,16 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   ArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme, CommonOptions options,
                ErrorHints hints, std::shared_ptr<ObjectReader> reader)
       : fs_(std::move(fs)), scheme_(std::move(scheme)), options_(options), hints_(std::move(hints)),
-        reader_(std::move(reader)), pid_(::getpid()) {}
+        reader_(std::move(reader)) {}
 
   ~ArrowStorage() override {
     // A client made before fork() belongs to the parent: never tear it down here.
-    if (::getpid() != pid_) new std::shared_ptr<arrow::fs::FileSystem>(std::move(fs_));
+    owner_.LeakIfInherited(fs_);
   }
 
   void Release() {
     std::lock_guard lock(mu_);
-    if (::getpid() != pid_) new std::shared_ptr<arrow::fs::FileSystem>(std::move(fs_));
+    owner_.LeakIfInherited(fs_);
     fs_.reset();
   }
 
@@ -244,7 +245,7 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   CommonOptions options_;
   ErrorHints hints_;
   std::shared_ptr<ObjectReader> reader_;
-  pid_t pid_;
+  ProcessOwner owner_;
 };
 
 }  // namespace

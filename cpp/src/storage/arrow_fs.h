@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "options.h"
+#include "storage/options.h"
 
 namespace chute::storage {
 

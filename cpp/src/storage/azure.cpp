@@ -3,7 +3,7 @@
 // reads them (e.g. abfs://container@account.dfs.core.windows.net/path).
 #include <arrow/filesystem/azurefs.h>
 
-#include "arrow_fs.h"
+#include "storage/arrow_fs.h"
 
 namespace chute::storage {
 namespace {

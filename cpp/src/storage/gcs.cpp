@@ -3,7 +3,7 @@
 
 #include <tuple>
 
-#include "arrow_fs.h"
+#include "storage/arrow_fs.h"
 
 namespace chute::storage {
 namespace {

@@ -2,8 +2,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "../local_file.h"
-#include "options.h"
+#include "util/posix_file.h"
+#include "storage/options.h"
 
 namespace chute {
 

@@ -5,8 +5,8 @@
 #include <mutex>
 #include <tuple>
 
-#include "arrow_fs.h"
-#include "s3_http.h"
+#include "storage/arrow_fs.h"
+#include "storage/s3_http.h"
 
 namespace chute::storage {
 namespace {

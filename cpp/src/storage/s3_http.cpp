@@ -1,4 +1,4 @@
-#include "s3_http.h"
+#include "storage/s3_http.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -97,7 +97,7 @@ bool ParseHead(std::string_view head, Response* r) {
 
 }  // namespace
 
-S3HttpReader::S3HttpReader(S3HttpConfig config) : config_(std::move(config)), pid_(::getpid()) {
+S3HttpReader::S3HttpReader(S3HttpConfig config) : config_(std::move(config)) {
   const std::string& e = config_.endpoint;
   if (!e.empty() && e.front() == '[') {  // [v6]:port
     auto close = e.find(']');
@@ -113,7 +113,7 @@ S3HttpReader::S3HttpReader(S3HttpConfig config) : config_(std::move(config)), pi
 }
 
 S3HttpReader::~S3HttpReader() {
-  if (::getpid() != pid_) return;  // the parent's connections
+  if (!owner_.InOwner()) return;  // the parent's connections
   for (int fd : idle_) ::close(fd);
 }
 

@@ -27,8 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "arrow_fs.h"
-#include "sigv4.h"
+#include "storage/arrow_fs.h"
+#include "storage/sigv4.h"
+#include "util/process_owner.h"
 
 namespace chute::storage {
 
@@ -68,7 +69,7 @@ class S3HttpReader final : public ObjectReader {
   std::string host_, port_;  // for getaddrinfo
   std::mutex mu_;
   std::vector<int> idle_;  // kept-alive connections
-  pid_t pid_;
+  ProcessOwner owner_;
 };
 
 }  // namespace chute::storage

@@ -1,4 +1,4 @@
-#include "sigv4.h"
+#include "storage/sigv4.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,9 +1,8 @@
 // downstream DATASET: prints the item count, the sum of every int leaf and the sum of
-// every int64 array element, read in batches through chute's public C++ API (with the
-// engine's look-ahead, as a native loader would).
+// every int64 array element, read in batches by a chute::Reader through chute's public
+// C++ API, as a native loader would.
 #include <chute/chute.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -16,19 +15,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   long long int_sum = 0, array_sum = 0;
-  chute::Lookahead lookahead(*ds, 1 << 20);
-  const uint64_t n = (*ds)->num_items(), batch = 32;
-  for (uint64_t first = 0; first < n; first += batch) {
-    std::vector<uint64_t> ids;
-    for (uint64_t i = first; i < std::min(n, first + batch); ++i) ids.push_back(i);
-    lookahead.Add({(*ds)->Locate(first).first, (*ds)->Locate(ids.back()).first});
-    lookahead.Next();
-    auto items = (*ds)->GetItems(ids);
-    if (!items.ok()) {
-      std::fprintf(stderr, "%s\n", items.status().ToString().c_str());
+  chute::ReaderOptions options;
+  options.order.shuffle = false;
+  options.batch_size = 32;
+  auto reader = chute::Reader::Make(*ds, options);
+  if (!reader.ok()) {
+    std::fprintf(stderr, "%s\n", reader.status().ToString().c_str());
+    return 1;
+  }
+  chute::Batch batch;
+  for (;;) {
+    auto more = (*reader)->Next(&batch);
+    if (!more.ok()) {
+      std::fprintf(stderr, "%s\n", more.status().ToString().c_str());
       return 1;
     }
-    for (const chute::Item& item : *items) {
+    if (!*more) break;
+    for (const chute::Item& item : batch.items) {
       for (const chute::LeafView& leaf : item.leaves) {
         if (leaf.kind == chute::LeafKind::kInt) int_sum += leaf.as_int();
         if (leaf.kind != chute::LeafKind::kArray || leaf.dtype != chute::DType{chute::DType::kInt, 64}) continue;

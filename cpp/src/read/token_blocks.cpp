@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <list>
 #include <mutex>
-#include <unordered_map>
+
+#include "util/lru_map.h"
 
 namespace chute {
 
@@ -126,18 +126,19 @@ struct TokenBlocks::Impl {
   std::vector<uint64_t> blocks_per_chunk;
 
   // Token offset of each document of a chunk (+ end), for the chunks read lately.
+  using DocStartsPtr = std::shared_ptr<const std::vector<uint64_t>>;
   std::mutex mu;
-  std::list<uint32_t> lru;
-  std::unordered_map<uint32_t, std::pair<std::shared_ptr<const std::vector<uint64_t>>, std::list<uint32_t>::iterator>>
-      doc_starts;
+  LruMap<uint32_t, DocStartsPtr> doc_starts{256};
 
-  Result<std::shared_ptr<const std::vector<uint64_t>>> DocStarts(uint32_t c) {
+  uint32_t ChunkOfToken(uint64_t t) const {
+    return static_cast<uint32_t>(std::upper_bound(chunk_token_starts.begin(), chunk_token_starts.end() - 1, t) -
+                                 chunk_token_starts.begin() - 1);
+  }
+
+  Result<DocStartsPtr> DocStarts(uint32_t c) {
     {
       std::lock_guard lock(mu);
-      if (auto it = doc_starts.find(c); it != doc_starts.end()) {
-        lru.splice(lru.begin(), lru, it->second.second);
-        return it->second.first;
-      }
+      if (DocStartsPtr* found = doc_starts.Find(c)) return *found;
     }
     auto starts = std::make_shared<std::vector<uint64_t>>();
     uint64_t n = dataset->chunks()[c].num_items, total = 0;
@@ -152,13 +153,7 @@ struct TokenBlocks::Impl {
       return Status::Corrupt(dataset->url() + " chunk " + dataset->chunks()[c].file + " holds " + std::to_string(total) +
                              " tokens, index.json says " + std::to_string(dataset->chunks()[c].num_tokens));
     std::lock_guard lock(mu);
-    lru.push_front(c);
-    doc_starts.emplace(c, std::make_pair(starts, lru.begin()));
-    while (doc_starts.size() > 256) {
-      doc_starts.erase(lru.back());
-      lru.pop_back();
-    }
-    return std::shared_ptr<const std::vector<uint64_t>>(std::move(starts));
+    return doc_starts.Insert(c, std::move(starts));
   }
 };
 
@@ -191,6 +186,8 @@ Result<std::shared_ptr<TokenBlocks>> TokenBlocks::Make(std::shared_ptr<Dataset> 
   return std::shared_ptr<TokenBlocks>(new TokenBlocks(std::move(impl)));
 }
 
+const std::shared_ptr<Dataset>& TokenBlocks::dataset() const { return impl_->dataset; }
+uint32_t TokenBlocks::ChunkOfToken(uint64_t t) const { return impl_->ChunkOfToken(t); }
 uint64_t TokenBlocks::block_size() const { return impl_->block_size; }
 uint64_t TokenBlocks::num_tokens() const { return impl_->num_tokens; }
 uint64_t TokenBlocks::num_blocks() const { return impl_->num_tokens / impl_->block_size; }
@@ -216,7 +213,7 @@ Status TokenBlocks::Gather(std::span<const uint64_t> ids, DType out_dtype, std::
                              " blocks)");
     uint64_t token = ids[row] * m.block_size, left = m.block_size;
     std::byte* dst = out + row * m.block_size * out_item;
-    auto c = static_cast<uint32_t>(std::upper_bound(starts.begin(), starts.end() - 1, token) - starts.begin() - 1);
+    uint32_t c = m.ChunkOfToken(token);
     while (left > 0) {
       CHUTE_ASSIGN_OR_RETURN(auto docs, impl_->DocStarts(c));
       uint64_t local = token - starts[c];

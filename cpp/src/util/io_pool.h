@@ -10,8 +10,6 @@
 // do not exist in the child); the child makes its own.
 #pragma once
 
-#include <sys/types.h>
-
 #include <atomic>
 #include <functional>
 #include <mutex>
@@ -19,14 +17,18 @@
 #include <thread>
 #include <vector>
 
-#include "mpmc_queue.h"
+#include "util/mpmc_queue.h"
+#include "util/process_owner.h"
 
 namespace chute {
 
+// Added to the nice value of background work (downloads, prefetching), so that it
+// yields the CPU to the threads that consume its results.
+inline constexpr int kBackgroundNice = 10;
+
 class IoPool {
  public:
-  // `nice`: added to the threads' nice value, so that background work (prefetching)
-  // yields the CPU to the threads that consume its results.
+  // `nice`: added to the threads' nice value (kBackgroundNice for background work).
   explicit IoPool(size_t threads, int nice = 0, size_t capacity = 4096)
       : size_(threads ? threads : 1), nice_(nice), queue_(capacity) {}
   ~IoPool();
@@ -47,7 +49,7 @@ class IoPool {
   std::atomic<bool> started_{false};
   std::mutex start_mu_;  // only to start the threads once
   std::vector<std::thread> threads_;
-  pid_t pid_ = 0;  // process that started the threads
+  ProcessOwner owner_;  // the process that started the threads (set by Start)
 };
 
 }  // namespace chute

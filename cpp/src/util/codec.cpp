@@ -1,4 +1,4 @@
-#include "codec.h"
+#include "util/codec.h"
 
 #include <arrow/util/compression.h>
 

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "chute/status.h"
+
 namespace chute {
 
 uint64_t Checksum(const void* data, size_t size);
@@ -27,5 +29,11 @@ class ChecksumStream {
 std::string ChecksumToHex(uint64_t checksum);
 // Returns false if `hex` is not 16 hex digits.
 bool ChecksumFromHex(const std::string& hex, uint64_t* checksum);
+
+// The advice ending every Corrupt error about a file's content.
+inline constexpr const char* kRewriteHint =
+    "; the file is damaged: copy it again from its source or rewrite the dataset";
+// A whole file (`url`) whose checksum is not the one its index gives.
+Status WholeFileMismatch(const std::string& url, uint64_t actual, uint64_t expected);
 
 }  // namespace chute

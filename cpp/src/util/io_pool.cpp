@@ -1,4 +1,4 @@
-#include "io_pool.h"
+#include "util/io_pool.h"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -9,10 +9,7 @@ namespace chute {
 
 IoPool::~IoPool() {
   if (!started_.load()) return;
-  if (::getpid() != pid_) {  // forked child: the threads are not ours; leave them be
-    new std::vector<std::thread>(std::move(threads_));
-    return;
-  }
+  if (owner_.LeakIfInherited(threads_)) return;  // forked child: the threads are not ours
   stop_.store(true);
   queued_.release(static_cast<std::ptrdiff_t>(threads_.size()));
   for (auto& t : threads_) t.join();
@@ -21,7 +18,7 @@ IoPool::~IoPool() {
 void IoPool::Start() {
   std::lock_guard lock(start_mu_);
   if (started_.load()) return;
-  pid_ = ::getpid();
+  owner_ = ProcessOwner();
   for (size_t i = 0; i < size_; ++i) threads_.emplace_back([this] { Run(); });
   started_.store(true);
 }

@@ -1,4 +1,4 @@
-#include "local_file.h"
+#include "util/posix_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -69,7 +69,7 @@ void ReleasePages(std::span<const std::byte> mapping, std::span<const std::byte>
   // a whole large folio of the page cache (up to a PMD, 2 MiB).
   constexpr uintptr_t kFaultAround = 2 << 20;
   const uintptr_t page = PageSize();
-  if (range.empty()) return;
+  if (mapping.empty() || range.empty()) return;
   auto lo = reinterpret_cast<uintptr_t>(mapping.data()), hi = lo + mapping.size();  // lo is page-aligned
   auto begin = std::max(lo, reinterpret_cast<uintptr_t>(range.data()) & ~(kFaultAround - 1));
   auto range_end = reinterpret_cast<uintptr_t>(range.data()) + range.size();

@@ -1,12 +1,12 @@
 #include <filesystem>
 #include <vector>
 
-#include "checksum.h"
-#include "chunk_layout.h"
 #include "chute/writer.h"
-#include "codec.h"
-#include "json.h"
-#include "local_file.h"
+#include "format/chunk_layout.h"
+#include "format/index_file.h"
+#include "format/item_codec.h"
+#include "util/checksum.h"
+#include "util/codec.h"
 
 namespace chute {
 
@@ -18,24 +18,6 @@ std::string ChunkFileName(uint64_t index) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "chunk-%06llu.bin", static_cast<unsigned long long>(index));
   return buf;
-}
-
-size_t PayloadAlignment(LeafKind kind) {
-  switch (kind) {
-    case LeafKind::kArray: return kArrayAlignment;
-    case LeafKind::kBool:
-    case LeafKind::kInt:
-    case LeafKind::kFloat: return 8;
-    default: return 1;
-  }
-}
-
-// Bytes the item occupies when it starts at stream position `start`.
-uint64_t ItemSize(std::span<const LeafInput> leaves, uint64_t start) {
-  uint64_t pos = start + sizeof(ItemHeader) + leaves.size() * sizeof(LeafEntry);
-  for (auto& leaf : leaves) pos += leaf.shape.size() * sizeof(int64_t);
-  for (auto& leaf : leaves) pos = AlignUp(pos, PayloadAlignment(leaf.kind)) + leaf.size;
-  return pos - start;
 }
 
 // XXH3-64 of each 2^kSpanShift bytes of the concatenation of `data` (the last span
@@ -202,39 +184,21 @@ Status DatasetWriter::Add(std::span<const LeafInput> leaves) {
       return Status::Invalid("only array leaves have a shape");
   }
   uint64_t start = AlignUp(w.stream.size(), 8);
-  uint64_t size = ItemSize(leaves, start);
+  uint64_t size = EncodedItemSize(leaves, start);
   bool full = (start + size > w.options.chunk_bytes) ||
               (w.options.chunk_items && w.item_offsets.size() >= w.options.chunk_items);
   if (!w.item_offsets.empty() && full) {
     CHUTE_RETURN_NOT_OK(w.FlushChunk());
     start = 0;
-    size = ItemSize(leaves, start);
+    size = EncodedItemSize(leaves, start);
   }
   if (w.codec && w.stream.size() - w.block_start >= w.options.block_bytes) {
     CHUTE_RETURN_NOT_OK(w.CloseBlock());
     start = AlignUp(w.stream.size(), 8);
-    size = ItemSize(leaves, start);
+    size = EncodedItemSize(leaves, start);
   }
-
   w.stream.resize(start + size);  // zero-fills padding
-  std::byte* item = w.stream.data() + start;
-  ItemHeader ih{static_cast<uint32_t>(leaves.size()), 0};
-  std::memcpy(item, &ih, sizeof ih);
-  uint64_t pos = start + sizeof ih + leaves.size() * sizeof(LeafEntry);
-  auto* shapes = reinterpret_cast<int64_t*>(w.stream.data() + pos);
-  for (auto& leaf : leaves) pos += leaf.shape.size() * sizeof(int64_t);
-  for (size_t k = 0; k < leaves.size(); ++k) {
-    const LeafInput& leaf = leaves[k];
-    pos = AlignUp(pos, PayloadAlignment(leaf.kind));
-    LeafEntry e{static_cast<uint8_t>(leaf.kind), leaf.dtype.code, leaf.dtype.bits,
-                static_cast<uint8_t>(leaf.shape.size()), 0, pos - start, leaf.size};
-    if (leaf.kind != LeafKind::kArray) e.dtype_code = e.dtype_bits = 0;
-    std::memcpy(item + sizeof ih + k * sizeof e, &e, sizeof e);
-    std::memcpy(shapes, leaf.shape.data(), leaf.shape.size() * sizeof(int64_t));
-    shapes += leaf.shape.size();
-    if (leaf.size) std::memcpy(w.stream.data() + pos, leaf.data, leaf.size);
-    pos += leaf.size;
-  }
+  EncodeItem(leaves, start, w.stream.data() + start);
   w.item_offsets.push_back(start);
   ++w.num_items;
   bool tokens = leaves.size() == 1 && leaves[0].kind == LeafKind::kArray && leaves[0].shape.size() == 1 &&
@@ -245,32 +209,10 @@ Status DatasetWriter::Add(std::span<const LeafInput> leaves) {
 
 Status DatasetWriter::Finish(const std::string& schema_json, const std::string& metadata_json) {
   Impl& w = *impl_;
-  CHUTE_ASSIGN_OR_RETURN(json::Value schema, json::Parse(schema_json));
-  CHUTE_ASSIGN_OR_RETURN(json::Value metadata, json::Parse(metadata_json));
-  if (!schema.object() || !metadata.object())
-    return Status::Invalid("schema and metadata must be JSON objects");
+  // Checked before the last chunk is written: bad JSON leaves the writer usable.
+  CHUTE_RETURN_NOT_OK(DumpIndex({}, schema_json, "", metadata_json).status());
   CHUTE_RETURN_NOT_OK(w.FlushChunk());
-
-  json::Array chunks;
-  for (auto& c : w.chunks) {
-    json::Object entry{{"file", c.file},
-                       {"num_items", c.num_items},
-                       {"num_bytes", c.num_bytes},
-                       {"xxh3_64", ChecksumToHex(c.checksum)}};
-    if (c.num_tokens >= 0) entry.emplace_back("num_tokens", c.num_tokens);
-    chunks.push_back(std::move(entry));
-  }
-  std::string compression = w.spec.ToString();
-  json::Value index = json::Object{
-      {"format", "chute"},
-      {"version", static_cast<int64_t>(kFormatVersion)},
-      {"num_items", w.num_items},
-      {"compression", compression.empty() ? json::Value() : json::Value(compression)},
-      {"schema", std::move(schema)},
-      {"chunks", std::move(chunks)},
-      {"metadata", std::move(metadata)},
-  };
-  std::string text = json::Dump(index, 1) + "\n";
+  CHUTE_ASSIGN_OR_RETURN(std::string text, DumpIndex(w.chunks, schema_json, w.spec.ToString(), metadata_json));
   std::span<const std::byte> part(reinterpret_cast<const std::byte*>(text.data()), text.size());
   return w.storage->Write(JoinPath(w.root, "index.json"), {&part, 1});
 }

@@ -1,4 +1,4 @@
-#include "checksum.h"
+#include "util/checksum.h"
 
 #include <cstdio>
 
@@ -41,6 +41,11 @@ bool ChecksumFromHex(const std::string& hex, uint64_t* checksum) {
   }
   *checksum = v;
   return true;
+}
+
+Status WholeFileMismatch(const std::string& url, uint64_t actual, uint64_t expected) {
+  return Status::Corrupt(url + ": checksum mismatch (xxh3_64 " + ChecksumToHex(actual) + ", index.json says " +
+                         ChecksumToHex(expected) + ")" + kRewriteHint);
 }
 
 }  // namespace chute

@@ -1,0 +1,82 @@
+// Bindings for reading datasets: Dataset (chute/dataset.h) and the process-wide storage
+// calls.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "chute/dataset.h"
+#include "common.h"
+#include "convert.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace chute::bindings {
+
+namespace {
+const DatasetOptions kDefaults;
+}  // namespace
+
+void init_dataset(nb::module_& m) {
+  m.attr("FORMAT_VERSION") = kFormatVersion;
+  m.def("shutdown_storage", [] {
+    nb::gil_scoped_release release;
+    ShutdownStorage();
+  }, "Releases every object-store client (before Arrow finalizes S3 at exit).");
+  m.def("detach_caches", [] {
+    nb::gil_scoped_release release;
+    DetachAllCaches();
+  }, "Leaves the node caches (a worker process at exit; its clients are left alone).");
+
+  nb::class_<Dataset>(m, "Dataset", "A dataset opened for reading (thread-safe); see chute/dataset.h.")
+      .def_static("open",
+                  [](const std::string& url, const std::string& format, bool verify_checksums,
+                     const StorageOptions& storage_options, uint64_t part_size, size_t concurrency,
+                     const std::string& cache_dir, uint64_t max_cache_size, const std::string& description) {
+                    DatasetOptions o;
+                    o.format = format;
+                    o.description = description;
+                    o.verify_checksums = verify_checksums;
+                    o.part_size = part_size;
+                    o.concurrency = concurrency;
+                    o.cache_dir = cache_dir;
+                    o.max_cache_size = max_cache_size;
+                    nb::gil_scoped_release release;
+                    return Unwrap(Dataset::Open(url, o, storage_options));
+                  },
+                  "url"_a, "format"_a = kDefaults.format, "verify_checksums"_a = kDefaults.verify_checksums,
+                  "storage_options"_a = StorageOptions{}, "part_size"_a = kDefaults.part_size,
+                  "concurrency"_a = kDefaults.concurrency, "cache_dir"_a = "", "max_cache_size"_a = 0,
+                  "description"_a = "")
+      .def("__len__", &Dataset::num_items)
+      .def_prop_ro("url", &Dataset::url)
+      .def_prop_ro("is_local", &Dataset::is_local, "Local files: usable in forked processes.")
+      .def_prop_ro("format", [](const Dataset& d) { return d.source().format(); })
+      .def_prop_ro("description", [](const Dataset& d) { return d.source().description(); },
+                   "The index as read (pass it to open() in a forked process).")
+      .def_prop_ro("schema_json", [](const Dataset& d) { return d.source().schema_json(); })
+      .def_prop_ro("fingerprint", &Dataset::fingerprint)
+      .def_prop_ro("cache_path", &Dataset::cache_path)
+      .def_prop_ro("cache_capacity", &Dataset::cache_capacity)
+      .def_prop_ro("chunks",
+                   [](const Dataset& d) {
+                     nb::list out;
+                     for (auto& c : d.chunks()) out.append(nb::make_tuple(c.file, c.num_items, c.num_bytes));
+                     return out;
+                   },
+                   "(file, num_items, num_bytes) per chunk.")
+      .def("chunk_of", &Dataset::ChunkOf, "i"_a, "The chunk holding item i.")
+      .def("read",
+           [](const Dataset& d, uint64_t i) {
+             Result<Item> item = [&] {
+               nb::gil_scoped_release release;
+               return d.ReadItem(i);
+             }();
+             return ToPython(Unwrap(std::move(item)));
+           },
+           "i"_a, "The leaves of item i, for random access: an uncached remote chunk is read only in part.");
+}
+
+}  // namespace chute::bindings

@@ -1,0 +1,117 @@
+// A kind of dataset behind one interface, so that one engine (dataset.h: storage, node
+// cache, prefetch, ranged reads; reader.h: order, batches) reads them all.
+//
+// A source describes a dataset that lives at a URL: its chunks (the unit of locality,
+// caching and prefetch: a storage object each, with its item count and byte size), its
+// schema, and how to read the items of one chunk from that chunk's bytes. It never
+// touches storage for chunk data: the engine hands it the bytes (ChunkBytes) — a mapped
+// local or cached file, a download arriving in memory, or a buffer filled on demand by
+// ranged reads — and the source's ChunkReader asks for the byte ranges it reads with
+// ChunkBytes::Wait before reading them. Ranged random access therefore comes for free:
+// over on-demand bytes, the ranges a reader waits for are exactly the ones fetched (its
+// header and tables first, as much as TablesSizeHint says, then one item's bytes).
+//
+// Sources register a factory by format name (RegisterSource), like storage backends by
+// URL scheme; Dataset::Open(url, {.format = name}) picks one, so a new kind of dataset
+// never edits the engine.
+//
+// Lifetime: the engine keeps its Source for the Dataset's life; ChunkReaders keep their
+// ChunkBytes alive, and Items the memory their leaves point into.
+// Thread-safety: every const method of Source, and every method of ChunkBytes and
+// ChunkReader, may be called concurrently from any thread. Source methods never block on
+// I/O; ChunkReader methods block only in ChunkBytes::Wait (bounded by the storage's
+// timeout).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "chute/export.h"
+#include "chute/format.h"
+#include "chute/status.h"
+#include "chute/storage.h"
+
+namespace chute {
+
+// The bytes of one chunk, as the engine provides them.
+class CHUTE_API ChunkBytes {
+ public:
+  virtual ~ChunkBytes() = default;
+  virtual const std::byte* data() const = 0;
+  virtual size_t size() const = 0;
+  // Returns once bytes [offset, offset + length) are present, or why they never will be
+  // (a storage error, a timeout, a range past the end: Corrupt).
+  virtual Status Wait(uint64_t offset, uint64_t length) = 0;
+  // The whole file mapping when the bytes are a mapped file (local or node-cached), else
+  // empty: items read in place can then give their pages back (ReleaseMapping).
+  virtual std::span<const std::byte> mapping() const { return {}; }
+  // Asks the kernel to start reading bytes [from, to) of a mapped file; else a no-op.
+  virtual void WillNeed(uint64_t from, uint64_t to) const { (void)from, (void)to; }
+};
+
+// One opened chunk: its items.
+class CHUTE_API ChunkReader {
+ public:
+  virtual ~ChunkReader() = default;
+  // Item j of the chunk (j < ChunkInfo::num_items). Errors name the chunk's URL.
+  virtual Result<Item> GetItem(uint64_t j) = 0;
+  // Announces that item j will be read soon (mapped chunks: ChunkBytes::WillNeed on its
+  // bytes), so that the disk reads of a batch run together. Optional.
+  virtual void WillNeed(uint64_t j) const { (void)j; }
+};
+
+class CHUTE_API Source {
+ public:
+  virtual ~Source() = default;
+
+  // The registered name of this kind ("chute").
+  virtual const std::string& format() const = 0;
+  // Chunk files relative to the dataset's root, in global item order.
+  virtual const std::vector<ChunkInfo>& chunks() const = 0;
+  // A JSON object describing the fields of an item (see docs/format.md for chute's).
+  virtual const std::string& schema_json() const = 0;
+  // The dataset's description as read (chute: index.json). Given back to the factory in
+  // a process that reopens the dataset (a forked DataLoader worker), it is not read
+  // again.
+  virtual const std::string& description() const = 0;
+  // What lists the chunks, for messages (chute: "index.json").
+  virtual const std::string& index_name() const = 0;
+  // The bytes at the start of chunk c that open it (header and tables): an on-demand
+  // reader fetches that much in the first request.
+  virtual uint64_t TablesSizeHint(uint32_t c) const = 0;
+  // Flags the engine keeps for chunk c in memory shared by every process mapping a local
+  // dataset (chute: one per checksum span), so that what one process has checked is not
+  // checked again by the others. 0: none.
+  virtual uint64_t NumCheckFlags(uint32_t c) const = 0;
+  // Opens chunk c over `bytes` (`url` names it in errors). `verify`: check what the
+  // format can check before handing out data (the engine has already checked the whole
+  // chunk's checksum when `bytes` were downloaded whole). `check_flags`:
+  // NumCheckFlags(c) flags shared across processes, or null (the reader keeps its own).
+  virtual Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes,
+                                                         const std::string& url, bool verify,
+                                                         std::atomic<uint8_t>* check_flags) const = 0;
+};
+
+// Where a source's dataset lives.
+struct SourceLocation {
+  std::string url;                   // as given by the user, for messages
+  std::shared_ptr<Storage> storage;  // the dataset's storage
+  std::string root;                  // the dataset's path inside `storage`
+};
+
+// Makes a source for the dataset at `location`; `description` is Source::description()
+// of an earlier open of the same URL, or empty (then it is read from storage). Errors:
+// NotFound (nothing of this kind there), Corrupt, VersionMismatch, storage errors.
+using SourceFactory =
+    std::function<Result<std::shared_ptr<Source>>(const SourceLocation& location, const std::string& description)>;
+
+CHUTE_API void RegisterSource(const std::string& format, SourceFactory factory);
+CHUTE_API Result<std::shared_ptr<Source>> OpenSource(const std::string& format, const SourceLocation& location,
+                                                     const std::string& description = "");
+
+}  // namespace chute

@@ -1,0 +1,127 @@
+#include "cache/node_cache.h"
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "read/chunk_bytes.h"
+#include "util/checksum.h"
+#include "util/task_group.h"
+
+namespace chute {
+
+namespace {
+
+// Downloads the chunk `info` at `path` into the new file `temp`: its parts of
+// `part_size` bytes all requested at once on `pool`, each written to the file as it
+// arrives (Storage::ReadRangeToFile: the chunk is never held in this process's memory);
+// then its checksum is checked by reading the file back.
+Status DownloadChunk(const std::shared_ptr<Storage>& storage, const std::string& path, const ChunkInfo& info,
+                     uint64_t part_size, bool verify, IoPool& pool, const std::string& temp) {
+  struct Download : TaskGroup {
+    int fd = -1;
+    ~Download() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  auto download = std::make_shared<Download>();
+  download->fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (download->fd < 0) return Status::IOError(ErrnoMessage(temp));
+  if (::ftruncate(download->fd, static_cast<off_t>(info.num_bytes)) != 0) return Status::IOError(ErrnoMessage(temp));
+  part_size = std::max<uint64_t>(part_size, 4096);
+  download->left = (info.num_bytes + part_size - 1) / part_size;
+  for (uint64_t offset = 0; offset < info.num_bytes; offset += part_size) {
+    uint64_t length = std::min(part_size, info.num_bytes - offset);
+    pool.Submit([download, storage, path, offset, length] {
+      download->Done(download->failed() ? Status::OK()
+                                        : storage->ReadRangeToFile(path, offset, length, download->fd, offset));
+    });
+  }
+  if (!download->Wait(storage->timeout() + 5))
+    return Status::IOError(storage->Url(path) + ": timed out downloading it (storage_options timeout)");
+  CHUTE_RETURN_NOT_OK(download->status);
+  if (!verify || info.num_bytes == 0) return Status::OK();
+  // Read back through a small buffer (it is in the page cache), not a mapping that would
+  // stay resident.
+  ChecksumStream sum;
+  std::vector<std::byte> buffer(1 << 20);
+  for (uint64_t offset = 0; offset < info.num_bytes;) {
+    ssize_t n = ::pread(download->fd, buffer.data(), std::min<uint64_t>(buffer.size(), info.num_bytes - offset),
+                        static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::IOError(ErrnoMessage(temp));
+    sum.Update(buffer.data(), static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  if (sum.Digest() != info.checksum) return WholeFileMismatch(storage->Url(path), sum.Digest(), info.checksum);
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NodeCache>> NodeCache::Open(const NodeCacheOptions& options, const std::string& url,
+                                                   const std::string& fingerprint, std::shared_ptr<Storage> storage,
+                                                   std::string root, const std::vector<ChunkInfo>& chunks,
+                                                   IoPool* parts) {
+  std::unique_ptr<NodeCache> cache(new NodeCache());
+  cache->path_ = options.cache_dir + "/" + ChecksumToHex(Checksum(url.data(), url.size())) + "-" + fingerprint;
+  uint64_t capacity = options.max_size;
+  if (capacity == 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.cache_dir, ec);
+    struct statvfs vfs;
+    capacity = ::statvfs(options.cache_dir.c_str(), &vfs) == 0 ? vfs.f_bavail * vfs.f_frsize / 2 : (uint64_t{1} << 34);
+  }
+  CHUTE_ASSIGN_OR_RETURN(cache->index_,
+                         ShmIndex::Attach(cache->path_, static_cast<uint32_t>(chunks.size()), capacity));
+  cache->storage_ = std::move(storage);
+  cache->root_ = std::move(root);
+  cache->chunks_ = &chunks;
+  cache->options_ = options;
+  cache->parts_ = parts;
+  cache->fetch_pool_ = std::make_unique<IoPool>(std::max<size_t>(1, options.fetch_threads), kBackgroundNice);
+  return cache;
+}
+
+Result<std::string> NodeCache::Acquire(uint32_t c) {
+  const ChunkInfo& info = (*chunks_)[c];
+  std::string path = JoinPath(root_, info.file);
+  auto fetch = [&](const std::string& temp) {
+    return DownloadChunk(storage_, path, info, options_.part_size, options_.verify, *parts_, temp);
+  };
+  return index_->Acquire(c, info.num_bytes, storage_->timeout() + 30, fetch);
+}
+
+Result<std::shared_ptr<ChunkBytes>> NodeCache::Open(uint32_t c) {
+  CHUTE_ASSIGN_OR_RETURN(std::string cached, Acquire(c));
+  auto file = MappedFile::Open(cached);
+  if (!file.ok()) {
+    index_->Release(c);
+    return file.status();
+  }
+  return std::shared_ptr<ChunkBytes>(
+      std::make_shared<MappedChunkBytes>(*file, [index = index_, c] { index->Release(c); }));
+}
+
+void NodeCache::Prefetch(std::span<const uint32_t> chunks) {
+  for (uint32_t c : chunks) {
+    if (c >= chunks_->size()) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (!prefetching_.insert(c).second) continue;
+    }
+    fetch_pool_->Submit([this, c] {
+      if (!index_->Peek(c)) {
+        auto path = Acquire(c);
+        if (path.ok()) index_->Release(c);
+      }
+      std::lock_guard lock(mu_);
+      prefetching_.erase(c);
+    });
+  }
+}
+
+}  // namespace chute
