@@ -220,6 +220,29 @@ def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", por
     return server, f"http://{host}:{server.server_address[1]}"
 
 
+def run_cases(script, cases, root, first_byte_ms, mbps_per_connection, python=sys.executable):
+    """Runs `python script <this process's arguments> --run CASE` for each case, in its own
+    process, while `root` is served (the process reads it as s3://<bucket>/... through
+    AWS_ENDPOINT_URL); returns {case: the JSON of its last output line}."""
+    import json
+    import subprocess
+
+    server, endpoint = start(root, first_byte_ms, mbps_per_connection)
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+               AWS_REGION="us-east-1")
+    results = {}
+    try:
+        for case in cases:
+            proc = subprocess.run([python, os.path.abspath(script), *sys.argv[1:], "--run", case], capture_output=True,
+                                  text=True, env=env)
+            if proc.returncode != 0:
+                sys.exit(f"{case}: failed\n{proc.stderr[-3000:]}")
+            results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        server.shutdown()
+    return results
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("root")

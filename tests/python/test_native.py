@@ -77,7 +77,8 @@ def tsan_build(tmp_path_factory):
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"]
     subprocess.run(configure, check=True, capture_output=True)
-    subprocess.run([cmake, "--build", str(build), "--target", "test_shm_index", "test_io_queue", "test_sigv4"],
+    subprocess.run([cmake, "--build", str(build), "--target", "test_shm_index", "test_io_queue", "test_sigv4",
+                    "test_engine"],
                    check=True, capture_output=True)
     return build
 
@@ -98,6 +99,13 @@ def test_shm_index_under_contention_with_thread_sanitizer(tsan_build, tmp_path):
 def test_io_queue_and_pool_under_contention_with_thread_sanitizer(tsan_build):
     """tests/cpp/test_io_queue.cpp: the lock-free queue and the I/O pool built on it."""
     out = _run_clean([str(tsan_build / "test_io_queue")])
+    assert out.strip().endswith("ok"), out
+
+
+def test_engine_units_under_thread_sanitizer(tsan_build, tmp_path):
+    """tests/cpp/test_engine.cpp: codec, index, chunk files, an in-memory object store with a
+    node cache, Reader batches against EpochOrder, token batches."""
+    out = _run_clean([str(tsan_build / "test_engine"), str(tmp_path / "engine")])
     assert out.strip().endswith("ok"), out
 
 

@@ -1,0 +1,93 @@
+"""Mixing against one dataset over the same bytes, from the S3 bench server.
+
+    python bench/mixing_bench.py [--samples 10000] [--sample-kb 110] [--batch 64] [--workers 2]
+        [--first-byte-ms 20] [--mbps-per-connection 100] [--dir /tmp/chute-mixing] [--python PYTHON]
+
+The same --samples random byte strings (JPEG-like, undecoded, with an int label) are
+written once as one chute dataset (`one`) and once split in two halves (`a`, `b`).
+bench/s3_bench_server.py serves them as a simulated cloud store (each request waits
+--first-byte-ms, then --mbps-per-connection per connection). Each case runs in its own
+process with a fresh cache directory, two epochs through a StreamingDataLoader
+(shuffled, --batch, --workers):
+  single     StreamingDataset(one)
+  combined   CombinedStreamingDataset([a, b]) (weights by size, stratified batches)
+and the ratio combined / single is printed per epoch (epoch 1 downloads into the node
+cache, epoch 2 reads the cache). --python runs the cases under another interpreter (an
+older chute, say), the server and the data staying the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from compare_peers import _bytes_sample, _collate, _read_epochs
+from s3_bench_server import run_cases
+
+
+def write(args):
+    import chute
+
+    sample = functools.partial(_bytes_sample, size=args.sample_kb * 1000)
+    half = args.samples // 2
+    for name, inputs in (("one", range(args.samples)), ("a", range(half)), ("b", range(half, args.samples))):
+        path = os.path.join(args.dir, "mixing", name)
+        if not os.path.exists(os.path.join(path, "index.json")):
+            chute.optimize(sample, inputs, path, num_workers=2, progress=False, overwrite=True)
+
+
+def run_case(case, args):
+    import chute
+
+    cache = tempfile.mkdtemp(prefix=f"{case}-cache-", dir=args.dir)
+    try:
+        def make():
+            def dataset(name):
+                return chute.StreamingDataset(f"s3://mixing/{name}", shuffle=True, cache_dir=cache)
+
+            ds = dataset("one") if case == "single" else chute.CombinedStreamingDataset([dataset("a"), dataset("b")])
+            return chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_collate)
+
+        epochs = _read_epochs(make)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    print(json.dumps([{"first_batch_s": f, "seconds": t, "samples": n, "samples_per_s": n / t} for f, t, n in epochs]))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--sample-kb", type=int, default=110)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--first-byte-ms", type=float, default=20)
+    p.add_argument("--mbps-per-connection", type=float, default=100)
+    p.add_argument("--dir", default="/tmp/chute-mixing")
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--run", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.run:
+        run_case(args.run, args)
+        return
+    os.makedirs(os.path.join(args.dir, "mixing"), exist_ok=True)
+    write(args)
+    print(f"S3 bench server: {args.first_byte_ms:g} ms to first byte, {args.mbps_per_connection:g} MB/s per "
+          f"connection; {args.samples:,} samples of {args.sample_kb} KB", flush=True)
+    results = run_cases(__file__, ("single", "combined"), args.dir, args.first_byte_ms, args.mbps_per_connection,
+                        args.python)
+    for case, epochs in results.items():
+        for e, ep in enumerate(epochs, 1):
+            print(f"{case:9s} epoch {e}: {ep['samples_per_s']:8,.0f} samples/s  "
+                  f"first batch {ep['first_batch_s'] * 1e3:6.0f} ms")
+    for e in range(2):
+        ratio = results["combined"][e]["samples_per_s"] / results["single"][e]["samples_per_s"]
+        print(f"epoch {e + 1}: combined / single = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
