@@ -51,15 +51,12 @@ void init_dataset(nb::module_& m) {
                   "concurrency"_a = kDefaults.concurrency, "cache_dir"_a = "", "max_cache_size"_a = 0,
                   "description"_a = "")
       .def("__len__", &Dataset::num_items)
-      .def_prop_ro("url", &Dataset::url)
       .def_prop_ro("is_local", &Dataset::is_local, "Local files: usable in forked processes.")
-      .def_prop_ro("format", [](const Dataset& d) { return d.source().format(); })
       .def_prop_ro("description", [](const Dataset& d) { return d.source().description(); },
                    "The index as read (pass it to open() in a forked process).")
       .def_prop_ro("schema_json", [](const Dataset& d) { return d.source().schema_json(); })
       .def_prop_ro("fingerprint", &Dataset::fingerprint)
       .def_prop_ro("cache_path", &Dataset::cache_path)
-      .def_prop_ro("cache_capacity", &Dataset::cache_capacity)
       .def_prop_ro("chunks",
                    [](const Dataset& d) {
                      nb::list out;

@@ -17,7 +17,6 @@ using namespace nb::literals;
 namespace chute::bindings {
 
 void init_tokens(nb::module_& m) {
-  m.def("simd_available", &TokensSimdAvailable, "Whether the AVX2 token kernels run on this CPU.");
   m.def("convert_tokens",
         [](nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu, nb::ndim<1>> src, const std::string& dtype, bool simd) {
           DType out = ParseIntDType(dtype);
@@ -41,9 +40,7 @@ void init_tokens(nb::module_& m) {
            "dataset"_a, "block_size"_a)
       .def("__len__", &TokenBlocks::num_blocks)
       .def_prop_ro("block_size", &TokenBlocks::block_size)
-      .def_prop_ro("num_tokens", &TokenBlocks::num_tokens)
       .def_prop_ro("blocks_per_chunk", &TokenBlocks::blocks_per_chunk)
-      .def_prop_ro("chunk_token_starts", &TokenBlocks::chunk_token_starts, "First token of each chunk, then the total.")
       .def_prop_ro("token_dtype",
                    [](const TokenBlocks& t) {
                      DType d = Unwrap(t.token_dtype());

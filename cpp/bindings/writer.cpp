@@ -129,9 +129,7 @@ void init_writer(nb::module_& m) {
              nb::gil_scoped_release release;
              Check(w.Finish(schema_json, metadata_json));
            },
-           "schema_json"_a, "metadata_json"_a = "{}")
-      .def_prop_ro("num_items", &DatasetWriter::num_items)
-      .def_prop_ro("num_chunks", &DatasetWriter::num_chunks);
+           "schema_json"_a, "metadata_json"_a = "{}");
 }
 
 }  // namespace chute::bindings

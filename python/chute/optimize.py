@@ -21,9 +21,9 @@ class OptimizeError(RuntimeError):
     """``fn`` failed on an input, or returned a sample that cannot be stored."""
 
 
-def optimize(fn, inputs, output_dir, *, chunk_bytes="64MB", chunk_size=None, num_workers=None,
-             compression=None, allow_pickle: bool = False, overwrite: bool = False,
-             progress: bool = True, block_bytes="1MiB", storage_options=None) -> str:
+def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"], chunk_size=None,
+             num_workers=None, compression=None, allow_pickle: bool = False, overwrite: bool = False,
+             progress: bool = True, block_bytes=_core.DEFAULTS["block_bytes"], storage_options=None) -> str:
     """Writes the samples of ``fn(input)`` for each input to ``output_dir``.
 
     Args:

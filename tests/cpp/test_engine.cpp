@@ -110,12 +110,15 @@ bool Same(const Item& item, const Value& value) {
   return true;
 }
 
-// Items of an int (their index) and 20-40 KB of random bytes: several per 64 KiB span.
+// Items of an int (their index) and 20-40 KB of random (incompressible) bytes: chunks
+// of a few hundred KB hold several 64 KiB checksum spans, compressed or not.
 std::vector<Value> RandomValues(size_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::vector<Value> values;
-  for (size_t i = 0; i < n; ++i)
-    values.push_back({Int(static_cast<int64_t>(i)), {LeafKind::kBytes, {}, {}, RandomBytes(20000 + rng() % 20000, rng)}});
+  for (size_t i = 0; i < n; ++i) {
+    Leaf bytes{LeafKind::kBytes, {}, {}, RandomBytes(20000 + rng() % 20000, rng)};
+    values.push_back({Int(static_cast<int64_t>(i)), std::move(bytes)});
+  }
   return values;
 }
 
@@ -653,6 +656,15 @@ void TestLruMap() {
   lru.Erase("a");
   lru.Erase("zz");  // absent: no-op
   CHECK(lru.size() == 1 && !lru.Find("a") && lru.Find("c"));
+  // Bounded by weight too; the newest entry is kept even when it alone is too heavy.
+  LruMap<int, int> heavy(10, 100);
+  heavy.Insert(1, 1, 60);
+  heavy.Insert(2, 2, 30);
+  CHECK(heavy.size() == 2);
+  heavy.Insert(3, 3, 20);  // 110 > 100: evicts 1
+  CHECK(heavy.size() == 2 && !heavy.Find(1) && heavy.Find(2) && heavy.Find(3));
+  heavy.Insert(4, 4, 500);
+  CHECK(heavy.size() == 1 && heavy.Find(4));
 }
 
 }  // namespace

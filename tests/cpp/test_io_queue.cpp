@@ -65,7 +65,7 @@ bool PoolTest() {
   std::vector<std::atomic<uint8_t>> runs(kSubmitters * kTasks * 2);
   std::atomic<int> done{0};
   {
-    chute::IoPool pool(3, /*nice=*/0, /*capacity=*/16);
+    chute::IoPool pool("test-pool", 3, /*nice=*/0, /*capacity=*/16);
     std::vector<std::thread> submitters;
     for (int s = 0; s < kSubmitters; ++s) {
       submitters.emplace_back([&, s] {

@@ -271,3 +271,38 @@ def test_a_job_killed_whole_leaves_no_segment_behind(s3_server, dataset, tmp_pat
     assert _shm_entries() == orphan
     assert _finish(_reader(url, s3_server.endpoint, str(tmp_path / "other"))) == list(range(N))
     assert not _shm_entries(), _shm_entries()
+
+
+THREADS = textwrap.dedent("""
+    import collections, json, os, sys
+    import chute
+    def threads():
+        return collections.Counter(open(f"/proc/self/task/{t}/comm").read().strip()
+                                   for t in os.listdir("/proc/self/task"))
+    url, options, cache = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    before = threads()
+    ds = chute.StreamingDataset(url, storage_options=options, cache_dir=cache, shuffle=True, max_concurrency=2)
+    n = sum(len(batch["i"]) for batch in chute.StreamingDataLoader(ds, batch_size=16))
+    assert ds[7]["i"] == 7
+    print(json.dumps({"samples": n, "new_threads": dict(threads() - before)}))
+""")
+
+
+def test_thread_model(s3_server, dataset, tmp_path):
+    """docs/architecture.md, "Threads": a local dataset starts no thread; a remote one
+    with a cache its three pools, sized from max_concurrency (2: 2 download, 2 fetch,
+    8 item threads; Arrow's S3 client may add its own)."""
+    local = chute.optimize(_sample, range(50), str(tmp_path / "local"), chunk_size=CHUNK, progress=False,
+                           num_workers=0)
+    url, _ = dataset
+
+    def run(source, options):
+        out = subprocess.run([sys.executable, "-c", THREADS, source, json.dumps(options), str(tmp_path / "cache")],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert run(local, None) == {"samples": 50, "new_threads": {}}
+    remote = run(url, _options(s3_server.endpoint))
+    mine = {name: n for name, n in remote["new_threads"].items() if name.startswith("chute-")}
+    assert remote["samples"] == N and mine == {"chute-download": 2, "chute-fetch": 2, "chute-item": 8}, remote

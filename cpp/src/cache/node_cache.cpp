@@ -82,7 +82,7 @@ Result<std::unique_ptr<NodeCache>> NodeCache::Open(const NodeCacheOptions& optio
   cache->chunks_ = &chunks;
   cache->options_ = options;
   cache->parts_ = parts;
-  cache->fetch_pool_ = std::make_unique<IoPool>(std::max<size_t>(1, options.fetch_threads), kBackgroundNice);
+  cache->fetch_pool_ = std::make_unique<IoPool>("chute-fetch", std::max<size_t>(1, options.fetch_threads), kBackgroundNice);
   return cache;
 }
 

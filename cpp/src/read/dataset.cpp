@@ -231,13 +231,13 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   const size_t concurrency = std::max<size_t>(1, options.concurrency);
   uint64_t max_open_bytes = UINT64_MAX;
   if (!impl->storage->is_local()) {
-    impl->download_pool = std::make_unique<IoPool>(concurrency, kBackgroundNice);
+    impl->download_pool = std::make_unique<IoPool>("chute-download", concurrency, kBackgroundNice);
     if (!options.cache_dir.empty()) {
       NodeCacheOptions cache_options{options.cache_dir, options.max_cache_size, options.part_size,
                                      options.verify_checksums, std::max<size_t>(2, concurrency / 2)};
       CHUTE_ASSIGN_OR_RETURN(impl->cache, NodeCache::Open(cache_options, url, impl->fingerprint, impl->storage,
                                                           impl->root, chunks, impl->download_pool.get()));
-      impl->item_pool = std::make_unique<IoPool>(kItemThreadsPerRequest * concurrency);
+      impl->item_pool = std::make_unique<IoPool>("chute-item", kItemThreadsPerRequest * concurrency);
       max_open_bytes = impl->cache->capacity() / kOpenCacheShare;
     }
   }

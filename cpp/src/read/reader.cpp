@@ -162,7 +162,7 @@ Result<std::unique_ptr<Reader>> Reader::Make(std::shared_ptr<const TokenBlocks> 
   if (!blocks) return Status::Invalid("Reader needs token blocks");
   auto impl = std::make_unique<Impl>(blocks->dataset(), blocks, options, blocks->blocks_per_chunk());
   // The reader's own threads: they only slice chunks already at hand or wait for them.
-  impl->gather_pool = std::make_unique<IoPool>(std::max<size_t>(1, options.gather_threads));
+  impl->gather_pool = std::make_unique<IoPool>("chute-gather", std::max<size_t>(1, options.gather_threads));
   return std::unique_ptr<Reader>(new Reader(std::move(impl)));
 }
 

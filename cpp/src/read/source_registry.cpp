@@ -1,43 +1,21 @@
-// Source registry (chute/source.h), like the storage registry: a factory per format name.
-#include <map>
-#include <mutex>
-
+// Source registry (chute/source.h): a factory per format name, like storage backends.
 #include "chute/source.h"
+#include "util/registry.h"
 
 namespace chute {
 
-namespace {
-
-std::mutex& RegistryMutex() {
-  static std::mutex mu;
-  return mu;
-}
-std::map<std::string, SourceFactory>& Registry() {
-  static std::map<std::string, SourceFactory> factories;
-  return factories;
-}
-
-}  // namespace
-
 void RegisterSource(const std::string& format, SourceFactory factory) {
-  std::lock_guard lock(RegistryMutex());
-  Registry()[format] = std::move(factory);
+  Registry<SourceFactory>::Get().Add(format, std::move(factory));
 }
 
 Result<std::shared_ptr<Source>> OpenSource(const std::string& format, const SourceLocation& location,
                                            const std::string& description) {
-  SourceFactory factory;
-  {
-    std::lock_guard lock(RegistryMutex());
-    auto it = Registry().find(format);
-    if (it == Registry().end()) {
-      std::string known;
-      for (auto& [name, _] : Registry()) known += (known.empty() ? "" : ", ") + name;
-      return Status::Invalid(location.url + ": unknown dataset format '" + format + "' (known: " + known + ")");
-    }
-    factory = it->second;
-  }
-  return factory(location, description);
+  auto& registry = Registry<SourceFactory>::Get();
+  std::optional<SourceFactory> factory = registry.Find(format);
+  if (!factory)
+    return Status::Invalid(location.url + ": unknown dataset format '" + format + "' (known: " + registry.Names() +
+                           ")");
+  return (*factory)(location, description);
 }
 
 }  // namespace chute

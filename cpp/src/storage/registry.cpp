@@ -1,24 +1,11 @@
 // Scheme registry, URL splitting and the options every backend shares.
 #include <cstdlib>
-#include <mutex>
 
-#include "util/posix_file.h"
 #include "storage/options.h"
+#include "util/posix_file.h"
+#include "util/registry.h"
 
 namespace chute {
-
-namespace {
-
-std::mutex& RegistryMutex() {
-  static std::mutex mu;
-  return mu;
-}
-std::map<std::string, StorageFactory>& Registry() {
-  static std::map<std::string, StorageFactory> factories;
-  return factories;
-}
-
-}  // namespace
 
 Status Storage::ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                                 uint64_t file_offset) {
@@ -27,8 +14,7 @@ Status Storage::ReadRangeToFile(const std::string& path, uint64_t offset, uint64
 }
 
 void RegisterStorage(const std::string& scheme, StorageFactory factory) {
-  std::lock_guard lock(RegistryMutex());
-  Registry()[scheme] = std::move(factory);
+  Registry<StorageFactory>::Get().Add(scheme, std::move(factory));
 }
 
 Result<StorageLocation> OpenStorage(const std::string& url, const StorageOptions& options) {
@@ -38,21 +24,14 @@ Result<StorageLocation> OpenStorage(const std::string& url, const StorageOptions
     path = url.substr(sep + 3);
   }
   while (path.size() > 1 && path.back() == '/') path.pop_back();
-  StorageFactory factory;
-  {
-    std::lock_guard lock(RegistryMutex());
-    auto it = Registry().find(scheme);
-    if (it == Registry().end()) {
-      std::string known;
-      for (auto& [name, _] : Registry()) known += (known.empty() ? "" : ", ") + name + "://";
-      return Status::Invalid(url + ": unsupported URL scheme '" + scheme + "://' (supported: " + known +
-                             " and local paths)");
-    }
-    factory = it->second;
-  }
+  auto& registry = Registry<StorageFactory>::Get();
+  std::optional<StorageFactory> factory = registry.Find(scheme);
+  if (!factory)
+    return Status::Invalid(url + ": unsupported URL scheme '" + scheme + "://' (supported: " + registry.Names("://") +
+                           " and local paths)");
   if (scheme != "file" && (path.empty() || path.front() == '/'))
     return Status::Invalid(url + ": expected " + scheme + "://BUCKET/PREFIX");
-  return factory(url, path, options);
+  return (*factory)(url, path, options);
 }
 
 std::string JoinPath(const std::string& dir, const std::string& name) {

@@ -1,5 +1,6 @@
 #include "util/io_pool.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@ void IoPool::Submit(std::function<void()> task) {
 }
 
 void IoPool::Run() {
+  ::pthread_setname_np(::pthread_self(), name_);
   // Linux: a thread's nice value is its own (setpriority on its thread id).
   if (nice_) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), ::getpriority(PRIO_PROCESS, 0) + nice_);
   for (;;) {

@@ -28,9 +28,11 @@ inline constexpr int kBackgroundNice = 10;
 
 class IoPool {
  public:
-  // `nice`: added to the threads' nice value (kBackgroundNice for background work).
-  explicit IoPool(size_t threads, int nice = 0, size_t capacity = 4096)
-      : size_(threads ? threads : 1), nice_(nice), queue_(capacity) {}
+  // `name`: the threads' name (at most 15 characters: "chute-download"), as shown by
+  // top -H, py-spy and /proc. `nice`: added to the threads' nice value (kBackgroundNice
+  // for background work).
+  IoPool(const char* name, size_t threads, int nice = 0, size_t capacity = 4096)
+      : name_(name), size_(threads ? threads : 1), nice_(nice), queue_(capacity) {}
   ~IoPool();
   IoPool(const IoPool&) = delete;
   IoPool& operator=(const IoPool&) = delete;
@@ -41,6 +43,7 @@ class IoPool {
   void Start();
   void Run();
 
+  const char* name_;
   size_t size_;
   int nice_;
   MpmcQueue<std::function<void()>> queue_;
