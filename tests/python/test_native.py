@@ -77,8 +77,8 @@ def tsan_build(tmp_path_factory):
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"]
     subprocess.run(configure, check=True, capture_output=True)
-    subprocess.run([cmake, "--build", str(build), "--target", "test_shm_index", "test_io_queue", "test_sigv4",
-                    "test_engine"],
+    subprocess.run([cmake, "--build", str(build), "--parallel", str(min(os.cpu_count() or 1, 4)), "--target",
+                    "test_shm_index", "test_io_queue", "test_sigv4", "test_format", "test_read"],
                    check=True, capture_output=True)
     return build
 
@@ -102,10 +102,16 @@ def test_io_queue_and_pool_under_contention_with_thread_sanitizer(tsan_build):
     assert out.strip().endswith("ok"), out
 
 
-def test_engine_units_under_thread_sanitizer(tsan_build, tmp_path):
-    """tests/cpp/test_engine.cpp: codec, index, chunk files, an in-memory object store with a
-    node cache, Reader batches against EpochOrder, token batches."""
-    out = _run_clean([str(tsan_build / "test_engine"), str(tmp_path / "engine")])
+def test_format_units_under_thread_sanitizer(tsan_build, tmp_path):
+    """tests/cpp/test_format.cpp: item codec, index.json, chunk files and their checks."""
+    out = _run_clean([str(tsan_build / "test_format"), str(tmp_path / "format")])
+    assert out.strip().endswith("ok"), out
+
+
+def test_read_units_under_thread_sanitizer(tsan_build, tmp_path):
+    """tests/cpp/test_read.cpp: a Dataset over an in-memory object store with a node cache,
+    Reader batches against EpochOrder, token batches."""
+    out = _run_clean([str(tsan_build / "test_read"), str(tmp_path / "read")])
     assert out.strip().endswith("ok"), out
 
 

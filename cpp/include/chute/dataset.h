@@ -53,7 +53,9 @@ struct DatasetOptions {
   std::string format = "chute";
   // Verify each chunk's checksum the first time this process opens it.
   bool verify_checksums = true;
-  // Chunk readers kept open (LRU); Items keep their own chunk alive regardless.
+  // Chunk readers kept open (LRU); Items keep their own chunk alive regardless. Open
+  // chunks of a node cache hold references (they cannot be evicted): they are also kept
+  // under a quarter of the cache's capacity.
   size_t max_open_chunks = 64;
   // Remote reads: bytes per ranged GET, and the thread model's knob (GETs in flight for
   // whole-chunk downloads; see above).

@@ -31,6 +31,8 @@ class ChuteChunkReader final : public ChunkReader {
 
   Result<Item> GetItem(uint64_t j) override {
     std::string where = url_ + " item " + std::to_string(j);
+    if (j >= header_.num_items)
+      return Status::Invalid(where + ": out of range (the chunk holds " + std::to_string(header_.num_items) + ")");
     uint64_t begin = offsets_[j], end = offsets_[j + 1];
     if (begin > end || end > header_.stream_size) return Status::Corrupt(where + ": bad item offsets" + kRewriteHint);
     if (!codec_) {

@@ -21,8 +21,8 @@ uint64_t ChunkTablesSizeHint(const ChunkInfo& info);
 // Span flags a chunk of `num_bytes` may need (its spans are at least 2^kMinSpanShift).
 uint64_t MaxSpanFlags(uint64_t num_bytes);
 
-// Opens the chunk `info` over `bytes`; `url` names it in errors. A mapped chunk is
-// size-checked here. With `verify`: a mapped version-1 chunk is checksummed whole, now
+// Opens the chunk `info` over `bytes`; `url` names it in errors. Their size is checked
+// against index.json's here. With `verify`: a mapped version-1 chunk is checksummed whole, now
 // (remote bytes were checked when downloaded); a version-2 chunk checks its header and
 // tables now, and each span of its data before the first item in it is returned (also
 // when only that item's spans were read from an object store). `span_flags`

@@ -87,6 +87,8 @@ Result<Item> DecodeItem(const std::byte* base, uint64_t size, std::shared_ptr<co
     shape_pos += e.ndim * sizeof(int64_t);
     v.data = base + e.offset;
     v.size = e.size;
+    bool scalar = v.kind == LeafKind::kBool || v.kind == LeafKind::kInt || v.kind == LeafKind::kFloat;
+    if (scalar && v.size != 8) return corrupt("scalar size");
     if (v.kind == LeafKind::kArray) {
       uint64_t n = v.dtype.itemsize();
       for (int64_t d : v.shape) {
