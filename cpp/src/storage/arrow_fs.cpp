@@ -1,5 +1,4 @@
 #include "storage/arrow_fs.h"
-#include "util/process_owner.h"
 
 #include "chute/dataset.h"
 
@@ -15,6 +14,8 @@
 #include <random>
 #include <thread>
 #include <vector>
+
+#include "util/process_owner.h"
 
 namespace chute::storage {
 

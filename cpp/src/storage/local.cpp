@@ -2,8 +2,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "util/posix_file.h"
 #include "storage/options.h"
+#include "util/posix_file.h"
 
 namespace chute {
 
