@@ -69,8 +69,6 @@ class CHUTE_API Source {
  public:
   virtual ~Source() = default;
 
-  // The registered name of this kind ("chute").
-  virtual const std::string& format() const = 0;
   // Chunk files relative to the dataset's root, in global item order.
   virtual const std::vector<ChunkInfo>& chunks() const = 0;
   // A JSON object describing the fields of an item (see docs/format.md for chute's).

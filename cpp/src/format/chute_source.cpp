@@ -12,10 +12,6 @@ class ChuteSource final : public Source {
   ChuteSource(std::string index_text, ChuteIndex index)
       : index_text_(std::move(index_text)), index_(std::move(index)) {}
 
-  const std::string& format() const override {
-    static const std::string name = "chute";
-    return name;
-  }
   const std::string& index_name() const override {
     static const std::string name = "index.json";
     return name;
