@@ -20,11 +20,10 @@ import functools
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 from compare_peers import _bytes_sample, _collate, _document, _read_epochs, make_documents
-from s3_bench_server import run_cases
+from s3_bench_server import case_arguments, run_cases
 
 
 def write(args):
@@ -69,13 +68,7 @@ def main():
     p.add_argument("workload", choices=["tokens", "bytes"], nargs="?", default="tokens")
     p.add_argument("--tokens", type=int, default=100_000_000)
     p.add_argument("--block", type=int, default=2049)
-    p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--sample-kb", type=int, default=110)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--dir", default="/tmp/chute-cache-bench")
-    p.add_argument("--python", default=sys.executable)
-    p.add_argument("--run", help=argparse.SUPPRESS)
+    case_arguments(p, "/tmp/chute-cache-bench")
     args = p.parse_args()
     if args.run:
         run_case(args.run, args)

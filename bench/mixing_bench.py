@@ -23,11 +23,10 @@ import functools
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 from compare_peers import _bytes_sample, _collate, _read_epochs
-from s3_bench_server import run_cases
+from s3_bench_server import case_arguments, run_cases
 
 
 def write(args):
@@ -61,15 +60,9 @@ def run_case(case, args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--sample-kb", type=int, default=110)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
+    case_arguments(p, "/tmp/chute-mixing")
     p.add_argument("--first-byte-ms", type=float, default=20)
     p.add_argument("--mbps-per-connection", type=float, default=100)
-    p.add_argument("--dir", default="/tmp/chute-mixing")
-    p.add_argument("--python", default=sys.executable)
-    p.add_argument("--run", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.run:
         run_case(args.run, args)

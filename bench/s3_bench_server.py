@@ -220,6 +220,18 @@ def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", por
     return server, f"http://{host}:{server.server_address[1]}"
 
 
+def case_arguments(parser, default_dir):
+    """The arguments of a bench made of cases run by run_cases (samples of bytes read in
+    batches by DataLoader workers, --python, and the hidden --run CASE)."""
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--sample-kb", type=int, default=110)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dir", default=default_dir)
+    parser.add_argument("--python", default=sys.executable, help="the interpreter of the cases (another chute)")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+
+
 def run_cases(script, cases, root, first_byte_ms, mbps_per_connection, python=sys.executable):
     """Runs `python script <this process's arguments> --run CASE` for each case, in its own
     process, while `root` is served (the process reads it as s3://<bucket>/... through
