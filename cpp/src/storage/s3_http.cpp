@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <string_view>
+
+#include "storage/http_wire.h"
+#include "util/posix_file.h"
 
 namespace chute::storage {
 
@@ -23,15 +25,6 @@ constexpr size_t kMaxIdle = 64;
 constexpr size_t kMaxHeader = 16 << 10;
 constexpr size_t kMaxErrorBody = 64 << 10;
 
-std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-
-bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
-           return std::tolower(x) == std::tolower(y);
-         });
-}
-
 // The text between <tag> and </tag> in an S3 XML error body.
 std::string XmlField(const std::string& body, const std::string& tag) {
   auto start = body.find("<" + tag + ">");
@@ -39,60 +32,6 @@ std::string XmlField(const std::string& body, const std::string& tag) {
   start += tag.size() + 2;
   auto end = body.find("</" + tag + ">", start);
   return end == std::string::npos ? "" : body.substr(start, end - start);
-}
-
-// send() all of `data`; the socket's SO_SNDTIMEO bounds each wait.
-bool SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-// recv() once (the socket's SO_RCVTIMEO bounds the wait): bytes read, 0 at end of
-// stream, -1 on error or timeout (errno set).
-ssize_t RecvSome(int fd, void* buf, size_t size) {
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, size, 0);
-    if (n < 0 && errno == EINTR) continue;
-    return n;
-  }
-}
-
-struct Response {
-  int status = 0;
-  bool keep_alive = true;
-  int64_t content_length = -1;  // -1: not given
-};
-
-// Parses the status line and the headers chute needs from `head` (without the blank line).
-bool ParseHead(std::string_view head, Response* r) {
-  auto eol = head.find("\r\n");
-  std::string_view status_line = head.substr(0, eol);
-  if (status_line.substr(0, 5) != "HTTP/" || status_line.size() < 12) return false;
-  if (status_line.substr(0, 8) == "HTTP/1.0") r->keep_alive = false;
-  r->status = std::atoi(std::string(status_line.substr(9, 3)).c_str());
-  while (eol != std::string_view::npos) {
-    head.remove_prefix(eol + 2);
-    eol = head.find("\r\n");
-    std::string_view line = head.substr(0, eol);
-    auto colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view name = line.substr(0, colon), value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    if (IEquals(name, "content-length")) {
-      r->content_length = std::strtoll(std::string(value).c_str(), nullptr, 10);
-    } else if (IEquals(name, "connection")) {
-      if (IEquals(value, "close")) r->keep_alive = false;
-    } else if (IEquals(name, "transfer-encoding")) {
-      r->keep_alive = false;  // only error bodies would be chunked: read them to the end of the stream
-    }
-  }
-  return r->status >= 100;
 }
 
 }  // namespace
@@ -129,7 +68,7 @@ arrow::Status S3HttpReader::Connect(int* out) const {
   for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
     fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
     if (fd < 0) {
-      error = Errno("socket");
+      error = ErrnoMessage("socket");
       continue;
     }
     // Non-blocking connect, so that connect_timeout bounds it.
@@ -149,7 +88,7 @@ arrow::Status S3HttpReader::Connect(int* out) const {
       }
     }
     if (rc < 0) {
-      error = Errno("connect");
+      error = ErrnoMessage("connect");
       ::close(fd);
       fd = -1;
     }
@@ -229,7 +168,7 @@ class FileSink final : public RangeSink {
       ssize_t w = ::pwrite(fd_, Buffer() + written, fill_ - written, static_cast<off_t>(at + written));
       if (w < 0 && errno == EINTR) continue;
       // Not retried: a full or failing disk does not get better in a second.
-      if (w <= 0) return arrow::Status::Invalid(Errno("writing the downloaded bytes to the cache file"));
+      if (w <= 0) return arrow::Status::Invalid(ErrnoMessage("writing the downloaded bytes to the cache file"));
       written += static_cast<size_t>(w);
     }
     fill_ = 0;
@@ -337,7 +276,7 @@ arrow::Status S3HttpReader::Exchange(int fd, const std::string& path, const std:
   const std::string where = config_.endpoint + uri;
   if (!SendAll(fd, request)) {
     *nothing_received = true;
-    return arrow::Status::IOError(Errno(("sending GET " + where).c_str()));
+    return arrow::Status::IOError(ErrnoMessage("sending GET " + where));
   }
 
   // The head, and whatever part of the body came with it.
@@ -349,14 +288,14 @@ arrow::Status S3HttpReader::Exchange(int fd, const std::string& path, const std:
     if (n <= 0) {
       *nothing_received = got == 0;
       return arrow::Status::IOError("GET ", where, ": ",
-                                    n == 0 ? std::string("connection closed by the server") : Errno("recv"));
+                                    n == 0 ? std::string("connection closed by the server") : ErrnoMessage("recv"));
     }
     size_t from = got >= 3 ? got - 3 : 0;
     got += static_cast<size_t>(n);
     head_end = head.find("\r\n\r\n", from);
     if (head_end >= got) head_end = std::string::npos;
   }
-  Response r;
+  HttpResponse r;
   if (!ParseHead(std::string_view(head).substr(0, head_end), &r))
     return arrow::Status::IOError("GET ", where, ": not an HTTP response");
   const size_t body_start = head_end + 4;
@@ -382,7 +321,7 @@ arrow::Status S3HttpReader::Exchange(int fd, const std::string& path, const std:
         ssize_t got_now = RecvSome(fd, window, capacity);
         if (got_now <= 0)
           return arrow::Status::IOError("GET ", where, ": ",
-                                        got_now == 0 ? std::string("connection closed mid-body") : Errno("recv"),
+                                        got_now == 0 ? std::string("connection closed mid-body") : ErrnoMessage("recv"),
                                         " after ", done, " of ", want, " bytes");
         n = static_cast<size_t>(got_now);
       }
