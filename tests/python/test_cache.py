@@ -306,3 +306,31 @@ def test_thread_model(s3_server, dataset, tmp_path):
     remote = run(url, _options(s3_server.endpoint))
     mine = {name: n for name, n in remote["new_threads"].items() if name.startswith("chute-")}
     assert remote["samples"] == N and mine == {"chute-download": 2, "chute-fetch": 2, "chute-item": 8}, remote
+
+
+def test_a_mix_of_remote_datasets_prefetches_each(s3_server, dataset, tmp_path):
+    """CombinedStreamingDataset reads each dataset through its own Reader: past the first
+    batch, chunks of both datasets that no sample read yet came from are being fetched
+    into their caches, and the epoch holds every sample of both once."""
+    url, size = dataset
+    other = f"s3://c-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, other.removeprefix("s3://"))
+    other = chute.optimize(_sample, range(N, N + 200), f"{other}/ds", chunk_size=CHUNK, progress=False, num_workers=0,
+                           storage_options=_options(s3_server.endpoint))
+    datasets = [chute.StreamingDataset(u, storage_options=_options(s3_server.endpoint), cache_dir=str(tmp_path),
+                                       shuffle=True, prefetch_bytes=size // 4) for u in (url, other)]
+    it = iter(chute.StreamingDataLoader(chute.CombinedStreamingDataset(datasets), batch_size=6))
+    seen = [i for _ in range(2) for i in next(it)["i"].tolist()]
+    read_from = [{datasets[0].core.chunk_of(i) for i in seen if i < N},
+                 {datasets[1].core.chunk_of(i - N) for i in seen if i >= N}]
+
+    def ahead():  # chunks in each cache that no sample read so far came from
+        return [len({int(os.path.basename(f)[1:-4]) for f in glob.glob(os.path.join(ds.core.cache_path, "c*.bin"))}
+                    - chunks) for ds, chunks in zip(datasets, read_from)]
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and min(ahead()) < 2:
+        time.sleep(0.05)
+    assert min(ahead()) >= 2, ahead()
+    seen += [i for batch in it for i in batch["i"].tolist()]
+    assert sorted(seen) == list(range(N + 200))

@@ -118,3 +118,21 @@ def test_token_loader_runs_threads_not_processes(make_dataset):
         chute.StreamingDataLoader(ds, batch_size=4, num_workers=2, collate_fn=list)
     loader = chute.StreamingDataLoader(ds, batch_size=4, num_workers=2, pin_memory=True)
     assert loader.num_workers == 0 and sum(b.shape[0] for b in loader) == len(ds)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_token_datasets_mix(make_dataset, workers):
+    """CombinedStreamingDataset over token datasets: each dataset's Reader gathers its
+    blocks; every block of both datasets comes out once per epoch, equal to its slice."""
+    block = 33
+    streams, datasets = [], []
+    for k in range(2):
+        docs = _documents("uint16", n_docs=80, seed=10 + k)
+        path = make_dataset(_identity, docs, name=f"tokens{k}", chunk_size=7)
+        streams.append(np.concatenate(docs).astype(np.int64))
+        datasets.append(chute.StreamingDataset(path, shuffle=True, seed=k, item_loader=chute.TokensLoader(block)))
+    loader = chute.StreamingDataLoader(chute.CombinedStreamingDataset(datasets, weights=[0.6, 0.4]), batch_size=8,
+                                       num_workers=workers)
+    rows = [tuple(row) for batch in loader for row in batch.tolist()]
+    expected = [tuple(s[b * block:(b + 1) * block]) for s in streams for b in range(len(s) // block)]
+    assert sorted(rows) == sorted(expected)
