@@ -1,19 +1,21 @@
 """Mixing against one dataset over the same bytes, from the S3 bench server.
 
     python bench/mixing_bench.py [--samples 10000] [--sample-kb 110] [--batch 64] [--workers 2]
-        [--first-byte-ms 20] [--mbps-per-connection 100] [--dir /tmp/chute-mixing] [--python PYTHON]
+        [--first-byte-ms 20] [--mbps-per-connection 100] [--epochs 3] [--repeats 3]
+        [--dir /tmp/chute-mixing] [--python PYTHON]
 
 The same --samples random byte strings (JPEG-like, undecoded, with an int label) are
 written once as one chute dataset (`one`) and once split in two halves (`a`, `b`).
 bench/s3_bench_server.py serves them as a simulated cloud store (each request waits
 --first-byte-ms, then --mbps-per-connection per connection). Each case runs in its own
-process with a fresh cache directory, two epochs through a StreamingDataLoader
-(shuffled, --batch, --workers):
+process with a fresh cache directory, reading 1 + --epochs epochs through a
+StreamingDataLoader (shuffled, --batch, --workers), --repeats times each, alternating:
   single     StreamingDataset(one)
   combined   CombinedStreamingDataset([a, b]) (weights by size, stratified batches)
-and the ratio combined / single is printed per epoch (epoch 1 downloads into the node
-cache, epoch 2 reads the cache). --python runs the cases under another interpreter (an
-older chute, say), the server and the data staying the same.
+Epoch 1 downloads into the node cache, the later ones read the cache. Printed: the
+median over the runs of epoch 1 and of the later epochs' median, per case, and the
+ratios combined / single. --python runs the cases under another interpreter (an older
+chute, say), the server and the data staying the same.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 import json
 import os
 import shutil
+import statistics
 import tempfile
 
 from compare_peers import _bytes_sample, _collate, _read_epochs
@@ -52,10 +55,10 @@ def run_case(case, args):
             ds = dataset("one") if case == "single" else chute.CombinedStreamingDataset([dataset("a"), dataset("b")])
             return chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_collate)
 
-        epochs = _read_epochs(make)
+        epochs = _read_epochs(make, epochs=1 + args.epochs)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    print(json.dumps([{"first_batch_s": f, "seconds": t, "samples": n, "samples_per_s": n / t} for f, t, n in epochs]))
+    print(json.dumps({"first_batch_s": epochs[0][0], "per_s": [n / t for _, t, n in epochs]}))
 
 
 def main():
@@ -63,6 +66,8 @@ def main():
     case_arguments(p, "/tmp/chute-mixing")
     p.add_argument("--first-byte-ms", type=float, default=20)
     p.add_argument("--mbps-per-connection", type=float, default=100)
+    p.add_argument("--epochs", type=int, default=3, help="epochs timed after the first (from the cache)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each case, alternating")
     args = p.parse_args()
     if args.run:
         run_case(args.run, args)
@@ -71,15 +76,18 @@ def main():
     write(args)
     print(f"S3 bench server: {args.first_byte_ms:g} ms to first byte, {args.mbps_per_connection:g} MB/s per "
           f"connection; {args.samples:,} samples of {args.sample_kb} KB", flush=True)
-    results = run_cases(__file__, ("single", "combined"), args.dir, args.first_byte_ms, args.mbps_per_connection,
-                        args.python)
-    for case, epochs in results.items():
-        for e, ep in enumerate(epochs, 1):
-            print(f"{case:9s} epoch {e}: {ep['samples_per_s']:8,.0f} samples/s  "
-                  f"first batch {ep['first_batch_s'] * 1e3:6.0f} ms")
-    for e in range(2):
-        ratio = results["combined"][e]["samples_per_s"] / results["single"][e]["samples_per_s"]
-        print(f"epoch {e + 1}: combined / single = {ratio:.2f}")
+    results = run_cases(__file__, ("single", "combined") * args.repeats, args.dir, args.first_byte_ms,
+                        args.mbps_per_connection, args.python)
+    median = {}
+    for case, runs in results.items():
+        first = [r["per_s"][0] for r in runs]
+        later = [statistics.median(r["per_s"][1:]) for r in runs]
+        median[case] = (statistics.median(first), statistics.median(later))
+        print(f"{case:9s} epoch 1: median {median[case][0]:8,.0f} samples/s ({', '.join(f'{x:,.0f}' for x in first)}); "
+              f"first batch median {statistics.median(r['first_batch_s'] for r in runs) * 1e3:,.0f} ms")
+        print(f"{case:9s} epochs 2+: median {median[case][1]:8,.0f} samples/s ({', '.join(f'{x:,.0f}' for x in later)})")
+    for e, name in enumerate(("epoch 1", "epochs 2+")):
+        print(f"{name}: combined / single = {median['combined'][e] / median['single'][e]:.2f}")
 
 
 if __name__ == "__main__":

@@ -233,9 +233,10 @@ def case_arguments(parser, default_dir):
 
 
 def run_cases(script, cases, root, first_byte_ms, mbps_per_connection, python=sys.executable):
-    """Runs `python script <this process's arguments> --run CASE` for each case, in its own
-    process, while `root` is served (the process reads it as s3://<bucket>/... through
-    AWS_ENDPOINT_URL); returns {case: the JSON of its last output line}."""
+    """Runs `python script <this process's arguments> --run CASE` for each case (a case may
+    come several times), each in its own process, while `root` is served (the process
+    reads it as s3://<bucket>/... through AWS_ENDPOINT_URL); returns {case: [the JSON of
+    its last output line, per run]}."""
     import json
     import subprocess
 
@@ -249,7 +250,7 @@ def run_cases(script, cases, root, first_byte_ms, mbps_per_connection, python=sy
                                   text=True, env=env)
             if proc.returncode != 0:
                 sys.exit(f"{case}: failed\n{proc.stderr[-3000:]}")
-            results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.setdefault(case, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
     finally:
         server.shutdown()
     return results
