@@ -30,6 +30,20 @@ void init_dataset(nb::module_& m) {
     DetachAllCaches();
   }, "Leaves the node caches (a worker process at exit; its clients are left alone).");
 
+  m.def("list_caches",
+        [](const std::string& cache_dir) {
+          nb::list out;
+          for (auto& c : ListCaches(cache_dir)) out.append(nb::make_tuple(c.path, c.url, c.chunks, c.bytes));
+          return out;
+        },
+        "cache_dir"_a, "(path, url, chunks, bytes) of each dataset directory of a node cache.");
+  m.def("remove_cache",
+        [](const std::string& path) {
+          nb::gil_scoped_release release;
+          Check(RemoveCache(path));
+        },
+        "path"_a, "Removes a dataset's cache directory (ValueError while a process uses it).");
+
   nb::class_<Dataset>(m, "Dataset", "A dataset opened for reading (thread-safe); see chute/dataset.h.")
       .def_static("open",
                   [](const std::string& url, const std::string& format, bool verify_checksums,
@@ -54,17 +68,26 @@ void init_dataset(nb::module_& m) {
       .def_prop_ro("is_local", &Dataset::is_local, "Local files: usable in forked processes.")
       .def_prop_ro("description", [](const Dataset& d) { return d.source().description(); },
                    "The index as read (pass it to open() in a forked process).")
+      .def_prop_ro("format", [](const Dataset& d) { return d.source().format(); })
       .def_prop_ro("schema_json", [](const Dataset& d) { return d.source().schema_json(); })
+      .def_prop_ro("compression", [](const Dataset& d) { return d.source().compression(); })
       .def_prop_ro("fingerprint", &Dataset::fingerprint)
       .def_prop_ro("cache_path", &Dataset::cache_path)
       .def_prop_ro("chunks",
                    [](const Dataset& d) {
                      nb::list out;
-                     for (auto& c : d.chunks()) out.append(nb::make_tuple(c.file, c.num_items, c.num_bytes));
+                     for (auto& c : d.chunks())
+                       out.append(nb::make_tuple(c.file, c.num_items, c.num_bytes, c.num_tokens));
                      return out;
                    },
-                   "(file, num_items, num_bytes) per chunk.")
+                   "(file, num_items, num_bytes, num_tokens or -1) per chunk.")
       .def("chunk_of", &Dataset::ChunkOf, "i"_a, "The chunk holding item i.")
+      .def("verify_chunk",
+           [](const Dataset& d, uint32_t c) {
+             nb::gil_scoped_release release;
+             Check(d.VerifyChunk(c));
+           },
+           "c"_a, "Checks chunk c as stored: its checksum, then its structure (reads it whole).")
       .def("read",
            [](const Dataset& d, uint64_t i) {
              Result<Item> item = [&] {

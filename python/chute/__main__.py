@@ -1,4 +1,6 @@
-"""`chute demo`: optimize a generated local dataset, then stream it and print throughput."""
+"""The `chute` command: `chute demo` optimizes a generated local dataset, then streams it
+and prints throughput; inspect, verify, cache and bench are tools for datasets and the
+node cache (chute/_cli.py)."""
 
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ def demo(args) -> None:
 
 
 def main(argv=None) -> None:
+    from chute._cli import add_commands, run
+
     parser = argparse.ArgumentParser(prog="chute", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="optimize a generated dataset and stream it")
@@ -50,9 +54,10 @@ def main(argv=None) -> None:
     p.add_argument("--sample-kb", type=int, default=110)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(run=demo)
+    add_commands(sub)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo(args)
+    sys.exit(run(args))
 
 
 if __name__ == "__main__":

@@ -81,6 +81,20 @@ struct DatasetOptions {
 // ShutdownStorage() does it too. Datasets with a cache fail to read afterwards.
 CHUTE_API void DetachAllCaches();
 
+// A dataset's directory in a node cache (for tools: chute cache ls / clear).
+struct CachedDataset {
+  std::string path;  // the cache directory (under cache_dir)
+  std::string url;   // the dataset it holds chunks of ("" if not recorded)
+  uint64_t chunks = 0;  // chunk files cached
+  uint64_t bytes = 0;
+};
+// The dataset directories of the node cache `cache_dir`, by URL (none if it does not
+// exist).
+CHUTE_API std::vector<CachedDataset> ListCaches(const std::string& cache_dir);
+// Removes one dataset's cache directory (CachedDataset::path) and its shared-memory
+// index. Invalid while a running process uses it.
+CHUTE_API Status RemoveCache(const std::string& path);
+
 class CHUTE_API Dataset {
  public:
   // Opens the dataset at `url` with the source `options.format` (chute: reads and
@@ -128,6 +142,10 @@ class CHUTE_API Dataset {
   // chunks — for the first batch of an epoch, which would otherwise wait for every chunk
   // it touches (each item is then downloaded twice: keep it to few batches).
   Result<std::vector<Item>> GetItems(std::span<const uint64_t> ids, bool direct = false) const;
+  // Checks chunk c as stored (not as cached): its bytes against the checksum the index
+  // gives, then its structure (the source opens it with verification). Reads the whole
+  // chunk. Errors name it: NotFound, Corrupt, the storage's errors.
+  Status VerifyChunk(uint32_t c) const;
   // Starts fetching `chunks` into the node cache in the background, in this order, and
   // returns at once (remote datasets with a cache; otherwise a no-op). Chunks already
   // cached or being fetched are skipped; failures surface when the chunk is read.

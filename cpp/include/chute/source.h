@@ -69,6 +69,8 @@ class CHUTE_API Source {
  public:
   virtual ~Source() = default;
 
+  // The registered name of this kind ("chute").
+  virtual const std::string& format() const = 0;
   // Chunk files relative to the dataset's root, in global item order.
   virtual const std::vector<ChunkInfo>& chunks() const = 0;
   // A JSON object describing the fields of an item (see docs/format.md for chute's).
@@ -77,6 +79,8 @@ class CHUTE_API Source {
   // a process that reopens the dataset (a forked DataLoader worker), it is not read
   // again.
   virtual const std::string& description() const = 0;
+  // "zstd:<level>" or "" when the chunks are not compressed (for tools: chute inspect).
+  virtual const std::string& compression() const = 0;
   // What lists the chunks, for messages (chute: "index.json").
   virtual const std::string& index_name() const = 0;
   // The bytes at the start of chunk c that open it (header and tables): an on-demand

@@ -6,14 +6,19 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <tuple>
 
+#include "chute/dataset.h"
 #include "read/chunk_bytes.h"
 #include "util/checksum.h"
+#include "util/posix_file.h"
 #include "util/task_group.h"
 
 namespace chute {
 
 namespace {
+
+constexpr const char* kUrlFile = ".chute-url";
 
 // Downloads the chunk `info` at `path` into the new file `temp`: its parts of
 // `part_size` bytes all requested at once on `pool`, each written to the file as it
@@ -77,6 +82,13 @@ Result<std::unique_ptr<NodeCache>> NodeCache::Open(const NodeCacheOptions& optio
   }
   CHUTE_ASSIGN_OR_RETURN(cache->index_,
                          ShmIndex::Attach(cache->path_, static_cast<uint32_t>(chunks.size()), capacity));
+  // Which dataset this directory caches, for `chute cache ls` (written once; the index
+  // keeps files named .chute-*).
+  const std::string url_file = cache->path_ + "/" + kUrlFile;
+  if (std::error_code ec; !std::filesystem::exists(url_file, ec)) {
+    std::span<const std::byte> text(reinterpret_cast<const std::byte*>(url.data()), url.size());
+    CHUTE_RETURN_NOT_OK(WriteFileAtomic(url_file, {&text, 1}));
+  }
   cache->storage_ = std::move(storage);
   cache->root_ = std::move(root);
   cache->chunks_ = &chunks;
@@ -123,5 +135,28 @@ void NodeCache::Prefetch(std::span<const uint32_t> chunks) {
     });
   }
 }
+
+std::vector<CachedDataset> ListCaches(const std::string& cache_dir) {
+  std::vector<CachedDataset> out;
+  std::error_code ec;
+  for (auto& dir : std::filesystem::directory_iterator(cache_dir, ec)) {
+    if (!dir.is_directory(ec)) continue;
+    CachedDataset d;
+    d.path = dir.path().string();
+    if (auto url = ReadFile(d.path + "/" + kUrlFile); url.ok()) d.url = *url;
+    for (auto& file : std::filesystem::directory_iterator(dir.path(), ec)) {
+      std::string name = file.path().filename().string();
+      if (name.starts_with("c") && name.ends_with(".bin")) {
+        d.chunks += 1;
+        d.bytes += file.file_size(ec);
+      }
+    }
+    out.push_back(std::move(d));
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return std::tie(a.url, a.path) < std::tie(b.url, b.path); });
+  return out;
+}
+
+Status RemoveCache(const std::string& path) { return ShmIndex::Remove(path); }
 
 }  // namespace chute

@@ -28,6 +28,34 @@ std::vector<std::weak_ptr<ShmIndex>>& Live() {
   static auto* live = new std::vector<std::weak_ptr<ShmIndex>>();  // used at exit: never destroyed
   return *live;
 }
+// The segment /dev/shm/<name> mapped (its header), or null.
+Segment* MapSegment(const std::string& name) {
+  int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) return nullptr;
+  struct stat st;
+  void* p = ::fstat(fd, &st) == 0 && static_cast<size_t>(st.st_size) >= sizeof(Segment)
+                ? ::mmap(nullptr, sizeof(Segment), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                : MAP_FAILED;
+  ::close(fd);
+  if (p == MAP_FAILED) return nullptr;
+  auto* seg = static_cast<Segment*>(p);
+  if (seg->magic.load(std::memory_order_acquire) != kMagic) {
+    ::munmap(p, sizeof(Segment));
+    return nullptr;
+  }
+  return seg;
+}
+
+bool AnyAlive(const Segment& seg) {
+  for (int32_t pid : seg.procs)
+    if (Alive(pid)) return true;
+  return false;
+}
+
+std::string SegmentName(const std::string& real_dir) {
+  return "/chute-" + std::to_string(::getuid()) + "-" + ChecksumToHex(Checksum(real_dir.data(), real_dir.size()));
+}
+
 }  // namespace
 
 Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint32_t num_chunks,
@@ -41,7 +69,7 @@ Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint3
   auto index = std::shared_ptr<ShmIndex>(new ShmIndex());
   index->dir_ = real;
   index->pid_ = index->owner_.pid();
-  index->name_ = "/chute-" + std::to_string(::getuid()) + "-" + ChecksumToHex(Checksum(real.data(), real.size()));
+  index->name_ = SegmentName(real);
   size_t bytes = Segment::Bytes(num_chunks);
 
   DirLock lock(real);
@@ -88,7 +116,7 @@ Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint3
     // partial fetches of dead processes are removed.
     for (auto& entry : std::filesystem::directory_iterator(real, ec)) {
       auto name = entry.path().filename().string();
-      if (name == ".chute-lock") continue;
+      if (name.starts_with(".chute-")) continue;  // the lock, the dataset's URL
       char* end = nullptr;
       unsigned long c = name.size() > 5 && name[0] == 'c' ? std::strtoul(name.c_str() + 1, &end, 10) : num_chunks;
       if (c < num_chunks && end && std::strcmp(end, ".bin") == 0) {
@@ -129,26 +157,34 @@ void ShmIndex::RemoveOrphans(const std::string& own) {
   for (auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
     std::string name = entry.path().filename().string();
     if (name.rfind(prefix, 0) != 0 || "/" + name == own) continue;
-    int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) continue;
-    struct stat st;
-    void* p = ::fstat(fd, &st) == 0 && static_cast<size_t>(st.st_size) >= sizeof(Segment)
-                  ? ::mmap(nullptr, sizeof(Segment), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-                  : MAP_FAILED;
-    ::close(fd);
-    if (p == MAP_FAILED) continue;
-    auto* seg = static_cast<Segment*>(p);
-    if (seg->magic.load(std::memory_order_acquire) == kMagic) {
-      std::string dir(seg->dir, strnlen(seg->dir, kMaxDir));
+    Segment* seg = MapSegment(name);
+    if (!seg) continue;
+    std::string dir(seg->dir, strnlen(seg->dir, kMaxDir));
+    {
       // Under the directory's lock nobody is attaching or detaching; a directory that is
       // gone has nobody to attach through it.
       DirLock dir_lock(dir);
-      bool alive = false;
-      for (int32_t pid : seg->procs) alive = alive || Alive(pid);
-      if (!alive) ::shm_unlink(("/" + name).c_str());
+      if (!AnyAlive(*seg)) ::shm_unlink(("/" + name).c_str());
     }
-    ::munmap(p, sizeof(Segment));
+    ::munmap(seg, sizeof(Segment));
   }
+}
+
+Status ShmIndex::Remove(const std::string& dir) {
+  std::error_code ec;
+  std::string real = std::filesystem::canonical(dir, ec).string();
+  if (ec) return Status::NotFound(dir + ": no such cache directory");
+  DirLock lock(real);  // nobody attaches or detaches meanwhile
+  std::string name = SegmentName(real);
+  if (Segment* seg = MapSegment(name.substr(1))) {
+    bool in_use = AnyAlive(*seg);
+    ::munmap(seg, sizeof(Segment));
+    if (in_use) return Status::Invalid(dir + ": in use by a running process; stop it first");
+    ::shm_unlink(name.c_str());
+  }
+  std::filesystem::remove_all(real, ec);
+  if (ec) return Status::IOError(dir + ": " + ec.message());
+  return Status::OK();
 }
 
 void DetachAllCaches() {

@@ -33,11 +33,18 @@
 
 namespace chute {
 
+namespace shm {
+struct Segment;  // the shared segment's layout (shm_segment.h)
+}  // namespace shm
+
 class ShmIndex {
  public:
   // Attaches to (or creates) the index of `dir` for `num_chunks` chunks.
   static Result<std::shared_ptr<ShmIndex>> Attach(const std::string& dir, uint32_t num_chunks,
                                                   uint64_t capacity_bytes);
+  // Removes the cache directory `dir` and its segment; Invalid while a live process is
+  // attached to it.
+  static Status Remove(const std::string& dir);
   ~ShmIndex();  // Detach()
   // Drops this process's references and registration; the last process unlinks the
   // segment. Idempotent; a no-op in a process that inherited the index through fork().
@@ -61,7 +68,6 @@ class ShmIndex {
   const std::string& shm_name() const { return name_; }
 
  private:
-  struct Segment;
   ShmIndex() = default;
   void Lock() const;
   void Unlock() const;
@@ -78,7 +84,7 @@ class ShmIndex {
   // Held shared by every call that uses the segment, exclusively by Detach().
   mutable std::shared_mutex use_mu_;
   std::atomic<bool> detaching_{false};
-  Segment* seg_ = nullptr;
+  shm::Segment* seg_ = nullptr;
   size_t seg_size_ = 0;
   ProcessOwner owner_;
   pid_t pid_ = 0;  // owner_.pid(), as recorded in the segment

@@ -69,9 +69,7 @@ class DirLock {
   int fd_ = -1;
 };
 
-}  // namespace shm
-
-struct ShmIndex::Segment {
+struct Segment {
   std::atomic<uint64_t> magic;
   uint32_t num_chunks;
   uint32_t reserved;
@@ -83,12 +81,14 @@ struct ShmIndex::Segment {
   // pthread condvar: a waiter killed inside pthread_cond_wait can block later
   // broadcasts forever in glibc; a futex keeps no per-waiter state.)
   std::atomic<uint32_t> fetch_seq;
-  char dir[shm::kMaxDir];  // the cache directory (its flock serializes attach and detach)
-  int32_t procs[shm::kMaxProcs];
-  shm::RefSlot refs[shm::kMaxRefs];
+  char dir[kMaxDir];  // the cache directory (its flock serializes attach and detach)
+  int32_t procs[kMaxProcs];
+  RefSlot refs[kMaxRefs];
 
-  shm::Entry* entries() { return reinterpret_cast<shm::Entry*>(this + 1); }
-  static size_t Bytes(uint32_t n) { return sizeof(Segment) + n * sizeof(shm::Entry); }
+  Entry* entries() { return reinterpret_cast<Entry*>(this + 1); }
+  static size_t Bytes(uint32_t n) { return sizeof(Segment) + n * sizeof(Entry); }
 };
+
+}  // namespace shm
 
 }  // namespace chute

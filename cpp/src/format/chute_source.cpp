@@ -16,9 +16,14 @@ class ChuteSource final : public Source {
     static const std::string name = "index.json";
     return name;
   }
+  const std::string& format() const override {
+    static const std::string name = "chute";
+    return name;
+  }
   const std::vector<ChunkInfo>& chunks() const override { return index_.chunks; }
   const std::string& schema_json() const override { return index_.schema_json; }
   const std::string& description() const override { return index_text_; }
+  const std::string& compression() const override { return index_.compression; }
   uint64_t TablesSizeHint(uint32_t c) const override { return ChunkTablesSizeHint(index_.chunks[c]); }
   uint64_t NumCheckFlags(uint32_t c) const override { return MaxSpanFlags(index_.chunks[c].num_bytes); }
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,

@@ -59,6 +59,7 @@ Result<ChuteIndex> ParseIndex(const std::string& text, const std::string& path) 
     return BadIndex(path, "missing \"chunks\" or \"schema\"");
   ChuteIndex out;
   out.schema_json = json::Dump(*schema);
+  if (auto* c = index.get("compression"); c && c->string()) out.compression = *c->string();
   uint64_t total = 0;
   for (const json::Value& c : *chunks->array()) {
     auto* file = c.get("file");

@@ -14,6 +14,7 @@ namespace chute {
 struct ChuteIndex {
   std::vector<ChunkInfo> chunks;
   std::string schema_json;   // the "schema" object, serialized
+  std::string compression;   // "zstd:<level>" or ""
 };
 
 // The text of index.json for a finished dataset. `schema_json` and `metadata_json` are

@@ -286,6 +286,30 @@ Result<Item> Dataset::GetChunkItem(uint32_t chunk, uint64_t j) const {
   return reader->GetItem(j);
 }
 
+Status Dataset::VerifyChunk(uint32_t c) const {
+  Impl* m = impl_.get();
+  if (c >= chunks().size()) return Status::Invalid("chunk " + std::to_string(c) + " out of range for " + m->url);
+  const ChunkInfo& info = chunks()[c];
+  const std::string path = m->ChunkPath(c), url = m->storage->Url(path);
+  std::shared_ptr<ChunkBytes> bytes;
+  if (m->storage->is_local()) {
+    CHUTE_ASSIGN_OR_RETURN(bytes, m->WholeChunk(c, true));
+    if (bytes->size() == info.num_bytes) {
+      bytes->WillNeed(0, bytes->size());
+      uint64_t sum = Checksum(bytes->data(), bytes->size());
+      ReleasePages(bytes->mapping(), {bytes->data(), bytes->size()});
+      if (sum != info.checksum) return WholeFileMismatch(url, sum, info.checksum);
+    }  // else: opening it reports the size
+  } else {
+    // Downloaded into memory whatever the cache holds: the stored object is checked.
+    auto remote = std::make_shared<RemoteChunkBytes>(m->storage, path, info, m->options.part_size, true);
+    remote->Start(*m->download_pool);
+    CHUTE_RETURN_NOT_OK(remote->Wait(0, info.num_bytes));  // with the whole-chunk checksum
+    bytes = std::move(remote);
+  }
+  return m->source->OpenChunk(c, std::move(bytes), url, true, nullptr).status();
+}
+
 void Dataset::Prefetch(std::span<const uint32_t> chunks) const {
   if (impl_->cache) impl_->cache->Prefetch(chunks);
 }
