@@ -23,10 +23,6 @@ ReaderOptions MakeOptions(bool shuffle, uint64_t seed, uint64_t epoch, uint32_t 
                           uint32_t rank, uint32_t world_size, uint32_t worker, uint32_t num_workers,
                           uint64_t batch_size, uint64_t start, bool drop_last, uint64_t prefetch_bytes,
                           bool scheduled) {
-  if (partitions == 0) throw nb::value_error("partitions must be at least 1");
-  if (batch_size == 0) throw nb::value_error("batch_size must be at least 1");
-  if (world_size == 0 || rank >= world_size) throw nb::value_error("need 0 <= rank < world_size");
-  if (num_workers == 0 || worker >= num_workers) throw nb::value_error("need 0 <= worker < num_workers");
   ReaderOptions o;
   o.order = OrderOptions{shuffle, seed, epoch, partitions, window_items};
   o.share = ReaderShare{rank, world_size, worker, num_workers};

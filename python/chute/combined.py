@@ -169,15 +169,18 @@ class CombinedStreamingDataset(IterableDataset):
             return True
 
         while queued or schedule_next():
-            # Keep each reader's coming batches planned up to its prefetch budget.
-            while len(queued) < _MAX_SCHEDULED and any(r.wants_more for r in readers) and schedule_next():
+            # Plan ahead while a reader the plan still feeds (those of the latest scheduled
+            # batch; not exhausted or zero-weight ones) has less than its prefetch budget
+            # planned.
+            while (len(queued) < _MAX_SCHEDULED and any(readers[d].wants_more for d in queued[-1])
+                   and schedule_next()):
                 pass
             for d in queued.popleft():
                 yield from self.datasets[d]._samples(readers[d].next())
 
 
-# Global batches planned ahead at most (a dataset that gets few samples per batch would
-# otherwise have the whole epoch planned to fill its prefetch budget).
+# Global batches planned ahead at most: a dataset that gets few samples per batch would
+# otherwise have much of the epoch planned before its budget is reached.
 _MAX_SCHEDULED = 256
 
 

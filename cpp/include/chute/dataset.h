@@ -54,8 +54,9 @@ struct DatasetOptions {
   // Verify each chunk's checksum the first time this process opens it.
   bool verify_checksums = true;
   // Chunk readers kept open (LRU); Items keep their own chunk alive regardless. Open
-  // chunks of a node cache hold references (they cannot be evicted): they are also kept
-  // under a quarter of the cache's capacity.
+  // chunks of a node cache hold references (they cannot be evicted): each process also
+  // keeps them under capacity / (4 x the processes attached to the cache), so that
+  // those of the whole node stay within a quarter of it.
   size_t max_open_chunks = 64;
   // Remote reads: bytes per ranged GET, and the thread model's knob (GETs in flight for
   // whole-chunk downloads; see above).
@@ -137,10 +138,11 @@ class CHUTE_API Dataset {
   // against their span checksums (version-2 chunks).
   Result<Item> ReadItem(uint64_t i) const;
   // Items `ids` (global indices), in order. `direct` (with a node cache): the items of
-  // chunks not yet cached are read by their own byte ranges, in parallel, while their
-  // chunks are fetched whole in the background, so the call does not wait for whole
-  // chunks — for the first batch of an epoch, which would otherwise wait for every chunk
-  // it touches (each item is then downloaded twice: keep it to few batches).
+  // chunks not yet cached are read by their own byte ranges, in parallel, and their
+  // chunks are queued for download (Prefetch) once those reads are done, so the call
+  // does not wait for whole chunks — for the first batch of an epoch, which would
+  // otherwise wait for every chunk it touches (each item is then downloaded twice: keep
+  // it to few batches).
   Result<std::vector<Item>> GetItems(std::span<const uint64_t> ids, bool direct = false) const;
   // Checks chunk c as stored (not as cached): its bytes against the checksum the index
   // gives, then its structure (the source opens it with verification). Reads the whole

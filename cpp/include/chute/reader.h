@@ -15,10 +15,11 @@
 //
 // Prefetch. With a node cache, the reader plans its coming batches until their distinct
 // chunks reach the budget (min(prefetch_bytes, half the cache)), and before handing out
-// a batch asks the dataset to fetch every planned chunk not asked for yet, in order, so
-// downloads run that far ahead of it. The first batch is read directly (each item by
-// its own byte ranges, Dataset::GetItems direct) and handed out before any chunk
-// download starts: it draws from many chunks, and would otherwise wait for all of them.
+// a batch asks the dataset to fetch the planned chunks within the budget not asked for
+// yet, in order, so downloads run that far ahead of it. An item reader's first batch is
+// read directly (each item by its own byte ranges, Dataset::GetItems direct) before any
+// chunk is downloaded: it draws from many chunks, and would otherwise wait for all of
+// them. Token batches are gathered from whole chunks, asked for from the first batch on.
 //
 // Threads: Next() blocks the calling thread (release the GIL around it). Token batches
 // are gathered ahead by `gather_threads` threads of the reader, `gather_ahead` batches

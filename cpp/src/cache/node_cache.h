@@ -40,6 +40,8 @@ class NodeCache {
 
   const std::string& path() const { return path_; }
   uint64_t capacity() const { return index_->capacity(); }
+  // Processes of the node attached to this dataset's cache (at least 1).
+  uint32_t attached() const { return index_->attached(); }
   // Chunk c from the cache, downloaded by this thread if no process has it; the cache
   // reference is held until the bytes are released.
   Result<std::shared_ptr<ChunkBytes>> Open(uint32_t c);

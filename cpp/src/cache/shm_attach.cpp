@@ -68,7 +68,6 @@ Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint3
 
   auto index = std::shared_ptr<ShmIndex>(new ShmIndex());
   index->dir_ = real;
-  index->pid_ = index->owner_.pid();
   index->name_ = SegmentName(real);
   size_t bytes = Segment::Bytes(num_chunks);
 
@@ -139,7 +138,7 @@ Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint3
   index->SweepLocked();
   for (auto& p : index->seg_->procs) {
     if (p == 0) {
-      p = index->pid_;
+      p = index->owner_.pid();
       break;
     }
   }
@@ -211,10 +210,10 @@ void ShmIndex::Detach() {
   Lock();
   bool others = false;
   for (auto& p : seg_->procs) {
-    if (p == pid_) p = 0;
+    if (p == owner_.pid()) p = 0;
   }
   for (auto& r : seg_->refs) {  // references this process still holds
-    if (r.pid == pid_) {
+    if (r.pid == owner_.pid()) {
       Entry& e = seg_->entries()[r.chunk];
       e.refs -= std::min(e.refs, r.count);
       r = RefSlot{};

@@ -70,13 +70,13 @@ void ShmIndex::AddRefLocked(uint32_t c) const {
   seg_->entries()[c].refs++;
   RefSlot* free_slot = nullptr;
   for (auto& r : seg_->refs) {
-    if (r.pid == pid_ && r.chunk == c) {
+    if (r.pid == owner_.pid() && r.chunk == c) {
       r.count++;
       return;
     }
     if (!free_slot && r.pid == 0) free_slot = &r;
   }
-  if (free_slot) *free_slot = RefSlot{pid_, c, 1, 0};
+  if (free_slot) *free_slot = RefSlot{owner_.pid(), c, 1, 0};
 }
 
 Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_s,
@@ -130,12 +130,12 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
   // Reserve the space now, so that concurrent fetches together stay within the limit.
   EvictForLocked(size);
   entries[c].state = kFetching;
-  entries[c].owner = pid_;
+  entries[c].owner = owner_.pid();
   entries[c].size = size;
   seg_->used += size;
   Unlock();
 
-  std::string temp = TempPath(c, pid_);
+  std::string temp = TempPath(c, owner_.pid());
   Status st = fetch(temp);
   if (st.ok() && ::rename(temp.c_str(), path.c_str()) != 0) st = Status::IOError(ErrnoMessage(path));
   Lock();
@@ -166,7 +166,7 @@ void ShmIndex::Release(uint32_t c) {
   if (e.refs) e.refs--;
   e.last_use = ++seg_->clock;
   for (auto& r : seg_->refs) {
-    if (r.pid == pid_ && r.chunk == c) {
+    if (r.pid == owner_.pid() && r.chunk == c) {
       if (--r.count == 0) r = RefSlot{};
       break;
     }
@@ -197,6 +197,16 @@ bool ShmIndex::IsReady(uint32_t c) const {
 uint64_t ShmIndex::capacity() const {
   std::shared_lock use(use_mu_);
   return seg_ ? seg_->capacity : 0;
+}
+
+uint32_t ShmIndex::attached() const {
+  std::shared_lock use(use_mu_);
+  if (!seg_) return 1;
+  Lock();
+  uint32_t n = 0;
+  for (int32_t p : seg_->procs) n += p != 0;
+  Unlock();
+  return std::max<uint32_t>(n, 1);
 }
 
 uint64_t ShmIndex::used_bytes() const {

@@ -64,6 +64,7 @@ class ShmIndex {
   bool IsReady(uint32_t c) const;
 
   uint64_t used_bytes() const;  // cached and being fetched
+  uint32_t attached() const;    // processes attached (at least 1: this one)
   uint64_t capacity() const;
   const std::string& shm_name() const { return name_; }
 
@@ -86,8 +87,7 @@ class ShmIndex {
   std::atomic<bool> detaching_{false};
   shm::Segment* seg_ = nullptr;
   size_t seg_size_ = 0;
-  ProcessOwner owner_;
-  pid_t pid_ = 0;  // owner_.pid(), as recorded in the segment
+  ProcessOwner owner_;  // its pid is the one recorded in the segment
 };
 
 // DetachAllCaches() (every index of this process) is public: chute/dataset.h.

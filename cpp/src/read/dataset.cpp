@@ -19,6 +19,7 @@
 #include "util/io_pool.h"
 #include "util/lru_map.h"
 #include "util/posix_file.h"
+#include "util/ranges.h"
 #include "util/process_owner.h"
 #include "util/shared_flags.h"
 #include "util/task_group.h"
@@ -37,10 +38,11 @@ std::string Fingerprint(const std::vector<ChunkInfo>& chunks) {
   return ChecksumToHex(digest.Digest());
 }
 
-// Open chunks of a cached dataset hold cache references (they are not evicted): they
-// may span this share of the cache. (Reading shuffled token blocks or items touches one
-// chunk per partition in turn: with 2 chunks open, each read reopened its chunk, and
-// cached token blocks read at 69k blocks/s against 663k with this share.)
+// Open chunks of a cached dataset hold cache references (they are not evicted): those of
+// all the processes attached to the cache may span this share of it. (Reading shuffled
+// token blocks or items touches one chunk per partition in turn: with 2 chunks open,
+// each read reopened its chunk, and cached token blocks read at 69k blocks/s against
+// 663k with this share.)
 constexpr uint64_t kOpenCacheShare = 4;
 // Chunks read on demand kept open.
 constexpr size_t kMaxOnDemand = 64;
@@ -84,7 +86,7 @@ struct Dataset::Impl {
   std::string ChunkPath(uint32_t c) const { return JoinPath(root, chunks()[c].file); }
 
   uint32_t ChunkOf(uint64_t i) const {
-    return static_cast<uint32_t>(std::upper_bound(starts.begin(), starts.end() - 1, i) - starts.begin() - 1);
+    return static_cast<uint32_t>(RangeOf(starts, i));
   }
 
   Result<std::shared_ptr<ChunkReader>> OnDemandChunk(uint32_t c) {
@@ -155,7 +157,11 @@ struct Dataset::Impl {
     std::atomic<uint8_t>* flags = check_flags ? &(*check_flags)[check_base[c]] : nullptr;
     CHUTE_ASSIGN_OR_RETURN(auto reader, source->OpenChunk(c, std::move(bytes), storage->Url(ChunkPath(c)), verify, flags));
     if (storage->is_local() || cache) (*verified)[c].store(1, std::memory_order_release);
+    // Opening a chunk is rare next to reading from it: the share is recomputed here as
+    // processes come and go.
+    uint64_t open_share = cache ? cache->capacity() / (kOpenCacheShare * cache->attached()) : UINT64_MAX;
     std::lock_guard lock(open_mu);
+    open.SetMaxWeight(open_share);
     return open.Insert(c, std::move(reader), chunks()[c].num_bytes);
   }
 
@@ -229,7 +235,6 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   for (auto& c : chunks) impl->starts.push_back(impl->starts.back() + c.num_items);
   impl->fingerprint = Fingerprint(chunks);
   const size_t concurrency = std::max<size_t>(1, options.concurrency);
-  uint64_t max_open_bytes = UINT64_MAX;
   if (!impl->storage->is_local()) {
     impl->download_pool = std::make_unique<IoPool>("chute-download", concurrency, kBackgroundNice);
     if (!options.cache_dir.empty()) {
@@ -238,10 +243,9 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
       CHUTE_ASSIGN_OR_RETURN(impl->cache, NodeCache::Open(cache_options, url, impl->fingerprint, impl->storage,
                                                           impl->root, chunks, impl->download_pool.get()));
       impl->item_pool = std::make_unique<IoPool>("chute-item", kItemThreadsPerRequest * concurrency);
-      max_open_bytes = impl->cache->capacity() / kOpenCacheShare;
     }
   }
-  impl->open = LruMap<uint32_t, std::shared_ptr<ChunkReader>>(options.max_open_chunks, max_open_bytes);
+  impl->open = LruMap<uint32_t, std::shared_ptr<ChunkReader>>(options.max_open_chunks);
   CHUTE_ASSIGN_OR_RETURN(impl->verified, SharedFlags::Make(chunks.size()));
   if (impl->storage->is_local() && options.verify_checksums) {
     uint64_t flags = 0;

@@ -1,6 +1,7 @@
 // The Reader's plan of its coming batches (chute/reader.h, "Prefetch"): batches are
 // added in reading order with the chunks they read; Take() hands out the oldest after
-// asking the dataset to prefetch every planned chunk not asked for yet, in order.
+// asking the dataset to prefetch, in order, the chunks not asked for yet of the leading
+// planned batches whose distinct chunks fit the budget.
 //
 // Thread-safety: one thread at a time.
 #pragma once
@@ -33,8 +34,8 @@ class Lookahead {
   bool empty() const { return planned_.empty(); }
   // The planned batches span at least the budget: plan no further.
   bool Full() const { return pending_ >= budget_; }
-  // The oldest planned batch; with `prefetch`, the planned chunks not asked for yet are
-  // asked for first. Requires !empty().
+  // The oldest planned batch; with `prefetch`, the chunks of the leading planned batches
+  // (within the budget) not asked for yet are asked for first. Requires !empty().
   PlannedBatch Take(bool prefetch);
 
  private:

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "util/ranges.h"
+
 namespace chute {
 
 namespace {
@@ -89,8 +91,7 @@ uint64_t EpochOrder::TIndexAt(uint64_t t) const {
 uint64_t EpochOrder::At(uint64_t t) const {
   uint64_t i = TIndexAt(t);
   if (!options_.shuffle) return i;
-  auto it = std::upper_bound(t_starts_.begin(), t_starts_.end() - 1, i);
-  size_t k = static_cast<size_t>(it - t_starts_.begin()) - 1;
+  size_t k = RangeOf(t_starts_, i);
   return chunk_starts_[chunk_perm_[k]] + (i - t_starts_[k]);
 }
 
@@ -106,8 +107,7 @@ void EpochOrder::Fill(uint64_t start, uint64_t stride, std::span<uint64_t> out) 
 }
 
 uint32_t EpochOrder::ChunkOf(uint64_t id) const {
-  auto it = std::upper_bound(chunk_starts_.begin(), chunk_starts_.end() - 1, id);
-  return static_cast<uint32_t>(it - chunk_starts_.begin() - 1);
+  return static_cast<uint32_t>(RangeOf(chunk_starts_, id));
 }
 
 }  // namespace chute

@@ -18,6 +18,18 @@ uint64_t RankSampleCount(uint64_t remaining, uint32_t world_size, bool drop_last
 
 namespace {
 
+Status CheckOptions(const ReaderOptions& o) {
+  if (o.order.partitions == 0) return Status::Invalid("partitions must be at least 1");
+  if (o.batch_size == 0) return Status::Invalid("batch_size must be at least 1");
+  if (o.share.world_size == 0 || o.share.rank >= o.share.world_size)
+    return Status::Invalid("need 0 <= rank < world_size (rank " + std::to_string(o.share.rank) + ", world_size " +
+                           std::to_string(o.share.world_size) + ")");
+  if (o.share.num_workers == 0 || o.share.worker >= o.share.num_workers)
+    return Status::Invalid("need 0 <= worker < num_workers (worker " + std::to_string(o.share.worker) +
+                           ", num_workers " + std::to_string(o.share.num_workers) + ")");
+  return Status::OK();
+}
+
 // Positions start + k * stride (mod the order's size), k < count.
 struct Slice {
   uint64_t start, stride, count;
@@ -26,9 +38,8 @@ struct Slice {
 // The batches of a share, in the order its reader reads them (chute/reader.h).
 class ShareSlices {
  public:
-  ShareSlices(uint64_t order_size, const ReaderOptions& o)
-      : o_(o), world_(std::max<uint32_t>(1, o.share.world_size)), workers_(std::max<uint32_t>(1, o.share.num_workers)),
-        batch_(std::max<uint64_t>(1, o.batch_size)) {
+  ShareSlices(uint64_t order_size, const ReaderOptions& o)  // o: checked (CheckOptions)
+      : o_(o), world_(o.share.world_size), workers_(o.share.num_workers), batch_(o.batch_size) {
     count_ = order_size ? RankSampleCount(order_size > o.start ? order_size - o.start : 0, world_, o.drop_last) : 0;
     num_batches_ = (count_ + batch_ - 1) / batch_;
     next_ = o.share.worker;
@@ -50,6 +61,7 @@ class ShareSlices {
 // outlive a timed-out wait.
 struct Gather : TaskGroup {
   Batch batch;
+  size_t num_chunks = 0;  // chunks the batch reads (each may be downloaded in turn)
 };
 
 }  // namespace
@@ -79,7 +91,7 @@ struct Reader::Impl {
       if (std::find(chunks.begin(), chunks.end(), c) == chunks.end()) chunks.push_back(c);
     };
     if (!blocks) {
-      add(dataset->ChunkOf(id));
+      add(order.ChunkOf(id));
       return;
     }
     uint64_t first = id * blocks->block_size();
@@ -107,7 +119,9 @@ struct Reader::Impl {
       }
     }
     if (lookahead.empty()) return std::nullopt;
-    bool prefetch = started;
+    // Item readers read their first batch by byte ranges and only then queue its chunks
+    // (Dataset::GetItems direct); token readers gather from whole chunks at once.
+    bool prefetch = started || blocks != nullptr;
     started = true;
     return lookahead.Take(prefetch);
   }
@@ -130,6 +144,7 @@ struct Reader::Impl {
       auto job = std::make_shared<Gather>();
       job->left = 1;
       job->batch.ids = std::move(planned->ids);
+      job->num_chunks = planned->chunks.size();
       job->batch.tokens = AllocateAligned(job->batch.ids.size() * blocks->block_size() * options.token_dtype.itemsize());
       gather_pool->Submit([job, blocks = blocks, dtype = options.token_dtype] {
         job->Done(blocks->Gather(job->batch.ids, dtype, job->batch.tokens.get()));
@@ -139,7 +154,8 @@ struct Reader::Impl {
     if (gathering.empty()) return false;
     std::shared_ptr<Gather> job = std::move(gathering.front());
     gathering.pop_front();
-    if (!job->Wait(dataset->timeout() + 60))
+    // Each chunk it reads may be downloaded in turn, each bounded by the storage timeout.
+    if (!job->Wait((dataset->timeout() + 60) * static_cast<double>(1 + job->num_chunks)))
       return Status::IOError(dataset->url() + ": timed out gathering a batch of token blocks (storage_options "
                              "timeout)");
     CHUTE_RETURN_NOT_OK(job->status);
@@ -153,6 +169,7 @@ Reader::~Reader() = default;
 
 Result<std::unique_ptr<Reader>> Reader::Make(std::shared_ptr<const Dataset> dataset, const ReaderOptions& options) {
   if (!dataset) return Status::Invalid("Reader needs a dataset");
+  CHUTE_RETURN_NOT_OK(CheckOptions(options));
   std::vector<uint64_t> sizes;
   for (auto& c : dataset->chunks()) sizes.push_back(c.num_items);
   return std::unique_ptr<Reader>(new Reader(std::make_unique<Impl>(std::move(dataset), nullptr, options, sizes)));
@@ -160,6 +177,7 @@ Result<std::unique_ptr<Reader>> Reader::Make(std::shared_ptr<const Dataset> data
 
 Result<std::unique_ptr<Reader>> Reader::Make(std::shared_ptr<const TokenBlocks> blocks, const ReaderOptions& options) {
   if (!blocks) return Status::Invalid("Reader needs token blocks");
+  CHUTE_RETURN_NOT_OK(CheckOptions(options));
   auto impl = std::make_unique<Impl>(blocks->dataset(), blocks, options, blocks->blocks_per_chunk());
   // The reader's own threads: they only slice chunks already at hand or wait for them.
   impl->gather_pool = std::make_unique<IoPool>("chute-gather", std::max<size_t>(1, options.gather_threads));

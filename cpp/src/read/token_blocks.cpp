@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "util/lru_map.h"
+#include "util/ranges.h"
 
 namespace chute {
 
@@ -131,8 +132,7 @@ struct TokenBlocks::Impl {
   LruMap<uint32_t, DocStartsPtr> doc_starts{256};
 
   uint32_t ChunkOfToken(uint64_t t) const {
-    return static_cast<uint32_t>(std::upper_bound(chunk_token_starts.begin(), chunk_token_starts.end() - 1, t) -
-                                 chunk_token_starts.begin() - 1);
+    return static_cast<uint32_t>(RangeOf(chunk_token_starts, t));
   }
 
   Result<DocStartsPtr> DocStarts(uint32_t c) {
@@ -217,7 +217,7 @@ Status TokenBlocks::Gather(std::span<const uint64_t> ids, DType out_dtype, std::
     while (left > 0) {
       CHUTE_ASSIGN_OR_RETURN(auto docs, impl_->DocStarts(c));
       uint64_t local = token - starts[c];
-      auto j = static_cast<uint64_t>(std::upper_bound(docs->begin(), docs->end() - 1, local) - docs->begin() - 1);
+      uint64_t j = RangeOf(*docs, local);
       for (; left > 0 && j + 1 < docs->size(); ++j) {
         uint64_t doc_len = (*docs)[j + 1] - (*docs)[j];
         if (doc_len == 0) continue;

@@ -36,6 +36,8 @@ class LruMap {
     while (map_.size() > 1 && (map_.size() > max_entries_ || weight_ > max_weight_)) Erase(order_.back());
     return map_.find(key)->second.value;
   }
+  // Applies from the next Insert.
+  void SetMaxWeight(uint64_t max_weight) { max_weight_ = max_weight; }
   void Erase(const K& key) {
     auto it = map_.find(key);
     if (it == map_.end()) return;
