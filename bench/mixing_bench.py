@@ -14,7 +14,7 @@ StreamingDataLoader (shuffled, --batch, --workers), --repeats times each, altern
   combined   CombinedStreamingDataset([a, b]) (weights by size, stratified batches)
 Epoch 1 downloads into the node cache, the later ones read the cache. Printed: the
 median over the runs of epoch 1 and of the later epochs' median, per case, and the
-ratios combined / single. --python runs the cases under another interpreter (an older
+median of each combined run's ratio to the single run just before it. --python runs the cases under another interpreter (an older
 chute, say), the server and the data staying the same.
 """
 
@@ -78,16 +78,20 @@ def main():
           f"connection; {args.samples:,} samples of {args.sample_kb} KB", flush=True)
     results = run_cases(__file__, ("single", "combined") * args.repeats, args.dir, args.first_byte_ms,
                         args.mbps_per_connection, args.python)
-    median = {}
+    rates = {}  # case -> per run: (epoch 1, median of the later epochs)
     for case, runs in results.items():
-        first = [r["per_s"][0] for r in runs]
-        later = [statistics.median(r["per_s"][1:]) for r in runs]
-        median[case] = (statistics.median(first), statistics.median(later))
-        print(f"{case:9s} epoch 1: median {median[case][0]:8,.0f} samples/s ({', '.join(f'{x:,.0f}' for x in first)}); "
+        rates[case] = [(r["per_s"][0], statistics.median(r["per_s"][1:])) for r in runs]
+        first, later = zip(*rates[case])
+        print(f"{case:9s} epoch 1: median {statistics.median(first):8,.0f} samples/s "
+              f"({', '.join(f'{x:,.0f}' for x in first)}); "
               f"first batch median {statistics.median(r['first_batch_s'] for r in runs) * 1e3:,.0f} ms")
-        print(f"{case:9s} epochs 2+: median {median[case][1]:8,.0f} samples/s ({', '.join(f'{x:,.0f}' for x in later)})")
+        print(f"{case:9s} epochs 2+: median {statistics.median(later):8,.0f} samples/s "
+              f"({', '.join(f'{x:,.0f}' for x in later)})")
+    # Each combined run against the single run just before it: the machine's drift cancels.
     for e, name in enumerate(("epoch 1", "epochs 2+")):
-        print(f"{name}: combined / single = {median['combined'][e] / median['single'][e]:.2f}")
+        ratios = [c[e] / s[e] for s, c in zip(rates["single"], rates["combined"])]
+        print(f"{name}: combined / single = {statistics.median(ratios):.2f} (median of the runs' ratios: "
+              f"{', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 if __name__ == "__main__":
