@@ -139,3 +139,18 @@ def test_bench(dataset):
     out = chute_cli("bench", dataset, "--workers", 0, "--batch-size", 16, "--epochs", 2)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("200 samples") == 2 and "samples/s" in out.stdout
+
+
+def test_inspect_and_verify_cache_nothing(s3_server, tmp_path):
+    bucket = f"n-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    options = _options(s3_server.endpoint)
+    url = chute.optimize(_sample, range(40), f"s3://{bucket}/ds", chunk_size=20, progress=False, num_workers=0,
+                         storage_options=options)
+    flags = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    for command in ("inspect", "verify"):
+        out = subprocess.run([sys.executable, "-m", "chute", command, url, *flags], capture_output=True, text=True,
+                             env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "xdg").exists()
