@@ -19,8 +19,8 @@
 #include "util/io_pool.h"
 #include "util/lru_map.h"
 #include "util/posix_file.h"
-#include "util/ranges.h"
 #include "util/process_owner.h"
+#include "util/ranges.h"
 #include "util/shared_flags.h"
 #include "util/task_group.h"
 
