@@ -1,7 +1,8 @@
 """chute: a streaming data loader for ML training.
 
 ``optimize`` turns raw data into chunk files; ``StreamingDataset`` streams them into
-PyTorch (or any DLPack consumer).
+PyTorch (or any DLPack consumer); ``map`` runs a function over inputs and keeps the files
+it writes.
 """
 
 import atexit
@@ -10,6 +11,7 @@ import pyarrow.fs  # noqa: F401  -- loads the one libarrow chute._core links; re
 
 from chute import _core
 from chute._core import CorruptDataError, FormatVersionError
+from chute._map import MapError, map
 from chute.combined import CombinedStreamingDataset
 from chute.dataset import StreamingDataset, at_exit
 from chute.loader import StreamingDataLoader
@@ -22,13 +24,16 @@ __version__ = "0.1.0"
 # must be gone by then or the interpreter hangs at exit (Arrow issue 50188).
 atexit.register(at_exit)
 __all__ = [
-    "CombinedStreamingDataset",    "CorruptDataError",
+    "CombinedStreamingDataset",
+    "CorruptDataError",
     "FormatVersionError",
+    "MapError",
     "OptimizeError",
     "StreamingDataLoader",
     "StreamingDataset",
     "TokensLoader",
     "cmake_prefix_path",
+    "map",
     "optimize",
 ]
 

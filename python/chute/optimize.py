@@ -115,13 +115,14 @@ class _Failure:
         except Exception:
             self.exc = None
 
-    def raise_for(self, index: int, value):
+    def raise_for(self, index: int, value, error=None):
+        """Raises `error` (OptimizeError by default) naming the input."""
         what = "returned a sample that cannot be stored" if isinstance(self.exc, SampleError) else "failed"
         message = f"fn {what} on inputs[{index}] = {_short(value)}: "
         if self.exc is not None:
             message += f"{type(self.exc).__name__}: {self.exc}"
         message += f"\n--- traceback in the worker ---\n{self.text}"
-        raise OptimizeError(message) from self.exc
+        raise (error or OptimizeError)(message) from self.exc
 
 
 # Set in each worker process (and in this process when num_workers == 0).

@@ -1,0 +1,52 @@
+// Bindings for storage (chute/storage.h): the objects under one URL, for chute.map's
+// uploads. A Storage belongs to the process that opened it (open one per process).
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "chute/storage.h"
+#include "common.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace chute::bindings {
+
+void init_storage(nb::module_& m) {
+  nb::class_<StorageLocation>(m, "Storage", "The objects under one URL (a local directory or a bucket prefix).")
+      .def_static("open",
+                  [](const std::string& url, const StorageOptions& storage_options) {
+                    nb::gil_scoped_release release;
+                    return Unwrap(OpenStorage(url, storage_options));
+                  },
+                  "url"_a, "storage_options"_a = StorageOptions{})
+      .def("url", [](const StorageLocation& s, const std::string& name) { return s.storage->Url(JoinPath(s.path, name)); },
+           "name"_a, "The URL of object `name` (relative to this storage's URL).")
+      .def("write",
+           [](const StorageLocation& s, const std::string& name, nb::bytes data) {
+             std::span<const std::byte> part(static_cast<const std::byte*>(data.data()), data.size());
+             nb::gil_scoped_release release;
+             Check(s.storage->Write(JoinPath(s.path, name), {&part, 1}));
+           },
+           "name"_a, "data"_a, "Writes object `name` whole: it appears complete or not at all.")
+      .def("list",
+           [](const StorageLocation& s, const std::string& dir) {
+             Result<std::vector<ObjectInfo>> objects = [&] {
+               nb::gil_scoped_release release;
+               return s.storage->List(JoinPath(s.path, dir));
+             }();
+             std::vector<std::string> names;
+             const std::string prefix = JoinPath(JoinPath(s.path, dir), "");
+             for (auto& o : Unwrap(std::move(objects)))
+               names.push_back(o.path.starts_with(prefix) ? o.path.substr(prefix.size()) : o.path);
+             return names;
+           },
+           "dir"_a, "Names of the objects directly under `dir` (not recursive).");
+}
+
+}  // namespace chute::bindings

@@ -1,0 +1,116 @@
+"""map: run a function over inputs and keep the files it writes, locally or in a bucket."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+
+from tqdm.auto import tqdm
+
+from chute import _core
+from chute._units import storage_options_to_strings
+from chute.optimize import _Failure, _short
+
+# Under output_dir: one small object per input whose files are all uploaded.
+DONE_DIR = ".chute-map"
+
+
+class MapError(RuntimeError):
+    """``fn`` failed on an input, or its files could not be uploaded."""
+
+
+def map(fn, inputs, output_dir, *, num_workers=None, resume: bool = False, storage_options=None,
+        progress: bool = True) -> str:
+    """Calls ``fn(input, staging_dir)`` for each input and uploads the files it writes.
+
+    Args:
+        fn: called with one input and a fresh local directory; the files (and
+            subdirectories) it writes there are uploaded to ``output_dir`` under the same
+            relative paths as soon as it returns, then the directory is removed.
+        inputs: a sequence of inputs (the same sequence, in the same order, to resume).
+        output_dir: a local directory or an object-store URL (``s3://bucket/prefix``, ...).
+        num_workers: processes running ``fn`` and uploading (default: CPU count; 0 runs
+            in this process).
+        resume: skip the inputs an earlier run finished. Each input's completion is
+            recorded in ``output_dir/.chute-map/<index>`` once all its files are
+            uploaded, so a run killed at any point resumes without redoing them.
+        storage_options: object-store settings (see :class:`chute.StreamingDataset`).
+        progress: show a progress bar.
+
+    Returns ``output_dir``. Raises MapError naming the input that failed (the inputs
+    finished before it stay recorded: rerun with ``resume=True``).
+    """
+    inputs = list(inputs)
+    output_dir = os.fspath(output_dir)
+    options = storage_options_to_strings(storage_options)
+    done = set()
+    if resume:
+        done = {int(name) for name in _core.Storage.open(output_dir, options).list(DONE_DIR) if name.isdigit()}
+    jobs = [(i, inputs[i]) for i in range(len(inputs)) if i not in done]
+    if num_workers is None:
+        num_workers = min(os.cpu_count() or 1, len(jobs)) or 1
+    with tqdm(total=len(inputs), initial=len(inputs) - len(jobs), disable=not progress, desc="map",
+              unit="input") as bar:
+        results = _run(fn, jobs, output_dir, options, num_workers)
+        for index, outcome in results:
+            if isinstance(outcome, _Failure):
+                results.close()
+                outcome.raise_for(index, inputs[index], MapError)
+            bar.update(1)
+    return output_dir
+
+
+# Set in each worker process (and in this process when num_workers == 0).
+_worker = None
+
+
+class _Worker:
+    def __init__(self, fn, output_dir, options):
+        self.fn = fn
+        self.storage = _core.Storage.open(output_dir, options)  # this process's own client
+
+    def __call__(self, job):
+        index, value = job
+        staging = tempfile.mkdtemp(prefix="chute-map-")
+        try:
+            self.fn(value, staging)
+            files = []
+            for root, _, names in os.walk(staging):
+                for name in sorted(names):
+                    path = os.path.join(root, name)
+                    relative = os.path.relpath(path, staging).replace(os.sep, "/")
+                    with open(path, "rb") as f:
+                        self.storage.write(relative, f.read())
+                    files.append(relative)
+            self.storage.write(f"{DONE_DIR}/{index}", json.dumps(sorted(files)).encode())
+            return index, len(files)
+        except Exception as exc:  # reported with the input by the parent
+            return index, _Failure(exc)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _init_worker(fn, output_dir, options):
+    global _worker
+    _worker = _Worker(fn, output_dir, options)
+
+
+def _process(job):
+    return _worker(job)
+
+
+def _run(fn, jobs, output_dir, options, num_workers: int):
+    """Yields (index, number of files or _Failure) as inputs finish."""
+    if num_workers <= 0 or len(jobs) <= 1:
+        worker = _Worker(fn, output_dir, options)
+        for job in jobs:
+            yield worker(job)
+        return
+    # fork passes fn without pickling (lambdas and closures work); spawn where fork is absent.
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(fn, output_dir, options)) as pool:
+        yield from pool.imap_unordered(_process, jobs, chunksize=1)
