@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from chute import _core
 from chute._units import storage_options_to_strings
-from chute.optimize import _Failure, _short
+from chute.optimize import _Failure
 
 # Under output_dir: one small object per input whose files are all uploaded.
 DONE_DIR = ".chute-map"
