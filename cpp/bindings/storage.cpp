@@ -25,8 +25,6 @@ void init_storage(nb::module_& m) {
                     return Unwrap(OpenStorage(url, storage_options));
                   },
                   "url"_a, "storage_options"_a = StorageOptions{})
-      .def("url", [](const StorageLocation& s, const std::string& name) { return s.storage->Url(JoinPath(s.path, name)); },
-           "name"_a, "The URL of object `name` (relative to this storage's URL).")
       .def("write",
            [](const StorageLocation& s, const std::string& name, nb::bytes data) {
              std::span<const std::byte> part(static_cast<const std::byte*>(data.data()), data.size());
