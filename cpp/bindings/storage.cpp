@@ -1,5 +1,5 @@
 // Bindings for storage (chute/storage.h): the objects under one URL, for chute.map's
-// uploads. A Storage belongs to the process that opened it (open one per process).
+// uploads and optimize's resume record. A Storage belongs to the process that opened it (open one per process).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/string.h>
@@ -32,6 +32,33 @@ void init_storage(nb::module_& m) {
              Check(s.storage->Write(JoinPath(s.path, name), {&part, 1}));
            },
            "name"_a, "data"_a, "Writes object `name` whole: it appears complete or not at all.")
+      .def("exists",
+           [](const StorageLocation& s, const std::string& name) {
+             Result<uint64_t> size = [&] {
+               nb::gil_scoped_release release;
+               return s.storage->Size(JoinPath(s.path, name));
+             }();
+             if (!size.ok() && size.status().code() == StatusCode::kNotFound) return false;
+             Unwrap(std::move(size));
+             return true;
+           },
+           "name"_a, "Whether object `name` exists.")
+      .def("read",
+           [](const StorageLocation& s, const std::string& name) {
+             Result<std::string> data = [&] {
+               nb::gil_scoped_release release;
+               return s.storage->ReadAll(JoinPath(s.path, name));
+             }();
+             std::string bytes = Unwrap(std::move(data));
+             return nb::bytes(bytes.data(), bytes.size());
+           },
+           "name"_a, "Object `name` whole (FileNotFoundError if absent).")
+      .def("delete",
+           [](const StorageLocation& s, const std::string& name) {
+             nb::gil_scoped_release release;
+             Check(s.storage->Delete(JoinPath(s.path, name)));
+           },
+           "name"_a)
       .def("list",
            [](const StorageLocation& s, const std::string& dir) {
              Result<std::vector<ObjectInfo>> objects = [&] {

@@ -3,8 +3,11 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
 
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "chute/writer.h"
@@ -19,6 +22,7 @@ namespace {
 
 using InArray = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
 const WriterOptions kDefaults;
+using ChunkTuple = std::tuple<std::string, uint64_t, uint64_t, uint64_t, int64_t>;
 
 // Python leaves -> LeafInput. `keep` holds converted scalars and shapes for the call.
 struct LeafBuffers {
@@ -99,8 +103,10 @@ void init_writer(nb::module_& m) {
       .def("__init__",
            [](DatasetWriter* self, const std::string& url, uint64_t chunk_bytes, uint64_t chunk_items,
               const std::string& compression, uint64_t block_bytes, bool overwrite,
-              const StorageOptions& storage_options) {
+              const StorageOptions& storage_options, const std::vector<ChunkTuple>& resume_chunks) {
              WriterOptions o;
+             for (auto& [file, items, bytes, checksum, tokens] : resume_chunks)
+               o.resume_chunks.push_back(ChunkInfo{file, items, bytes, checksum, tokens});
              o.chunk_bytes = chunk_bytes;
              o.chunk_items = chunk_items;
              o.compression = compression;
@@ -115,7 +121,8 @@ void init_writer(nb::module_& m) {
            },
            "url"_a, "chunk_bytes"_a = kDefaults.chunk_bytes, "chunk_items"_a = kDefaults.chunk_items,
            "compression"_a = kDefaults.compression, "block_bytes"_a = kDefaults.block_bytes,
-           "overwrite"_a = kDefaults.overwrite, "storage_options"_a = StorageOptions{})
+           "overwrite"_a = kDefaults.overwrite, "storage_options"_a = StorageOptions{},
+           "resume_chunks"_a = std::vector<ChunkTuple>{})
       .def("add",
            [](DatasetWriter& w, nb::list leaves) {
              LeafBuffers buf;
@@ -129,7 +136,15 @@ void init_writer(nb::module_& m) {
              nb::gil_scoped_release release;
              Check(w.Finish(schema_json, metadata_json));
            },
-           "schema_json"_a, "metadata_json"_a = "{}");
+           "schema_json"_a, "metadata_json"_a = "{}")
+      .def_prop_ro("chunks",
+                   [](const DatasetWriter& w) {
+                     std::vector<ChunkTuple> out;
+                     for (auto& c : w.chunks()) out.emplace_back(c.file, c.num_items, c.num_bytes, c.checksum, c.num_tokens);
+                     return out;
+                   },
+                   "(file, num_items, num_bytes, xxh3_64, num_tokens) of each chunk written so far: give them back "
+                   "as resume_chunks to continue an interrupted run.");
 }
 
 }  // namespace chute::bindings

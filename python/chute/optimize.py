@@ -23,7 +23,8 @@ class OptimizeError(RuntimeError):
 
 def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"], chunk_size=None,
              num_workers=None, compression=None, allow_pickle: bool = False, overwrite: bool = False,
-             progress: bool = True, block_bytes=_core.DEFAULTS["block_bytes"], storage_options=None) -> str:
+             progress: bool = True, block_bytes=_core.DEFAULTS["block_bytes"], storage_options=None,
+             resume: bool = False) -> str:
     """Writes the samples of ``fn(input)`` for each input to ``output_dir``.
 
     Args:
@@ -44,32 +45,48 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
         overwrite: replace a dataset already in ``output_dir``.
         progress: show a progress bar.
         storage_options: object-store settings (see :class:`chute.StreamingDataset`).
+        resume: continue an interrupted run (a crash, a kill) with the same inputs and
+            settings: the chunks it finished are kept and the inputs they hold are not run
+            again; the result is the same as an uninterrupted run's. (Every run records
+            its finished chunks in ``output_dir/.chute-optimize.json``, removed at the
+            end.) A finished dataset is left as it is.
 
     Returns the output directory. Raises OptimizeError naming the input that failed.
     """
     inputs = list(inputs)
-    if num_workers is None:
-        num_workers = min(os.cpu_count() or 1, len(inputs)) or 1
     output_dir = os.fspath(output_dir)
-    writer = _core.DatasetWriter(
-        output_dir,
-        chunk_bytes=parse_size(chunk_bytes, "chunk_bytes"),
-        chunk_items=chunk_size or 0,
-        compression=compression or "",
-        block_bytes=parse_size(block_bytes, "block_bytes"),
-        overwrite=overwrite,
-        storage_options=storage_options_to_strings(storage_options),
-    )
+    options = storage_options_to_strings(storage_options)
+    settings = {"chunk_bytes": parse_size(chunk_bytes, "chunk_bytes"), "chunk_items": chunk_size or 0,
+                "compression": compression or "", "block_bytes": parse_size(block_bytes, "block_bytes"),
+                "num_inputs": len(inputs)}
+    storage = _core.Storage.open(output_dir, options)
+    record = _resume_record(storage, settings, output_dir) if resume else None
+    if resume and record is None and storage.exists("index.json"):
+        return output_dir  # finished
+    first_input, written_samples = record["next"] if record else (0, 0)
+    writer = _core.DatasetWriter(output_dir, **{k: v for k, v in settings.items() if k != "num_inputs"},
+                                 overwrite=overwrite, storage_options=options,
+                                 resume_chunks=[tuple(c) for c in record["chunks"]] if record else [])
     tree = fields = None
-    results = _run(fn, inputs, num_workers, allow_pickle)
-    with tqdm(total=len(inputs), disable=not progress, desc="optimize", unit="input") as bar:
+    jobs = [(i, inputs[i]) for i in range(first_input, len(inputs))]
+    if num_workers is None:
+        num_workers = min(os.cpu_count() or 1, len(jobs)) or 1
+    results = _run(fn, jobs, num_workers, allow_pickle)
+    with tqdm(total=len(inputs), initial=first_input, disable=not progress, desc="optimize", unit="input") as bar:
         for index, outcome in results:
             if isinstance(outcome, _Failure):
                 results.close()
                 outcome.raise_for(index, inputs[index])
-            for sample_tree, sample_fields, leaves in outcome:
+            for sample, (sample_tree, sample_fields, leaves) in enumerate(outcome):
+                if index == first_input and sample < written_samples:
+                    continue  # in the chunks kept
                 if tree is None:
                     tree, fields = sample_tree, sample_fields
+                    if record and json.dumps([tree, fields]) != record["schema"]:
+                        results.close()
+                        raise OptimizeError(f"cannot resume {output_dir}: fn(inputs[{index}]) returns samples of "
+                                            "another structure than the interrupted run wrote; rerun without "
+                                            "resume=True")
                 elif sample_tree != tree or sample_fields != fields:
                     results.close()
                     raise OptimizeError(
@@ -77,13 +94,37 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
                         f"structure or leaf types differ from the first sample's:\n  first: "
                         f"{_describe(tree, fields)}\n  this:  {_describe(sample_tree, sample_fields)}\n"
                         "Every sample of a dataset must have the same structure and leaf types.")
+                chunks = len(writer.chunks)
                 writer.add(leaves)
+                if len(writer.chunks) > chunks:  # a chunk landed, holding every sample before this one
+                    storage.write(RESUME_RECORD, json.dumps({
+                        "settings": settings, "chunks": writer.chunks, "next": [index, sample],
+                        "schema": json.dumps([tree, fields])}).encode())
             bar.update(1)
+    if tree is None and record:  # every sample was in the kept chunks
+        tree, fields = json.loads(record["schema"])
     schema = {"tree": tree if tree is not None else "*", "fields": fields or []}
     metadata = {"created_by": f"chute {_version()}",
                 "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     writer.finish(json.dumps(schema), json.dumps(metadata))
+    if storage.exists(RESUME_RECORD):
+        storage.delete(RESUME_RECORD)
     return output_dir
+
+
+# What a run has written so far (its finished chunks and where the next one starts).
+RESUME_RECORD = ".chute-optimize.json"
+
+
+def _resume_record(storage, settings: dict, output_dir: str):
+    """The record of an interrupted run into output_dir, or None if there is none."""
+    if not storage.exists(RESUME_RECORD):
+        return None
+    record = json.loads(storage.read(RESUME_RECORD))
+    if record.get("settings") != settings:
+        raise OptimizeError(f"cannot resume {output_dir}: the interrupted run had other settings or inputs "
+                            f"({record.get('settings')}, now {settings}); rerun without resume=True")
+    return record
 
 
 def _version() -> str:
@@ -146,15 +187,15 @@ def _process(job):
         return index, _Failure(exc)
 
 
-def _run(fn, inputs, num_workers: int, allow_pickle: bool):
-    """Yields (index, outcome) in input order."""
-    if num_workers <= 0 or len(inputs) <= 1:
+def _run(fn, jobs, num_workers: int, allow_pickle: bool):
+    """Yields (index, outcome) for the (index, input) jobs, in their order."""
+    if num_workers <= 0 or len(jobs) <= 1:
         _init_worker(fn, allow_pickle)
-        for job in enumerate(inputs):
+        for job in jobs:
             yield _process(job)
         return
     # fork passes fn without pickling (lambdas and closures work); spawn where fork is absent.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     ctx = multiprocessing.get_context(method)
     with ctx.Pool(num_workers, initializer=_init_worker, initargs=(fn, allow_pickle)) as pool:
-        yield from pool.imap(_process, enumerate(inputs), chunksize=1)
+        yield from pool.imap(_process, jobs, chunksize=1)

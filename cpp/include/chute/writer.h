@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "chute/export.h"
 #include "chute/format.h"
@@ -24,6 +25,10 @@ struct WriterOptions {
   std::string compression;
   uint64_t block_bytes = 1 << 20;     // target uncompressed block size
   bool overwrite = false;             // replace an existing dataset in `dir`
+  // Chunks an interrupted run already wrote (DatasetWriter::chunks() as it was then): kept
+  // (each must be there with its size), and writing continues after them. The caller
+  // gives the same options and resumes its items right after those chunks' last item.
+  std::vector<ChunkInfo> resume_chunks;
 };
 
 class CHUTE_API DatasetWriter {
@@ -45,6 +50,8 @@ class CHUTE_API DatasetWriter {
 
   uint64_t num_items() const;
   uint64_t num_chunks() const;
+  // The chunks written so far (each whole in storage).
+  const std::vector<ChunkInfo>& chunks() const;
 
  private:
   struct Impl;

@@ -1,4 +1,5 @@
 #include <filesystem>
+#include <set>
 #include <vector>
 
 #include "chute/writer.h"
@@ -165,12 +166,25 @@ Result<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::string& 
                            "choose another output_dir or pass overwrite=True");
   if (!existing.ok() && existing.status().code() != StatusCode::kNotFound) return existing.status();
   // Remove the old index first (a crash in between leaves no valid index), then chunk
-  // files of the old dataset or of an optimize run that did not finish.
+  // files of the old dataset or of an optimize run that did not finish (but those it
+  // resumes after).
   if (existing.ok()) CHUTE_RETURN_NOT_OK(storage.Delete(index));
+  std::set<std::string> kept;
+  for (const ChunkInfo& c : options.resume_chunks) {
+    auto size = storage.Size(JoinPath(impl->root, c.file));
+    if (!size.ok() || *size != c.num_bytes)
+      return Status::Invalid(storage.Url(JoinPath(impl->root, c.file)) + ": cannot resume after this chunk (" +
+                             (size.ok() ? "its size changed" : size.status().message()) + "); start again");
+    if (c.file != ChunkFileName(impl->chunks.size()))
+      return Status::Invalid(url + ": chunk " + c.file + " out of sequence; start again");
+    kept.insert(c.file);
+    impl->chunks.push_back(c);
+    impl->num_items += c.num_items;
+  }
   CHUTE_ASSIGN_OR_RETURN(auto objects, storage.List(impl->root));
   for (auto& object : objects) {
     std::string name = object.path.substr(object.path.find_last_of('/') + 1);
-    if (name.starts_with("chunk-") && name.find(".bin") != std::string::npos)
+    if (name.starts_with("chunk-") && name.find(".bin") != std::string::npos && !kept.count(name))
       CHUTE_RETURN_NOT_OK(storage.Delete(object.path));
   }
   return std::unique_ptr<DatasetWriter>(new DatasetWriter(std::move(impl)));
@@ -219,5 +233,6 @@ Status DatasetWriter::Finish(const std::string& schema_json, const std::string& 
 
 uint64_t DatasetWriter::num_items() const { return impl_->num_items; }
 uint64_t DatasetWriter::num_chunks() const { return impl_->chunks.size(); }
+const std::vector<ChunkInfo>& DatasetWriter::chunks() const { return impl_->chunks; }
 
 }  // namespace chute
