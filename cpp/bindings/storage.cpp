@@ -61,17 +61,18 @@ void init_storage(nb::module_& m) {
            "name"_a)
       .def("list",
            [](const StorageLocation& s, const std::string& dir) {
+             const std::string base = dir.empty() ? s.path : JoinPath(s.path, dir);
              Result<std::vector<ObjectInfo>> objects = [&] {
                nb::gil_scoped_release release;
-               return s.storage->List(JoinPath(s.path, dir));
+               return s.storage->List(base);
              }();
              std::vector<std::string> names;
-             const std::string prefix = JoinPath(JoinPath(s.path, dir), "");
+             const std::string prefix = JoinPath(base, "");
              for (auto& o : Unwrap(std::move(objects)))
                names.push_back(o.path.starts_with(prefix) ? o.path.substr(prefix.size()) : o.path);
              return names;
            },
-           "dir"_a, "Names of the objects directly under `dir` (not recursive).");
+           "dir"_a, "Names of the objects directly under `dir` (\"\": this storage's URL; not recursive).");
 }
 
 }  // namespace chute::bindings

@@ -60,9 +60,14 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
                 "compression": compression or "", "block_bytes": parse_size(block_bytes, "block_bytes"),
                 "num_inputs": len(inputs)}
     storage = _core.Storage.open(output_dir, options)
+    for name in storage.list(""):  # a record being written when a run was killed (local files)
+        if name.startswith(RESUME_RECORD + ".tmp-"):
+            storage.delete(name)
     record = _resume_record(storage, settings, output_dir) if resume else None
     if resume and record is None and storage.exists("index.json"):
         return output_dir  # finished
+    if not resume and storage.exists(RESUME_RECORD):
+        storage.delete(RESUME_RECORD)  # an interrupted run's, whose chunks this run replaces
     first_input, written_samples = record["next"] if record else (0, 0)
     writer = _core.DatasetWriter(output_dir, **{k: v for k, v in settings.items() if k != "num_inputs"},
                                  overwrite=overwrite, storage_options=options,

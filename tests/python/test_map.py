@@ -77,6 +77,11 @@ def test_map_to_a_bucket(s3_server):
     assert {k.removeprefix("resized/") for k in keys if "/.chute-map/" not in k} == _expected(12)
     assert s3.get_object(Bucket=bucket, Key="resized/sub/5.bin")["Body"].read() == bytes([5]) * 1005
 
+    def unexpected(i, staging):
+        raise AssertionError(f"input {i} was done")
+
+    chute.map(unexpected, range(12), f"s3://{bucket}/resized", resume=True, storage_options=options, progress=False)
+
 
 KILLED = textwrap.dedent("""
     import os, sys, time
