@@ -137,6 +137,7 @@ void init_writer(nb::module_& m) {
              Check(w.Finish(schema_json, metadata_json));
            },
            "schema_json"_a, "metadata_json"_a = "{}")
+      .def_prop_ro("num_chunks", &DatasetWriter::num_chunks)
       .def_prop_ro("chunks",
                    [](const DatasetWriter& w) {
                      std::vector<ChunkTuple> out;

@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 # Runs before pyarrow's S3 finalization (atexit is last-in, first-out): every S3 client
 # must be gone by then or the interpreter hangs at exit (Arrow issue 50188).
 atexit.register(at_exit)
+# chute.map is left out: a star import would shadow the built-in map.
 __all__ = [
     "CombinedStreamingDataset",
     "CorruptDataError",
@@ -33,7 +34,6 @@ __all__ = [
     "StreamingDataset",
     "TokensLoader",
     "cmake_prefix_path",
-    "map",
     "optimize",
 ]
 

@@ -107,17 +107,20 @@ def verify(args) -> None:
     core = _open(args)
     chunks = core.chunks
     failures = []
-    with concurrent.futures.ThreadPoolExecutor(max(1, args.workers)) as pool, \
-            tqdm(total=sum(c[2] for c in chunks), unit="B", unit_scale=True, desc="verify",
-                 disable=not sys.stderr.isatty()) as bar:
-        futures = {pool.submit(core.verify_chunk, c): c for c in range(len(chunks))}
-        for future in concurrent.futures.as_completed(futures):
-            c = futures[future]
-            try:
-                future.result()
-            except Exception as e:  # noqa: BLE001 -- every failure is reported, named by its chunk
-                failures.append((c, e))
-            bar.update(chunks[c][2])
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, args.workers))
+    try:
+        with tqdm(total=sum(c[2] for c in chunks), unit="B", unit_scale=True, desc="verify",
+                  disable=not sys.stderr.isatty()) as bar:
+            futures = {pool.submit(core.verify_chunk, c): c for c in range(len(chunks))}
+            for future in concurrent.futures.as_completed(futures):
+                c = futures[future]
+                try:
+                    future.result()
+                except Exception as e:  # noqa: BLE001 -- every failure is reported, named by its chunk
+                    failures.append((c, e))
+                bar.update(chunks[c][2])
+    finally:
+        pool.shutdown(cancel_futures=True)  # Ctrl-C: the chunks not started are dropped
     if failures:
         for c, e in sorted(failures, key=lambda f: f[0]):
             print(f"chute: chunk {chunks[c][0]} is damaged or unreadable: {e}", file=sys.stderr)
@@ -142,15 +145,15 @@ def cache(args) -> None:
         entries = [e for e in entries if e[1].rstrip("/") == args.dataset.rstrip("/")]
         if not entries:
             raise CliError(f"{root} holds no cache of {args.dataset} (see `chute cache ls`)")
-    busy = []
+    failed = []
     for path, url, chunks, size in entries:
         try:
             _core.remove_cache(path)
             print(f"removed {url or path} ({chunks} chunks, {_size(size)})")
-        except ValueError as e:
-            busy.append(str(e))
-    if busy:
-        raise CliError("; ".join(busy))
+        except (OSError, ValueError) as e:  # in use, or gone meanwhile: the others are still removed
+            failed.append(str(e))
+    if failed:
+        raise CliError("; ".join(failed))
 
 
 def bench(args) -> None:
@@ -171,6 +174,8 @@ def bench(args) -> None:
                 first = first if first is not None else time.perf_counter() - t0
                 n += len(batch)
             dt = time.perf_counter() - t0
+            if first is None:
+                raise CliError(f"{args.url} holds no samples")
             print(f"epoch {epoch + 1}: {n:,} samples in {dt:.2f} s = {n / dt:,.0f} samples/s "
                   f"(first batch {first * 1e3:,.0f} ms; {args.workers} workers, batch {args.batch_size})",
                   flush=True)
@@ -181,9 +186,9 @@ def run(args) -> int:
     """Runs a tool command; returns its exit code."""
     try:
         args.run(args)
-    except (CliError, OSError, ValueError) as e:
-        print(f"chute: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 -- any failure is a message and exit code 1, not a traceback
+        print(f"chute: error: {e}", file=sys.stderr)
+        return 1
     return 0

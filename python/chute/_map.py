@@ -35,9 +35,12 @@ def map(fn, inputs, output_dir, *, num_workers=None, resume: bool = False, stora
         output_dir: a local directory or an object-store URL (``s3://bucket/prefix``, ...).
         num_workers: processes running ``fn`` and uploading (default: CPU count; 0 runs
             in this process).
-        resume: skip the inputs an earlier run finished. Each input's completion is
-            recorded in ``output_dir/.chute-map/<index>`` once all its files are
-            uploaded, so a run killed at any point resumes without redoing them.
+        resume: skip the inputs an earlier run over the same inputs finished. Each
+            input's completion is recorded in ``output_dir/.chute-map/<index>`` once all
+            its files are uploaded, so a run killed at any point resumes without redoing
+            them (a run without resume starts the record afresh). Files are read whole
+            to be uploaded; a killed run may leave its workers' staging directories in
+            the temporary directory.
         storage_options: object-store settings (see :class:`chute.StreamingDataset`).
         progress: show a progress bar.
 
@@ -47,9 +50,12 @@ def map(fn, inputs, output_dir, *, num_workers=None, resume: bool = False, stora
     inputs = list(inputs)
     output_dir = os.fspath(output_dir)
     options = storage_options_to_strings(storage_options)
-    done = set()
-    if resume:
-        done = {int(name) for name in _core.Storage.open(output_dir, options).list(DONE_DIR) if name.isdigit()}
+    storage = _core.Storage.open(output_dir, options)
+    markers = [name for name in storage.list(DONE_DIR) if name.isdigit()]
+    done = {int(name) for name in markers} if resume else set()
+    if not resume:  # an earlier run's markers would let a later resume skip inputs of this one
+        for name in markers:
+            storage.delete(f"{DONE_DIR}/{name}")
     jobs = [(i, inputs[i]) for i in range(len(inputs)) if i not in done]
     if num_workers is None:
         num_workers = min(os.cpu_count() or 1, len(jobs)) or 1
@@ -88,7 +94,7 @@ class _Worker:
                     files.append(relative)
             self.storage.write(f"{DONE_DIR}/{index}", json.dumps(sorted(files)).encode())
             return index, len(files)
-        except Exception as exc:  # reported with the input by the parent
+        except BaseException as exc:  # reported with the input by the parent (sys.exit in fn too: no lost task)
             return index, _Failure(exc)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -63,9 +63,11 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
     for name in storage.list(""):  # a record being written when a run was killed (local files)
         if name.startswith(RESUME_RECORD + ".tmp-"):
             storage.delete(name)
+    if resume and storage.exists("index.json"):  # finished (maybe killed before removing the record)
+        if storage.exists(RESUME_RECORD):
+            storage.delete(RESUME_RECORD)
+        return output_dir
     record = _resume_record(storage, settings, output_dir) if resume else None
-    if resume and record is None and storage.exists("index.json"):
-        return output_dir  # finished
     if not resume and storage.exists(RESUME_RECORD):
         storage.delete(RESUME_RECORD)  # an interrupted run's, whose chunks this run replaces
     first_input, written_samples = record["next"] if record else (0, 0)
@@ -99,9 +101,9 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
                         f"structure or leaf types differ from the first sample's:\n  first: "
                         f"{_describe(tree, fields)}\n  this:  {_describe(sample_tree, sample_fields)}\n"
                         "Every sample of a dataset must have the same structure and leaf types.")
-                chunks = len(writer.chunks)
+                chunks = writer.num_chunks
                 writer.add(leaves)
-                if len(writer.chunks) > chunks:  # a chunk landed, holding every sample before this one
+                if writer.num_chunks > chunks:  # a chunk landed, holding every sample before this one
                     storage.write(RESUME_RECORD, json.dumps({
                         "settings": settings, "chunks": writer.chunks, "next": [index, sample],
                         "schema": json.dumps([tree, fields])}).encode())
@@ -188,7 +190,7 @@ def _process(job):
         result = _worker_fn(value)
         samples = list(result) if inspect.isgenerator(result) else [result]
         return index, [_worker_encoder.encode(s) for s in samples]
-    except Exception as exc:  # reported with the input by the parent
+    except BaseException as exc:  # reported with the input by the parent (sys.exit in fn too: no lost task)
         return index, _Failure(exc)
 
 

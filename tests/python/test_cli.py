@@ -111,6 +111,8 @@ def test_cache_ls_and_clear(s3_server, tmp_path):
     urls = [chute.optimize(_sample, range(40), f"s3://{bucket}/{name}", chunk_size=20, progress=False, num_workers=0,
                            storage_options=options) for name in ("a", "b")]
     cache = tmp_path / "cache"
+    (cache / "not-a-cache").mkdir(parents=True)  # clearing never touches what is not chute's
+    (cache / "not-a-cache" / "keep.txt").write_text("mine")
     for url in urls:
         assert len(list(chute.StreamingDataset(url, storage_options=options, cache_dir=str(cache)))) == 40
     listing = chute_cli("cache", "ls", "--cache-dir", cache)
@@ -132,6 +134,7 @@ def test_cache_ls_and_clear(s3_server, tmp_path):
     cleared = chute_cli("cache", "clear", "--cache-dir", cache, "--dataset", urls[0])
     assert cleared.returncode == 0 and f"removed {urls[0]}" in cleared.stdout
     assert chute_cli("cache", "ls", "--cache-dir", cache).stdout.strip().endswith("empty")
+    assert (cache / "not-a-cache" / "keep.txt").read_text() == "mine"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"chute-{os.getuid()}-")]
 
 

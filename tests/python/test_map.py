@@ -63,6 +63,21 @@ def test_a_failure_names_the_input_and_resume_finishes(tmp_path):
     assert sorted(int(n) for n in os.listdir(calls)) == list(range(3, 10))  # 0-2 were done
 
 
+def _exits(i, staging):
+    if i == 4:
+        sys.exit(3)  # a SystemExit, not an Exception: the input must still be reported, not lost
+    _write(i, staging)
+
+
+def test_a_fresh_run_starts_the_record_afresh_and_an_exiting_fn_is_reported(tmp_path):
+    out = tmp_path / "out"
+    chute.map(_write, range(8), out, num_workers=0, progress=False)
+    with pytest.raises(chute.MapError, match=r"inputs\[4\]"):
+        chute.map(_exits, range(8), out, num_workers=2, progress=False)
+    done = {int(n) for n in os.listdir(out / ".chute-map")}
+    assert 4 not in done and done <= set(range(8)) and len(done) < 8  # not the first run's markers
+
+
 def test_map_to_a_bucket(s3_server):
     import boto3
 

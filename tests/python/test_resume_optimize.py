@@ -80,10 +80,16 @@ def test_resume_of_a_finished_dataset_does_nothing_and_other_settings_are_refuse
         return {"i": i}
 
     out = chute.optimize(sample, range(50), str(tmp_path / "ds"), chunk_size=10, progress=False, num_workers=0)
+    record = os.path.join(out, ".chute-optimize.json")
+    with open(record, "w") as f:  # as if killed between writing index.json and removing the record
+        json.dump({"settings": {"chunk_bytes": 64_000_000, "chunk_items": 10, "compression": "", "block_bytes": 1 << 20,
+                                "num_inputs": 50}, "chunks": [], "next": [0, 0], "schema": "[]"}, f)
     before = os.path.getmtime(os.path.join(out, "index.json"))
     assert chute.optimize(sample, range(50), out, chunk_size=10, progress=False, num_workers=0, resume=True) == out
-    assert os.path.getmtime(os.path.join(out, "index.json")) == before
-    with open(os.path.join(out, ".chute-optimize.json"), "w") as f:  # as if interrupted with chunk_size=10
+    assert os.path.getmtime(os.path.join(out, "index.json")) == before and not os.path.exists(record)
+
+    os.remove(os.path.join(out, "index.json"))  # interrupted with chunk_size=10, resumed with 20
+    with open(record, "w") as f:
         json.dump({"settings": {"chunk_bytes": 64_000_000, "chunk_items": 10, "compression": "", "block_bytes": 1 << 20,
                                 "num_inputs": 50}, "chunks": [], "next": [0, 0], "schema": "[]"}, f)
     with pytest.raises(chute.OptimizeError, match="other settings"):

@@ -139,16 +139,26 @@ void NodeCache::Prefetch(std::span<const uint32_t> chunks) {
 std::vector<CachedDataset> ListCaches(const std::string& cache_dir) {
   std::vector<CachedDataset> out;
   std::error_code ec;
-  for (auto& dir : std::filesystem::directory_iterator(cache_dir, ec)) {
-    if (!dir.is_directory(ec)) continue;
+  for (auto it = std::filesystem::directory_iterator(cache_dir, ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    // Only chute's own directories (<url digest>-<fingerprint>, with a lock file), never
+    // a symlink: clearing must not reach anything else under cache_dir.
+    const std::string name = it->path().filename().string();
+    std::error_code e;
+    if (it->is_symlink(e) || !it->is_directory(e) || name.size() != 33 || name[16] != '-' ||
+        !std::filesystem::exists(it->path() / ".chute-lock", e))
+      continue;
     CachedDataset d;
-    d.path = dir.path().string();
+    d.path = it->path().string();
     if (auto url = ReadFile(d.path + "/" + kUrlFile); url.ok()) d.url = *url;
-    for (auto& file : std::filesystem::directory_iterator(dir.path(), ec)) {
-      std::string name = file.path().filename().string();
-      if (name.starts_with("c") && name.ends_with(".bin")) {
+    for (auto f = std::filesystem::directory_iterator(it->path(), e); !e && f != std::filesystem::directory_iterator();
+         f.increment(e)) {
+      std::string file = f->path().filename().string();
+      std::error_code size_error;
+      uint64_t size = f->file_size(size_error);
+      if (file.starts_with("c") && file.ends_with(".bin") && !size_error) {  // (evicted meanwhile: skipped)
         d.chunks += 1;
-        d.bytes += file.file_size(ec);
+        d.bytes += size;
       }
     }
     out.push_back(std::move(d));

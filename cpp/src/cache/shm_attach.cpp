@@ -61,18 +61,23 @@ std::string SegmentName(const std::string& real_dir) {
 Result<std::shared_ptr<ShmIndex>> ShmIndex::Attach(const std::string& dir, uint32_t num_chunks,
                                                    uint64_t capacity_bytes) {
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::IOError(dir + ": cannot create the cache directory: " + ec.message());
-  std::string real = std::filesystem::canonical(dir, ec).string();
-  if (ec) return Status::IOError(dir + ": " + ec.message());
+  std::string real;
+  DirLock lock("");
+  // A directory removed (chute cache clear) while this waited for its lock is made again.
+  for (int attempt = 0; attempt < 3 && !lock.ok(); ++attempt) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::IOError(dir + ": cannot create the cache directory: " + ec.message());
+    real = std::filesystem::canonical(dir, ec).string();
+    if (ec) return Status::IOError(dir + ": " + ec.message());
+    lock = DirLock(real);
+  }
+  if (!lock.ok()) return Status::IOError(ErrnoMessage(real + "/.chute-lock"));
 
   auto index = std::shared_ptr<ShmIndex>(new ShmIndex());
   index->dir_ = real;
   index->name_ = SegmentName(real);
   size_t bytes = Segment::Bytes(num_chunks);
 
-  DirLock lock(real);
-  if (!lock.ok()) return Status::IOError(ErrnoMessage(real + "/.chute-lock"));
   int fd = ::shm_open(index->name_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Status::IOError(ErrnoMessage("/dev/shm" + index->name_));
   struct stat st;
@@ -174,6 +179,7 @@ Status ShmIndex::Remove(const std::string& dir) {
   std::string real = std::filesystem::canonical(dir, ec).string();
   if (ec) return Status::NotFound(dir + ": no such cache directory");
   DirLock lock(real);  // nobody attaches or detaches meanwhile
+  if (!lock.ok()) return Status::IOError(ErrnoMessage(real + "/.chute-lock"));
   std::string name = SegmentName(real);
   if (Segment* seg = MapSegment(name.substr(1))) {
     bool in_use = AnyAlive(*seg);
@@ -181,8 +187,13 @@ Status ShmIndex::Remove(const std::string& dir) {
     if (in_use) return Status::Invalid(dir + ": in use by a running process; stop it first");
     ::shm_unlink(name.c_str());
   }
-  std::filesystem::remove_all(real, ec);
+  // Renamed away first, still under the lock: a process waiting for the lock then finds
+  // that its lock file is no longer the directory's and makes the directory again.
+  const std::string removing = real + ".removing-" + std::to_string(::getpid());
+  std::filesystem::rename(real, removing, ec);
   if (ec) return Status::IOError(dir + ": " + ec.message());
+  std::filesystem::remove_all(removing, ec);
+  if (ec) return Status::IOError(removing + ": " + ec.message());
   return Status::OK();
 }
 

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -46,14 +47,24 @@ struct RefSlot {
 
 inline bool Alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
-// flock on <dir>/.chute-lock: serializes attach and detach (released by the kernel if
-// the holder dies).
+// flock on <dir>/.chute-lock: serializes attach, detach and removal (released by the
+// kernel if the holder dies). Not ok() when the directory was removed (renamed away by
+// ShmIndex::Remove) while this waited for the lock: the lock file it holds is no longer
+// the directory's.
 class DirLock {
  public:
   explicit DirLock(const std::string& dir) {
     if (dir.empty()) return;
-    fd_ = ::open((dir + "/.chute-lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+    const std::string path = dir + "/.chute-lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) return;
+    ::flock(fd_, LOCK_EX);
+    struct stat held, now;
+    if (::fstat(fd_, &held) != 0 || ::stat(path.c_str(), &now) != 0 || held.st_ino != now.st_ino ||
+        held.st_dev != now.st_dev) {
+      ::close(fd_);
+      fd_ = -1;
+    }
   }
   ~DirLock() {
     if (fd_ >= 0) ::close(fd_);  // releases the lock

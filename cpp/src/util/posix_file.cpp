@@ -123,7 +123,9 @@ Status WriteFileAtomic(const std::string& path,
       left -= static_cast<size_t>(n);
     }
   }
-  if (::close(f.fd) != 0) {
+  // On disk before it gets its name, and the name on disk before this returns: a record
+  // of what was written (optimize's resume record, map's markers) never outlives the data.
+  if (::fsync(f.fd) != 0 || ::close(f.fd) != 0) {
     f.fd = -1;
     ::unlink(tmp.c_str());
     return Status::IOError(ErrnoMessage(tmp));
@@ -134,6 +136,10 @@ Status WriteFileAtomic(const std::string& path,
     ::unlink(tmp.c_str());
     return st;
   }
+  auto slash = path.find_last_of('/');
+  Fd dir{::open(slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1)).c_str(),
+                O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (dir.fd >= 0) ::fsync(dir.fd);
   return Status::OK();
 }
 

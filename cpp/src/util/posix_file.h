@@ -44,7 +44,8 @@ void PopulateWritable(std::byte* data, size_t size);
 Result<std::shared_ptr<std::byte>> MapFileRegion(int fd, uint64_t offset, size_t size);
 
 Result<std::string> ReadFile(const std::string& path);
-// Writes the concatenation of `parts` to `path` through `path.tmp-<pid>` and rename().
+// Writes the concatenation of `parts` to `path` through `path.tmp-<pid>`, fsync() and
+// rename() (then fsyncs the directory): durable once this returns.
 Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts);
 
 // Unmaps the pages of `range` of `mapping` (a MAP_SHARED file mapping), widened to the
