@@ -22,6 +22,7 @@ def demo(args) -> None:
     import functools
 
     import chute
+    from chute._cli import epoch_rates
 
     root = args.dir or os.path.join(tempfile.gettempdir(), "chute-demo")
     out = os.path.join(root, "dataset")
@@ -35,10 +36,7 @@ def demo(args) -> None:
 
     ds = chute.StreamingDataset(out, shuffle=True)
     loader = chute.StreamingDataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=list)
-    for epoch in range(2):  # each pass over the loader is the next epoch
-        t0 = time.perf_counter()
-        seen = sum(len(batch) for batch in loader)
-        dt = time.perf_counter() - t0
+    for epoch, (seen, dt, _) in enumerate(epoch_rates(loader, 2, time.perf_counter())):  # each pass: the next epoch
         print(f"stream epoch {epoch}: {seen} samples in {dt:.2f} s = {seen / dt:,.0f} samples/s, "
               f"{seen * args.sample_kb / 1000 / dt:,.0f} MB/s ({args.workers} workers)")
 

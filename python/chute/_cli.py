@@ -167,19 +167,27 @@ def bench(args) -> None:
                                     cache_dir=args.cache_dir or tmp)
         loader = chute.StreamingDataLoader(ds, batch_size=args.batch_size, num_workers=args.workers,
                                            collate_fn=list)
-        for epoch in range(args.epochs):
-            first = None
-            n = 0
-            for batch in loader:
-                first = first if first is not None else time.perf_counter() - t0
-                n += len(batch)
-            dt = time.perf_counter() - t0
+        for epoch, (n, dt, first) in enumerate(epoch_rates(loader, args.epochs, t0)):
             if first is None:
                 raise CliError(f"{args.url} holds no samples")
             print(f"epoch {epoch + 1}: {n:,} samples in {dt:.2f} s = {n / dt:,.0f} samples/s "
                   f"(first batch {first * 1e3:,.0f} ms; {args.workers} workers, batch {args.batch_size})",
                   flush=True)
-            t0 = time.perf_counter()
+
+
+def epoch_rates(loader, epochs: int, start: float):
+    """Reads `epochs` epochs of a loader whose batches are lists of samples; yields
+    (samples, seconds, seconds to the first batch or None) for each, the first one timed
+    from `start` (time.perf_counter(): include opening the dataset), the others from their
+    own start."""
+    t0 = start
+    for _ in range(epochs):
+        first, n = None, 0
+        for batch in loader:
+            first = first if first is not None else time.perf_counter() - t0
+            n += len(batch)
+        yield n, time.perf_counter() - t0, first
+        t0 = time.perf_counter()
 
 
 def run(args) -> int:

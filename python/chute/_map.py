@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 
 from tqdm.auto import tqdm
 
 from chute import _core
 from chute._units import storage_options_to_strings
+from chute._workers import run_jobs
 from chute.optimize import _Failure
 
 # Under output_dir: one small object per input whose files are all uploaded.
@@ -61,7 +60,7 @@ def map(fn, inputs, output_dir, *, num_workers=None, resume: bool = False, stora
         num_workers = min(os.cpu_count() or 1, len(jobs)) or 1
     with tqdm(total=len(inputs), initial=len(inputs) - len(jobs), disable=not progress, desc="map",
               unit="input") as bar:
-        results = _run(fn, jobs, output_dir, options, num_workers)
+        results = run_jobs(_init_worker, (fn, output_dir, options), _process, jobs, num_workers, ordered=False)
         for index, outcome in results:
             if isinstance(outcome, _Failure):
                 results.close()
@@ -107,16 +106,3 @@ def _init_worker(fn, output_dir, options):
 
 def _process(job):
     return _worker(job)
-
-
-def _run(fn, jobs, output_dir, options, num_workers: int):
-    """Yields (index, number of files or _Failure) as inputs finish."""
-    if num_workers <= 0 or len(jobs) <= 1:
-        worker = _Worker(fn, output_dir, options)
-        for job in jobs:
-            yield worker(job)
-        return
-    # fork passes fn without pickling (lambdas and closures work); spawn where fork is absent.
-    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(fn, output_dir, options)) as pool:
-        yield from pool.imap_unordered(_process, jobs, chunksize=1)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import json
-import multiprocessing
 import os
-import sys
 import traceback
 
 from tqdm.auto import tqdm
@@ -15,6 +13,7 @@ from tqdm.auto import tqdm
 from chute import _core
 from chute._serialize import Encoder, SampleError
 from chute._units import parse_size, storage_options_to_strings
+from chute._workers import run_jobs
 
 
 class OptimizeError(RuntimeError):
@@ -78,7 +77,7 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
     jobs = [(i, inputs[i]) for i in range(first_input, len(inputs))]
     if num_workers is None:
         num_workers = min(os.cpu_count() or 1, len(jobs)) or 1
-    results = _run(fn, jobs, num_workers, allow_pickle)
+    results = run_jobs(_init_worker, (fn, allow_pickle), _process, jobs, num_workers)
     with tqdm(total=len(inputs), initial=first_input, disable=not progress, desc="optimize", unit="input") as bar:
         for index, outcome in results:
             if isinstance(outcome, _Failure):
@@ -192,17 +191,3 @@ def _process(job):
         return index, [_worker_encoder.encode(s) for s in samples]
     except BaseException as exc:  # reported with the input by the parent (sys.exit in fn too: no lost task)
         return index, _Failure(exc)
-
-
-def _run(fn, jobs, num_workers: int, allow_pickle: bool):
-    """Yields (index, outcome) for the (index, input) jobs, in their order."""
-    if num_workers <= 0 or len(jobs) <= 1:
-        _init_worker(fn, allow_pickle)
-        for job in jobs:
-            yield _process(job)
-        return
-    # fork passes fn without pickling (lambdas and closures work); spawn where fork is absent.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    ctx = multiprocessing.get_context(method)
-    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(fn, allow_pickle)) as pool:
-        yield from pool.imap(_process, jobs, chunksize=1)

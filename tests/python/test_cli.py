@@ -72,15 +72,20 @@ def test_verify_names_each_damaged_chunk(dataset):
     assert chute_cli("verify").returncode == 2  # usage
 
 
+def _remote_dataset(s3_server, n):
+    """(bucket, url, -o flags) of a dataset of n samples in a new moto bucket."""
+    bucket = f"c-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    options = _options(s3_server.endpoint)
+    url = chute.optimize(_sample, range(n), f"s3://{bucket}/ds", chunk_size=20, progress=False, num_workers=0,
+                         storage_options=options)
+    return bucket, url, [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+
+
 def test_verify_reads_the_stored_objects(s3_server, tmp_path):
     import boto3
 
-    bucket = f"v-{uuid.uuid4().hex[:12]}"
-    create_s3_bucket(s3_server.endpoint, bucket)
-    options = _options(s3_server.endpoint)
-    url = chute.optimize(_sample, range(60), f"s3://{bucket}/ds", chunk_size=20, progress=False, num_workers=0,
-                         storage_options=options)
-    flags = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+    bucket, url, flags = _remote_dataset(s3_server, 60)
     assert chute_cli("verify", url, *flags).returncode == 0
     s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")
@@ -145,12 +150,7 @@ def test_bench(dataset):
 
 
 def test_inspect_and_verify_cache_nothing(s3_server, tmp_path):
-    bucket = f"n-{uuid.uuid4().hex[:12]}"
-    create_s3_bucket(s3_server.endpoint, bucket)
-    options = _options(s3_server.endpoint)
-    url = chute.optimize(_sample, range(40), f"s3://{bucket}/ds", chunk_size=20, progress=False, num_workers=0,
-                         storage_options=options)
-    flags = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+    _, url, flags = _remote_dataset(s3_server, 40)
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg"))
     for command in ("inspect", "verify"):
         out = subprocess.run([sys.executable, "-m", "chute", command, url, *flags], capture_output=True, text=True,
