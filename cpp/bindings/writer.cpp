@@ -1,4 +1,4 @@
-// Bindings for writing datasets: DatasetWriter (chute/writer.h), used by optimize.
+// Bindings for writing datasets in parts (chute/writer.h), used by optimize.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/map.h>
@@ -95,51 +95,75 @@ std::vector<LeafInput> ToLeaves(nb::list leaves, LeafBuffers& buf) {
   return out;
 }
 
+ChunkInfo ToChunkInfo(const ChunkTuple& t) {
+  auto& [file, items, bytes, checksum, tokens] = t;
+  return ChunkInfo{file, items, bytes, checksum, tokens};
+}
+
 }  // namespace
 
 void init_writer(nb::module_& m) {
-  nb::class_<DatasetWriter>(m, "DatasetWriter",
-                            "Appends items to chunk files in a directory; index.json last.")
+  m.def("prepare_output",
+        [](const std::string& url, bool overwrite, const std::vector<std::string>& keep_chunks,
+           const StorageOptions& storage_options) {
+          nb::gil_scoped_release release;
+          Check(PrepareOutput(url, overwrite, keep_chunks, storage_options));
+        },
+        "url"_a, "overwrite"_a, "keep_chunks"_a, "storage_options"_a = StorageOptions{},
+        "Makes url ready for a new dataset: refuses one already there unless overwrite, removes its "
+        "index.json, then every chunk-*.bin file but keep_chunks.");
+  m.def("write_index",
+        [](const std::string& url, const std::vector<ChunkTuple>& chunks, const std::string& schema_json,
+           const std::string& compression, const std::string& metadata_json, const StorageOptions& storage_options) {
+          std::vector<ChunkInfo> infos;
+          for (auto& c : chunks) infos.push_back(ToChunkInfo(c));
+          nb::gil_scoped_release release;
+          Check(WriteIndex(url, infos, schema_json, compression, metadata_json, storage_options));
+        },
+        "url"_a, "chunks"_a, "schema_json"_a, "compression"_a, "metadata_json"_a = "{}",
+        "storage_options"_a = StorageOptions{}, "Writes index.json listing chunks (ChunkWriter.chunks of each part, in order).");
+
+  nb::class_<ChunkWriter>(m, "ChunkWriter",
+                          "Packs items into chunk files <chunk_prefix>NNNNNN.bin under a URL; writes no index.")
       .def("__init__",
-           [](DatasetWriter* self, const std::string& url, uint64_t chunk_bytes, uint64_t chunk_items,
-              const std::string& compression, uint64_t block_bytes, bool overwrite,
+           [](ChunkWriter* self, const std::string& url, uint64_t chunk_bytes, uint64_t chunk_items,
+              const std::string& compression, uint64_t block_bytes, const std::string& chunk_prefix,
               const StorageOptions& storage_options, const std::vector<ChunkTuple>& resume_chunks) {
              WriterOptions o;
-             for (auto& [file, items, bytes, checksum, tokens] : resume_chunks)
-               o.resume_chunks.push_back(ChunkInfo{file, items, bytes, checksum, tokens});
+             for (auto& c : resume_chunks) o.resume_chunks.push_back(ToChunkInfo(c));
              o.chunk_bytes = chunk_bytes;
              o.chunk_items = chunk_items;
              o.compression = compression;
              o.block_bytes = block_bytes;
-             o.overwrite = overwrite;
-             std::unique_ptr<DatasetWriter> w;
+             o.chunk_prefix = chunk_prefix;
+             std::unique_ptr<ChunkWriter> w;
              {
                nb::gil_scoped_release release;
-               w = Unwrap(DatasetWriter::Create(url, o, storage_options));
+               w = Unwrap(ChunkWriter::Create(url, o, storage_options));
              }
-             new (self) DatasetWriter(std::move(*w));
+             new (self) ChunkWriter(std::move(*w));
            },
            "url"_a, "chunk_bytes"_a = kDefaults.chunk_bytes, "chunk_items"_a = kDefaults.chunk_items,
            "compression"_a = kDefaults.compression, "block_bytes"_a = kDefaults.block_bytes,
-           "overwrite"_a = kDefaults.overwrite, "storage_options"_a = StorageOptions{},
+           "chunk_prefix"_a = kDefaults.chunk_prefix, "storage_options"_a = StorageOptions{},
            "resume_chunks"_a = std::vector<ChunkTuple>{})
       .def("add",
-           [](DatasetWriter& w, nb::list leaves) {
+           [](ChunkWriter& w, nb::list leaves) {
              LeafBuffers buf;
              std::vector<LeafInput> in = ToLeaves(leaves, buf);
              nb::gil_scoped_release release;
              Check(w.Add(in));
            },
            "leaves"_a, "Appends one item (a list of leaves: None, bool, int, float, str, bytes, array).")
-      .def("finish",
-           [](DatasetWriter& w, const std::string& schema_json, const std::string& metadata_json) {
+      .def("close",
+           [](ChunkWriter& w) {
              nb::gil_scoped_release release;
-             Check(w.Finish(schema_json, metadata_json));
+             Check(w.Close());
            },
-           "schema_json"_a, "metadata_json"_a = "{}")
-      .def_prop_ro("num_chunks", &DatasetWriter::num_chunks)
+           "Writes the last chunk, if it holds items.")
+      .def_prop_ro("num_chunks", &ChunkWriter::num_chunks)
       .def_prop_ro("chunks",
-                   [](const DatasetWriter& w) {
+                   [](const ChunkWriter& w) {
                      std::vector<ChunkTuple> out;
                      for (auto& c : w.chunks()) out.emplace_back(c.file, c.num_items, c.num_bytes, c.checksum, c.num_tokens);
                      return out;

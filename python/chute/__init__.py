@@ -2,7 +2,7 @@
 
 ``optimize`` turns raw data into chunk files; ``StreamingDataset`` streams them into
 PyTorch (or any DLPack consumer); ``map`` runs a function over inputs and keeps the files
-it writes.
+it writes; both run on this machine's processes or on a Ray cluster (``RayExecutor``).
 """
 
 import atexit
@@ -14,6 +14,7 @@ from chute._core import CorruptDataError, FormatVersionError
 from chute._map import MapError, map
 from chute.combined import CombinedStreamingDataset
 from chute.dataset import StreamingDataset, at_exit
+from chute.executors import RayExecutor
 from chute.loader import StreamingDataLoader
 from chute.optimize import OptimizeError, optimize
 from chute.tokens import TokensLoader
@@ -30,6 +31,7 @@ __all__ = [
     "FormatVersionError",
     "MapError",
     "OptimizeError",
+    "RayExecutor",
     "StreamingDataLoader",
     "StreamingDataset",
     "TokensLoader",

@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 
 from chute import _core
 from chute._units import storage_options_to_strings
-from chute._workers import run_jobs
-from chute.optimize import _Failure
+from chute.executors import JobFailure, JobLost, executor_for
+from chute.optimize import _short
 
 # Under output_dir: one small object per input whose files are all uploaded.
 DONE_DIR = ".chute-map"
@@ -23,7 +23,7 @@ class MapError(RuntimeError):
 
 
 def map(fn, inputs, output_dir, *, num_workers=None, resume: bool = False, storage_options=None,
-        progress: bool = True) -> str:
+        progress: bool = True, executor=None) -> str:
     """Calls ``fn(input, staging_dir)`` for each input and uploads the files it writes.
 
     Args:
@@ -42,6 +42,8 @@ def map(fn, inputs, output_dir, *, num_workers=None, resume: bool = False, stora
             the temporary directory.
         storage_options: object-store settings (see :class:`chute.StreamingDataset`).
         progress: show a progress bar.
+        executor: where ``fn`` runs: None (``num_workers`` processes here), "ray" (a Ray
+            cluster, see :class:`chute.RayExecutor`) or a ``chute.RayExecutor``.
 
     Returns ``output_dir``. Raises MapError naming the input that failed (the inputs
     finished before it stay recorded: rerun with ``resume=True``).
@@ -56,16 +58,20 @@ def map(fn, inputs, output_dir, *, num_workers=None, resume: bool = False, stora
         for name in markers:
             storage.delete(f"{DONE_DIR}/{name}")
     jobs = [(i, inputs[i]) for i in range(len(inputs)) if i not in done]
-    if num_workers is None:
-        num_workers = min(os.cpu_count() or 1, len(jobs)) or 1
+    results = executor_for(executor, num_workers).run(_init_worker, (fn, output_dir, options), _process, jobs)
     with tqdm(total=len(inputs), initial=len(inputs) - len(jobs), disable=not progress, desc="map",
               unit="input") as bar:
-        results = run_jobs(_init_worker, (fn, output_dir, options), _process, jobs, num_workers, ordered=False)
-        for index, outcome in results:
-            if isinstance(outcome, _Failure):
-                results.close()
-                outcome.raise_for(index, inputs[index], MapError)
-            bar.update(1)
+        try:
+            for index, outcome in results:
+                if isinstance(outcome, JobFailure):
+                    outcome.raise_as(MapError, f"fn failed on inputs[{index}] = {_short(inputs[index])}")
+                bar.update(1)
+        except JobLost as exc:
+            what = "" if exc.job is None else f" on inputs[{exc.job[0]}] = {_short(exc.job[1])}"
+            raise MapError(f"map to {output_dir} stopped{what}: {exc}; rerun with resume=True to go on from the "
+                           "inputs finished") from None
+        finally:
+            results.close()
     return output_dir
 
 
@@ -94,7 +100,7 @@ class _Worker:
             self.storage.write(f"{DONE_DIR}/{index}", json.dumps(sorted(files)).encode())
             return index, len(files)
         except BaseException as exc:  # reported with the input by the parent (sys.exit in fn too: no lost task)
-            return index, _Failure(exc)
+            return index, JobFailure(exc)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

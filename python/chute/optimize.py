@@ -1,19 +1,32 @@
-"""optimize: run a function over inputs and write its samples as a chute dataset."""
+"""optimize: run a function over inputs and write its samples as a chute dataset.
+
+The inputs are split into ``num_parts`` contiguous parts, fixed by their number alone.
+Each part is a job: its worker runs ``fn``, encodes the samples and writes the part's
+chunks (``chunk-<part>-<n>.bin``) itself, recording them in
+``.chute-optimize-part-<part>.json`` as they land (beside the chunks: an object store
+would keep an empty "directory" behind). The driver writes index.json last,
+listing the parts' chunks in order. The output therefore depends only on the inputs and
+the settings, never on the number of workers or machines.
+"""
 
 from __future__ import annotations
 
-import datetime
 import inspect
 import json
 import os
-import traceback
 
 from tqdm.auto import tqdm
 
 from chute import _core
 from chute._serialize import Encoder, SampleError
 from chute._units import parse_size, storage_options_to_strings
-from chute._workers import run_jobs
+from chute.executors import JobFailure, JobLost, executor_for
+
+# In output_dir while a run is unfinished: one record per part (its landed chunks and
+# where its next input starts), named RECORD_PREFIX + part + ".json".
+RECORD_PREFIX = ".chute-optimize-part-"
+# Default number of parts, at most one per input.
+DEFAULT_PARTS = 64
 
 
 class OptimizeError(RuntimeError):
@@ -23,7 +36,7 @@ class OptimizeError(RuntimeError):
 def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"], chunk_size=None,
              num_workers=None, compression=None, allow_pickle: bool = False, overwrite: bool = False,
              progress: bool = True, block_bytes=_core.DEFAULTS["block_bytes"], storage_options=None,
-             resume: bool = False) -> str:
+             resume: bool = False, num_parts=None, executor=None) -> str:
     """Writes the samples of ``fn(input)`` for each input to ``output_dir``.
 
     Args:
@@ -33,104 +46,135 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
             must have the first one's structure and leaf types.
         inputs: a sequence (or iterable) of inputs.
         output_dir: the dataset directory to create, or an object-store URL
-            (``s3://bucket/prefix``, ``gs://...``); chunks are uploaded as they fill up,
-            index.json last.
+            (``s3://bucket/prefix``, ``gs://...``); chunks are written (uploaded) by the
+            workers as they fill up, index.json last.
         chunk_bytes: target chunk size ("64MB", "256MiB" or bytes).
         chunk_size: maximum samples per chunk (None: no limit).
-        num_workers: processes running ``fn`` (default: CPU count; 0 runs in this process).
-            The output is byte-identical for any value.
+        num_workers: processes running ``fn`` and writing chunks (default: CPU count; 0
+            runs in this process). The output is byte-identical for any value.
         compression: None, "zstd" or "zstd:LEVEL" (per block of ``block_bytes``).
         allow_pickle: pickle leaves of other types instead of failing.
         overwrite: replace a dataset already in ``output_dir``.
-        progress: show a progress bar.
+        progress: show a progress bar (advancing as parts finish).
         storage_options: object-store settings (see :class:`chute.StreamingDataset`).
         resume: continue an interrupted run (a crash, a kill) with the same inputs and
             settings: the chunks it finished are kept and the inputs they hold are not run
-            again; the result is the same as an uninterrupted run's. (Every run records
-            its finished chunks in ``output_dir/.chute-optimize.json``, removed at the
-            end.) A finished dataset is left as it is.
+            again; the result is the same as an uninterrupted run's. A finished dataset is
+            left as it is.
+        num_parts: the inputs are split into this many contiguous parts (default: 64, at
+            most one per input), each written by one worker into chunks of its own; a
+            part's last chunk is usually not full. More parts let more workers run at
+            once; the output depends on this setting, not on the workers.
+        executor: where the parts run: None (``num_workers`` processes here), "ray"
+            (a Ray cluster, see :class:`chute.RayExecutor`) or a ``chute.RayExecutor``.
+            The output is byte-identical to a run here with the same settings.
 
     Returns the output directory. Raises OptimizeError naming the input that failed.
     """
     inputs = list(inputs)
     output_dir = os.fspath(output_dir)
     options = storage_options_to_strings(storage_options)
+    if num_parts is None:
+        num_parts = max(1, min(len(inputs), DEFAULT_PARTS))
+    if num_parts < 1:
+        raise ValueError(f"num_parts must be at least 1, not {num_parts}")
     settings = {"chunk_bytes": parse_size(chunk_bytes, "chunk_bytes"), "chunk_items": chunk_size or 0,
                 "compression": compression or "", "block_bytes": parse_size(block_bytes, "block_bytes"),
-                "num_inputs": len(inputs)}
+                "num_inputs": len(inputs), "num_parts": num_parts}
     storage = _core.Storage.open(output_dir, options)
-    for name in storage.list(""):  # a record being written when a run was killed (local files)
-        if name.startswith(RESUME_RECORD + ".tmp-"):
+    for name in storage.list(""):  # records being written when a run was killed (local files)
+        if name.startswith(RECORD_PREFIX) and ".tmp-" in name:
             storage.delete(name)
-    if resume and storage.exists("index.json"):  # finished (maybe killed before removing the record)
-        if storage.exists(RESUME_RECORD):
-            storage.delete(RESUME_RECORD)
+    if resume and storage.exists("index.json"):  # finished (maybe killed before removing the records)
+        _remove_records(storage)
         return output_dir
-    record = _resume_record(storage, settings, output_dir) if resume else None
-    if not resume and storage.exists(RESUME_RECORD):
-        storage.delete(RESUME_RECORD)  # an interrupted run's, whose chunks this run replaces
-    first_input, written_samples = record["next"] if record else (0, 0)
-    writer = _core.DatasetWriter(output_dir, **{k: v for k, v in settings.items() if k != "num_inputs"},
-                                 overwrite=overwrite, storage_options=options,
-                                 resume_chunks=[tuple(c) for c in record["chunks"]] if record else [])
-    tree = fields = None
-    jobs = [(i, inputs[i]) for i in range(first_input, len(inputs))]
-    if num_workers is None:
-        num_workers = min(os.cpu_count() or 1, len(jobs)) or 1
-    results = run_jobs(_init_worker, (fn, allow_pickle), _process, jobs, num_workers)
-    with tqdm(total=len(inputs), initial=first_input, disable=not progress, desc="optimize", unit="input") as bar:
-        for index, outcome in results:
-            if isinstance(outcome, _Failure):
-                results.close()
-                outcome.raise_for(index, inputs[index])
-            for sample, (sample_tree, sample_fields, leaves) in enumerate(outcome):
-                if index == first_input and sample < written_samples:
-                    continue  # in the chunks kept
-                if tree is None:
-                    tree, fields = sample_tree, sample_fields
-                    if record and json.dumps([tree, fields]) != record["schema"]:
-                        results.close()
-                        raise OptimizeError(f"cannot resume {output_dir}: fn(inputs[{index}]) returns samples of "
-                                            "another structure than the interrupted run wrote; rerun without "
-                                            "resume=True")
-                elif sample_tree != tree or sample_fields != fields:
-                    results.close()
-                    raise OptimizeError(
-                        f"fn(inputs[{index}]) = fn({_short(inputs[index])}) returned a sample whose "
-                        f"structure or leaf types differ from the first sample's:\n  first: "
-                        f"{_describe(tree, fields)}\n  this:  {_describe(sample_tree, sample_fields)}\n"
-                        "Every sample of a dataset must have the same structure and leaf types.")
-                chunks = writer.num_chunks
-                writer.add(leaves)
-                if writer.num_chunks > chunks:  # a chunk landed, holding every sample before this one
-                    storage.write(RESUME_RECORD, json.dumps({
-                        "settings": settings, "chunks": writer.chunks, "next": [index, sample],
-                        "schema": json.dumps([tree, fields])}).encode())
-            bar.update(1)
-    if tree is None and record:  # every sample was in the kept chunks
-        tree, fields = json.loads(record["schema"])
-    schema = {"tree": tree if tree is not None else "*", "fields": fields or []}
-    metadata = {"created_by": f"chute {_version()}",
-                "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    writer.finish(json.dumps(schema), json.dumps(metadata))
-    if storage.exists(RESUME_RECORD):
-        storage.delete(RESUME_RECORD)
+    records = _records(storage, settings, output_dir) if resume else {}
+    _core.prepare_output(output_dir, overwrite, [c[0] for r in records.values() for c in r["chunks"]], options)
+    if not resume:
+        _remove_records(storage)  # an interrupted run's, whose chunks this run replaced
+
+    jobs = [(part, records.get(part)) for part in range(num_parts) if not records.get(part, {}).get("done")]
+    runner = executor_for(executor, num_workers)
+    parts = {part: record for part, record in records.items() if record.get("done")}
+    results = runner.run(_init_worker, (fn, allow_pickle, inputs, output_dir, options, settings), _write_part, jobs)
+    with tqdm(total=len(inputs), initial=sum(_bounds(p, settings)[1] - _bounds(p, settings)[0] for p in parts),
+              disable=not progress, desc="optimize", unit="input") as bar:
+        try:
+            for part, outcome in results:
+                if isinstance(outcome, tuple):  # (input index, JobFailure)
+                    index, failure = outcome
+                    if isinstance(failure.exc, OptimizeError):  # a sample of another structure: names the input
+                        raise failure.exc
+                    what = ("returned a sample that cannot be stored" if isinstance(failure.exc, SampleError)
+                            else "failed")
+                    failure.raise_as(OptimizeError, f"fn {what} on inputs[{index}] = {_short(inputs[index])}")
+                parts[part] = outcome
+                start, end = _bounds(part, settings)
+                bar.update(end - start)
+        except JobLost as exc:
+            what = "" if exc.job is None else " on inputs[{}:{}]".format(*_bounds(exc.job[0], settings))
+            raise OptimizeError(f"optimize to {output_dir} stopped{what}: {exc}; rerun with resume=True to go "
+                                "on from the chunks written") from None
+        finally:
+            results.close()
+
+    schema = _common_schema(parts, inputs)
+    chunks = [tuple(c) for part in range(num_parts) for c in parts[part]["chunks"]]
+    _core.write_index(output_dir, chunks, json.dumps(schema), settings["compression"],
+                      json.dumps({"created_by": f"chute {_version()}", "num_parts": num_parts}), options)
+    _remove_records(storage)
     return output_dir
 
 
-# What a run has written so far (its finished chunks and where the next one starts).
-RESUME_RECORD = ".chute-optimize.json"
+def _bounds(part: int, settings: dict) -> tuple[int, int]:
+    """The inputs [start, end) of a part."""
+    n, parts = settings["num_inputs"], settings["num_parts"]
+    return part * n // parts, (part + 1) * n // parts
 
 
-def _resume_record(storage, settings: dict, output_dir: str):
-    """The record of an interrupted run into output_dir, or None if there is none."""
-    if not storage.exists(RESUME_RECORD):
-        return None
-    record = json.loads(storage.read(RESUME_RECORD))
-    if record.get("settings") != settings:
-        raise OptimizeError(f"cannot resume {output_dir}: the interrupted run had other settings or inputs "
-                            f"({record.get('settings')}, now {settings}); rerun without resume=True")
-    return record
+def _records(storage, settings: dict, output_dir: str) -> dict:
+    """The records of an interrupted run into output_dir, by part."""
+    records = {}
+    for name in _record_names(storage):
+        record = json.loads(storage.read(name))
+        if record.get("settings") != settings:
+            raise OptimizeError(f"cannot resume {output_dir}: the interrupted run had other settings or inputs "
+                                f"({record.get('settings')}, now {settings}); rerun without resume=True")
+        records[record["part"]] = record
+    return records
+
+
+def _record_names(storage) -> list[str]:
+    return [name for name in storage.list("") if name.startswith(RECORD_PREFIX) and name.endswith(".json")]
+
+
+def _remove_records(storage) -> None:
+    for name in _record_names(storage):
+        storage.delete(name)
+
+
+def _common_schema(parts: dict, inputs: list) -> dict:
+    """The schema every part's samples have; OptimizeError naming the first input of a
+    part whose samples differ from the first part's."""
+    first = None
+    for part in sorted(parts):
+        record = parts[part]
+        if record["schema"] is None:
+            continue
+        if first is None:
+            first = record
+        elif record["schema"] != first["schema"]:
+            index = record["first_input"]
+            raise OptimizeError(_structure_error(index, inputs[index], json.loads(first["schema"]),
+                                                 json.loads(record["schema"]), first["first_input"]))
+    tree, fields = json.loads(first["schema"]) if first else ("*", [])
+    return {"tree": tree, "fields": fields}
+
+
+def _structure_error(index: int, value, first, this, first_index: int) -> str:
+    return (f"fn(inputs[{index}]) = fn({_short(value)}) returned a sample whose structure or leaf types differ "
+            f"from the first sample's (of inputs[{first_index}]):\n  first: {_describe(*first)}\n  this:  "
+            f"{_describe(*this)}\nEvery sample of a dataset must have the same structure and leaf types.")
 
 
 def _version() -> str:
@@ -149,45 +193,60 @@ def _describe(tree, fields) -> str:
         f"[{f['dtype']}]" if "dtype" in f else "") for f in fields]})
 
 
-class _Failure:
-    """An exception from a worker, carried back with its formatted traceback."""
+class _PartWriter:
+    """Set up once in each worker: writes whole parts."""
 
-    def __init__(self, exc: BaseException):
-        self.text = "".join(traceback.format_exception(exc))
-        try:
-            import pickle
+    def __init__(self, fn, allow_pickle, inputs, output_dir, options, settings):
+        self.fn, self.encoder, self.inputs = fn, Encoder(allow_pickle), inputs
+        self.output_dir, self.options, self.settings = output_dir, options, settings
+        self.storage = _core.Storage.open(output_dir, options)  # this process's own client
 
-            pickle.dumps(exc)
-            self.exc = exc
-        except Exception:
-            self.exc = None
+    def __call__(self, job):
+        """(part, its record once finished) or (part, (input index, JobFailure))."""
+        part, record = job
+        start, end = _bounds(part, self.settings)
+        record = record or {"part": part, "settings": self.settings, "chunks": [], "next": [start, 0],
+                            "schema": None, "first_input": None}
+        s = self.settings
+        writer = _core.ChunkWriter(self.output_dir, chunk_bytes=s["chunk_bytes"], chunk_items=s["chunk_items"],
+                                   compression=s["compression"], block_bytes=s["block_bytes"],
+                                   chunk_prefix=f"chunk-{part:05d}-", storage_options=self.options,
+                                   resume_chunks=[tuple(c) for c in record["chunks"]])
+        first_input, written_samples = record["next"]
+        for index in range(first_input, end):
+            try:
+                result = self.fn(self.inputs[index])
+                for sample, value in enumerate(result if inspect.isgenerator(result) else [result]):
+                    if index == first_input and sample < written_samples:
+                        continue  # in the chunks kept
+                    tree, fields, leaves = self.encoder.encode(value)
+                    schema = json.dumps([tree, fields])
+                    if record["schema"] is None:
+                        record["schema"], record["first_input"] = schema, index
+                    elif schema != record["schema"]:
+                        raise OptimizeError(_structure_error(index, self.inputs[index], json.loads(record["schema"]),
+                                                             [tree, fields], record["first_input"]))
+                    chunks = writer.num_chunks
+                    writer.add(leaves)
+                    if writer.num_chunks > chunks:  # a chunk landed, holding every sample before this one
+                        record.update(chunks=writer.chunks, next=[index, sample])
+                        self.storage.write(f"{RECORD_PREFIX}{part:05d}.json", json.dumps(record).encode())
+            except BaseException as exc:  # reported with the input by the driver (sys.exit in fn too)
+                return part, (index, JobFailure(exc))
+        writer.close()
+        record.update(chunks=writer.chunks, next=[end, 0], done=True)
+        self.storage.write(f"{RECORD_PREFIX}{part:05d}.json", json.dumps(record).encode())
+        return part, record
 
-    def raise_for(self, index: int, value, error=None):
-        """Raises `error` (OptimizeError by default) naming the input."""
-        what = "returned a sample that cannot be stored" if isinstance(self.exc, SampleError) else "failed"
-        message = f"fn {what} on inputs[{index}] = {_short(value)}: "
-        if self.exc is not None:
-            message += f"{type(self.exc).__name__}: {self.exc}"
-        message += f"\n--- traceback in the worker ---\n{self.text}"
-        raise (error or OptimizeError)(message) from self.exc
+
+# Set in each worker (and in this process when the parts run here).
+_worker = None
 
 
-# Set in each worker process (and in this process when num_workers == 0).
-_worker_fn = None
-_worker_encoder = None
+def _init_worker(*args):
+    global _worker
+    _worker = _PartWriter(*args)
 
 
-def _init_worker(fn, allow_pickle):
-    global _worker_fn, _worker_encoder
-    _worker_fn, _worker_encoder = fn, Encoder(allow_pickle)
-
-
-def _process(job):
-    """Runs fn on one input: (index, [encoded samples] or _Failure)."""
-    index, value = job
-    try:
-        result = _worker_fn(value)
-        samples = list(result) if inspect.isgenerator(result) else [result]
-        return index, [_worker_encoder.encode(s) for s in samples]
-    except BaseException as exc:  # reported with the input by the parent (sys.exit in fn too: no lost task)
-        return index, _Failure(exc)
+def _write_part(job):
+    return _worker(job)

@@ -34,7 +34,7 @@ def dataset(s3_server):
     bucket = f"c-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
     url = f"s3://{bucket}/ds"
-    chute.optimize(_sample, range(N), url, chunk_size=CHUNK, progress=False, num_workers=0,
+    chute.optimize(_sample, range(N), url, chunk_size=CHUNK, num_parts=1, progress=False, num_workers=0,
                    storage_options=_options(s3_server.endpoint))
     size = sum(c[2] for c in chute.StreamingDataset(url, storage_options=_options(s3_server.endpoint)).core.chunks)
     return url, size
@@ -179,7 +179,7 @@ def test_random_access_reads_only_the_item(s3_server, tmp_path):
     # One chunk of 60 samples of 20 KB (1.2 MB), read in 64 KiB spans.
     bucket = f"r-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
-    url = chute.optimize(_sample, range(60), f"s3://{bucket}/ds", chunk_size=60, progress=False, num_workers=0,
+    url = chute.optimize(_sample, range(60), f"s3://{bucket}/ds", chunk_size=60, num_parts=1, progress=False, num_workers=0,
                          storage_options=_options(s3_server.endpoint))
     proxy = TcpProxy(s3_server.port).start()
     try:
@@ -244,17 +244,17 @@ def test_items_read_by_range_are_checked(s3_server, tmp_path):
 
     bucket = f"k-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
-    url = chute.optimize(_sample, range(60), f"s3://{bucket}/ds", chunk_size=60, progress=False, num_workers=0,
+    url = chute.optimize(_sample, range(60), f"s3://{bucket}/ds", chunk_size=60, num_parts=1, progress=False, num_workers=0,
                          storage_options=_options(s3_server.endpoint))
     s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")
-    key = "ds/chunk-000000.bin"
+    key = "ds/chunk-00000-000000.bin"
     data = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     data[-100] ^= 0xFF  # in the last item
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(data))
     ds = chute.StreamingDataset(url, storage_options=_options(s3_server.endpoint), cache_dir=str(tmp_path))
     assert ds[0]["i"] == 0
-    with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin: checksum mismatch in bytes"):
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-00000-000000\.bin: checksum mismatch in bytes"):
         ds[59]
 
 
@@ -292,7 +292,7 @@ def test_thread_model(s3_server, dataset, tmp_path):
     """docs/architecture.md, "Threads": a local dataset starts no thread; a remote one
     with a cache its three pools, sized from max_concurrency (2: 2 download, 2 fetch,
     8 item threads; Arrow's S3 client may add its own)."""
-    local = chute.optimize(_sample, range(50), str(tmp_path / "local"), chunk_size=CHUNK, progress=False,
+    local = chute.optimize(_sample, range(50), str(tmp_path / "local"), chunk_size=CHUNK, num_parts=1, progress=False,
                            num_workers=0)
     url, _ = dataset
 
@@ -315,7 +315,7 @@ def test_a_mix_of_remote_datasets_prefetches_each(s3_server, dataset, tmp_path):
     url, size = dataset
     other = f"s3://c-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, other.removeprefix("s3://"))
-    other = chute.optimize(_sample, range(N, N + 200), f"{other}/ds", chunk_size=CHUNK, progress=False, num_workers=0,
+    other = chute.optimize(_sample, range(N, N + 200), f"{other}/ds", chunk_size=CHUNK, num_parts=1, progress=False, num_workers=0,
                            storage_options=_options(s3_server.endpoint))
     datasets = [chute.StreamingDataset(u, storage_options=_options(s3_server.endpoint), cache_dir=str(tmp_path),
                                        shuffle=True, prefetch_bytes=size // 4) for u in (url, other)]

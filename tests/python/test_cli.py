@@ -40,7 +40,7 @@ def _flip_byte(path, offset):
 
 @pytest.fixture
 def dataset(tmp_path):
-    return chute.optimize(_sample, range(200), str(tmp_path / "ds"), chunk_size=20, compression="zstd",
+    return chute.optimize(_sample, range(200), str(tmp_path / "ds"), chunk_size=20, num_parts=1, compression="zstd",
                           progress=False, num_workers=0)
 
 
@@ -51,7 +51,7 @@ def test_inspect(dataset, tmp_path):
     assert "zstd:3" in out.stdout and '"name": "x"' in out.stdout and "tokens" not in out.stdout
     info = json.loads(chute_cli("inspect", dataset, "--json").stdout)
     assert info["samples"] == 200 and info["chunks"] == 10 and info["tokens"] is None
-    assert info["bytes"] == sum(os.path.getsize(os.path.join(dataset, f"chunk-{c:06d}.bin")) for c in range(10))
+    assert info["bytes"] == sum(os.path.getsize(os.path.join(dataset, f"chunk-00000-{c:06d}.bin")) for c in range(10))
     tokens = chute.optimize(_tokens, range(30), str(tmp_path / "tokens"), progress=False, num_workers=0)
     info = json.loads(chute_cli("inspect", tokens, "--json").stdout)
     assert info["tokens"] == sum(len(_tokens(i)) for i in range(30))
@@ -62,12 +62,12 @@ def test_inspect(dataset, tmp_path):
 def test_verify_names_each_damaged_chunk(dataset):
     good = chute_cli("verify", dataset)
     assert good.returncode == 0 and "10 chunks" in good.stdout and "verified" in good.stdout, good.stderr
-    _flip_byte(os.path.join(dataset, "chunk-000003.bin"), -5)
-    os.remove(os.path.join(dataset, "chunk-000007.bin"))
+    _flip_byte(os.path.join(dataset, "chunk-00000-000003.bin"), -5)
+    os.remove(os.path.join(dataset, "chunk-00000-000007.bin"))
     bad = chute_cli("verify", dataset, "--workers", 3)
     assert bad.returncode == 1
-    assert "chunk-000003.bin" in bad.stderr and "checksum mismatch" in bad.stderr
-    assert "chunk-000007.bin" in bad.stderr and "missing" in bad.stderr
+    assert "chunk-00000-000003.bin" in bad.stderr and "checksum mismatch" in bad.stderr
+    assert "chunk-00000-000007.bin" in bad.stderr and "missing" in bad.stderr
     assert "2 of 10 chunks" in bad.stderr
     assert chute_cli("verify").returncode == 2  # usage
 
@@ -77,7 +77,7 @@ def _remote_dataset(s3_server, n):
     bucket = f"c-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
     options = _options(s3_server.endpoint)
-    url = chute.optimize(_sample, range(n), f"s3://{bucket}/ds", chunk_size=20, progress=False, num_workers=0,
+    url = chute.optimize(_sample, range(n), f"s3://{bucket}/ds", chunk_size=20, num_parts=1, progress=False, num_workers=0,
                          storage_options=options)
     return bucket, url, [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
 
@@ -89,12 +89,12 @@ def test_verify_reads_the_stored_objects(s3_server, tmp_path):
     assert chute_cli("verify", url, *flags).returncode == 0
     s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")
-    key = "ds/chunk-000001.bin"
+    key = "ds/chunk-00000-000001.bin"
     body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     body[-100] ^= 0xFF
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
     bad = chute_cli("verify", url, *flags)
-    assert bad.returncode == 1 and f"s3://{bucket}/ds/chunk-000001.bin" in bad.stderr, bad.stderr
+    assert bad.returncode == 1 and f"s3://{bucket}/ds/chunk-00000-000001.bin" in bad.stderr, bad.stderr
     assert chute_cli("inspect", url, "-o", "nonsense").returncode == 1
 
 
@@ -113,7 +113,7 @@ def test_cache_ls_and_clear(s3_server, tmp_path):
     bucket = f"k-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
     options = _options(s3_server.endpoint)
-    urls = [chute.optimize(_sample, range(40), f"s3://{bucket}/{name}", chunk_size=20, progress=False, num_workers=0,
+    urls = [chute.optimize(_sample, range(40), f"s3://{bucket}/{name}", chunk_size=20, num_parts=1, progress=False, num_workers=0,
                            storage_options=options) for name in ("a", "b")]
     cache = tmp_path / "cache"
     (cache / "not-a-cache").mkdir(parents=True)  # clearing never touches what is not chute's

@@ -15,7 +15,7 @@ def _sample(i):
 
 @pytest.fixture
 def dataset(make_dataset):
-    return make_dataset(_sample, range(100), chunk_size=25)
+    return make_dataset(_sample, range(100), chunk_size=25, num_parts=1)
 
 
 def test_missing_directory(tmp_path):
@@ -30,30 +30,30 @@ def test_missing_index(tmp_path):
 
 
 def test_corrupt_byte_is_caught_by_the_checksum(dataset):
-    chunk = os.path.join(dataset, "chunk-000002.bin")
+    chunk = os.path.join(dataset, "chunk-00000-000002.bin")
     data = bytearray(open(chunk, "rb").read())
     data[len(data) // 2] ^= 0x01
     open(chunk, "wb").write(bytes(data))
     ds = chute.StreamingDataset(dataset)
     assert ds[10]["i"] == 10  # other chunks still read
-    with pytest.raises(chute.CorruptDataError, match=r"chunk-000002\.bin: checksum mismatch"):
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-00000-000002\.bin: checksum mismatch"):
         ds[55]
-    with pytest.raises(chute.CorruptDataError, match=r"chunk-000002\.bin"):
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-00000-000002\.bin"):
         list(ds)
 
 
 def test_truncated_chunk(dataset):
-    chunk = os.path.join(dataset, "chunk-000001.bin")
+    chunk = os.path.join(dataset, "chunk-00000-000001.bin")
     size = os.path.getsize(chunk)
     os.truncate(chunk, size - 10)
-    with pytest.raises(chute.CorruptDataError, match=rf"chunk-000001\.bin: truncated: {size - 10} bytes, "
+    with pytest.raises(chute.CorruptDataError, match=rf"chunk-00000-000001\.bin: truncated: {size - 10} bytes, "
                                                       rf"index.json says {size}"):
         chute.StreamingDataset(dataset)[30]
 
 
 def test_missing_chunk(dataset):
-    os.remove(os.path.join(dataset, "chunk-000003.bin"))
-    with pytest.raises(FileNotFoundError, match=r"chunk-000003\.bin.*listed in index.json is missing"):
+    os.remove(os.path.join(dataset, "chunk-00000-000003.bin"))
+    with pytest.raises(FileNotFoundError, match=r"chunk-00000-000003\.bin.*listed in index.json is missing"):
         chute.StreamingDataset(dataset)[99]
 
 
@@ -80,31 +80,31 @@ def _header(path):
 def test_only_the_spans_read_are_checked(make_dataset, compression):
     # 40 items of 100 KB in one chunk: 64 KiB spans, each checked before the first item
     # in it is returned; a flipped byte fails the items of its span, not the others.
-    path = make_dataset(_big, range(40), chunk_bytes="64MB", compression=compression)
-    chunk = os.path.join(path, "chunk-000000.bin")
+    path = make_dataset(_big, range(40), chunk_bytes="64MB", num_parts=1, compression=compression)
+    chunk = os.path.join(path, "chunk-00000-000000.bin")
     data_offset, shift, spans = _header(chunk)
     assert shift == 16 and spans == -(-(os.path.getsize(chunk) - data_offset) // 2**16)
     _flip(chunk, os.path.getsize(chunk) - 10)  # in the last span
     ds = chute.StreamingDataset(path)
     assert ds[0]["i"] == 0
-    with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin: checksum mismatch in bytes"):
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-00000-000000\.bin: checksum mismatch in bytes"):
         ds[39]
-    with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin"):
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-00000-000000\.bin"):
         list(ds)
 
 
 def test_damaged_tables_are_caught(make_dataset):
-    path = make_dataset(_big, range(12), chunk_bytes="64MB")
-    chunk = os.path.join(path, "chunk-000000.bin")
+    path = make_dataset(_big, range(12), chunk_bytes="64MB", num_parts=1)
+    chunk = os.path.join(path, "chunk-00000-000000.bin")
     _flip(chunk, 64 + 8 * 5 + 1)  # item_offsets[5]
-    with pytest.raises(chute.CorruptDataError, match=r"chunk-000000\.bin: checksum mismatch in the header or tables"):
+    with pytest.raises(chute.CorruptDataError, match=r"chunk-00000-000000\.bin: checksum mismatch in the header or tables"):
         chute.StreamingDataset(path)[0]
 
 
 def test_version_1_chunks_without_spans_are_read(make_dataset):
     # A version-1 chunk has no span table (header fields zero): its layout still reads.
-    path = make_dataset(_big, range(12), chunk_bytes="64MB")
-    chunk = os.path.join(path, "chunk-000000.bin")
+    path = make_dataset(_big, range(12), chunk_bytes="64MB", num_parts=1)
+    chunk = os.path.join(path, "chunk-00000-000000.bin")
     with open(chunk, "r+b") as f:
         f.seek(8)
         f.write((1).to_bytes(4, "little"))

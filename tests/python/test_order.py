@@ -24,7 +24,7 @@ def _sample(i):
 def dataset(tmp_path_factory):
     # 40 chunks of 25 samples
     out = str(tmp_path_factory.mktemp("order") / "ds")
-    return chute.optimize(_sample, range(1000), out, chunk_size=25, progress=False, num_workers=0)
+    return chute.optimize(_sample, range(1000), out, chunk_size=25, num_parts=1, progress=False, num_workers=0)
 
 
 def _ids(batch):
@@ -161,7 +161,7 @@ def test_state_refuses_another_dataset(dataset, make_dataset):
 @pytest.mark.parametrize("n", [1, 7, 1001])
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_every_rank_gets_the_same_number_of_batches(make_dataset, n, drop_last):
-    path = make_dataset(_sample, range(n), chunk_size=10)
+    path = make_dataset(_sample, range(n), chunk_size=10, num_parts=1)
     batches = []
     for rank in range(3):
         with rank_env(rank, 3, 3):

@@ -134,7 +134,7 @@ def _large_leaves(i):
 def test_worker_batches_cross_through_shared_memory_unchanged(make_dataset, collate_fn):
     # Big bytes and array leaves travel from the workers in one shared-memory buffer; the
     # main process gets the same types and values as with num_workers=0.
-    path = make_dataset(_large_leaves, range(150), chunk_bytes="256KB")
+    path = make_dataset(_large_leaves, range(150), chunk_bytes="256KB", num_parts=1)
     ds = chute.StreamingDataset(path, shuffle=True)
     kwargs = {"collate_fn": collate_fn} if collate_fn else {}
     kept = []  # every sample, checked after the epoch: buffers still viewed are not reused
@@ -176,7 +176,7 @@ def test_generator_fn_yields_several_samples_in_order(make_dataset):
 
 
 def test_indexing(make_dataset):
-    ds = chute.StreamingDataset(make_dataset(_numbered, range(30), chunk_size=4))
+    ds = chute.StreamingDataset(make_dataset(_numbered, range(30), chunk_size=4, num_parts=1))
     assert len(ds.core.chunks) == 8
     assert ds[-1]["i"] == 29 and ds[np.int64(3)]["i"] == 3
     assert [s["i"] for s in ds[5:20:4]] == [5, 9, 13, 17]
@@ -188,7 +188,7 @@ def test_indexing(make_dataset):
 
 
 def test_arrays_are_zero_copy_views_of_the_chunk(make_dataset):
-    ds = chute.StreamingDataset(make_dataset(_numbered, range(10)))
+    ds = chute.StreamingDataset(make_dataset(_numbered, range(10), num_parts=1))
     a, b = ds[2]["x"], ds[3]["x"]
     assert not a.flags.writeable and not a.flags.owndata
     assert a.ctypes.data % 64 == 0 and b.ctypes.data % 64 == 0

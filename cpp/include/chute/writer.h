@@ -1,8 +1,13 @@
-// Writing a chute dataset: items are appended in order, packed into chunk files of at
-// most `chunk_bytes` (an item larger than that gets a chunk of its own), and index.json
-// is written last, so a directory with an index.json is always a complete dataset.
+// Writing a chute dataset. Items are appended in order and packed into chunk files of at
+// most `chunk_bytes` (an item larger than that gets a chunk of its own); index.json is
+// written last, so a directory with an index.json is always a complete dataset.
 //
-// Thread-safety: a DatasetWriter is used by one thread at a time.
+// One process: DatasetWriter. Several processes or machines (optimize's parts): the
+// driver calls PrepareOutput, each part is written by its own ChunkWriter with its own
+// chunk_prefix, and the driver calls WriteIndex with every part's chunks, in order.
+//
+// Thread-safety: a ChunkWriter or DatasetWriter is used by one thread at a time;
+// writers of different parts of one dataset may run concurrently anywhere.
 #pragma once
 
 #include <cstdint>
@@ -24,29 +29,43 @@ struct WriterOptions {
   // "" (none) or "zstd" / "zstd:<level>"; compression is per block of items.
   std::string compression;
   uint64_t block_bytes = 1 << 20;     // target uncompressed block size
-  bool overwrite = false;             // replace an existing dataset in `dir`
-  // Chunks an interrupted run already wrote (DatasetWriter::chunks() as it was then): kept
-  // (each must be there with its size), and writing continues after them. The caller
-  // gives the same options and resumes its items right after those chunks' last item.
+  // Chunk n is named <chunk_prefix><n as 6 digits>.bin; it must start with "chunk-" and
+  // differ between the parts of one dataset.
+  std::string chunk_prefix = "chunk-";
+  bool overwrite = false;             // DatasetWriter: replace an existing dataset in `url`
+  // Chunks an interrupted run already wrote (chunks() as it was then): kept (each must be
+  // there with its size), and writing continues after them. The caller gives the same
+  // options and resumes its items right after those chunks' last item.
   std::vector<ChunkInfo> resume_chunks;
 };
 
-class CHUTE_API DatasetWriter {
- public:
-  // Writes to `url` (a local directory, created if needed, or an object-store prefix,
-  // see storage.h); each chunk is written (uploaded) as soon as it is full. Fails with
-  // Invalid if `url` already holds a dataset and options.overwrite is false.
-  static Result<std::unique_ptr<DatasetWriter>> Create(const std::string& url, const WriterOptions& options,
-                                                       const StorageOptions& storage_options = {});
-  ~DatasetWriter();
-  DatasetWriter(DatasetWriter&&) noexcept;
-  DatasetWriter& operator=(DatasetWriter&&) noexcept;
+// Makes `url` (a local directory, created if needed, or an object-store prefix, see
+// storage.h) ready for a new dataset: Invalid if it already holds one and `overwrite` is
+// false; otherwise removes the old index.json first (a crash in between leaves no valid
+// index), then every chunk-*.bin file but those named in `keep_chunks`.
+CHUTE_API Status PrepareOutput(const std::string& url, bool overwrite, const std::vector<std::string>& keep_chunks,
+                               const StorageOptions& storage_options = {});
 
-  // Appends one item. Copies the leaves; may write a finished chunk to disk.
+// Writes index.json for the chunks listed (in dataset order). `schema_json` is a JSON
+// object stored as the index's "schema", `metadata_json` one stored as "metadata".
+CHUTE_API Status WriteIndex(const std::string& url, const std::vector<ChunkInfo>& chunks,
+                            const std::string& schema_json, const std::string& compression,
+                            const std::string& metadata_json = "{}", const StorageOptions& storage_options = {});
+
+// Packs items into chunk files under `url`; each chunk is written (uploaded) as soon as
+// it is full, the last one by Close(). Writes no index.
+class CHUTE_API ChunkWriter {
+ public:
+  static Result<std::unique_ptr<ChunkWriter>> Create(const std::string& url, const WriterOptions& options,
+                                                     const StorageOptions& storage_options = {});
+  ~ChunkWriter();
+  ChunkWriter(ChunkWriter&&) noexcept;
+  ChunkWriter& operator=(ChunkWriter&&) noexcept;
+
+  // Appends one item. Copies the leaves; may write a finished chunk.
   Status Add(std::span<const LeafInput> leaves);
-  // Writes the last chunk and index.json. `schema_json` is a JSON object stored as the
-  // index's "schema"; `metadata_json` a JSON object stored as "metadata".
-  Status Finish(const std::string& schema_json, const std::string& metadata_json = "{}");
+  // Writes the last chunk, if it holds items.
+  Status Close();
 
   uint64_t num_items() const;
   uint64_t num_chunks() const;
@@ -55,8 +74,32 @@ class CHUTE_API DatasetWriter {
 
  private:
   struct Impl;
-  explicit DatasetWriter(std::unique_ptr<Impl> impl);
+  explicit ChunkWriter(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// A dataset written by one process: PrepareOutput (keeping options.resume_chunks), one
+// ChunkWriter, WriteIndex.
+class CHUTE_API DatasetWriter {
+ public:
+  // Fails with Invalid if `url` already holds a dataset and options.overwrite is false.
+  static Result<std::unique_ptr<DatasetWriter>> Create(const std::string& url, const WriterOptions& options,
+                                                       const StorageOptions& storage_options = {});
+  ~DatasetWriter();
+  DatasetWriter(DatasetWriter&&) noexcept;
+  DatasetWriter& operator=(DatasetWriter&&) noexcept;
+
+  Status Add(std::span<const LeafInput> leaves);
+  // Writes the last chunk and index.json (see WriteIndex).
+  Status Finish(const std::string& schema_json, const std::string& metadata_json = "{}");
+
+ private:
+  DatasetWriter(std::string url, StorageOptions storage_options, std::string compression,
+                std::unique_ptr<ChunkWriter> writer);
+  std::string url_;
+  StorageOptions storage_options_;
+  std::string compression_;
+  std::unique_ptr<ChunkWriter> writer_;
 };
 
 }  // namespace chute

@@ -1,238 +1,79 @@
+// The dataset-level steps of writing (chute/writer.h): PrepareOutput, WriteIndex, and
+// DatasetWriter, which runs them around one ChunkWriter.
 #include <filesystem>
 #include <set>
-#include <vector>
 
 #include "chute/writer.h"
-#include "format/chunk_layout.h"
 #include "format/index_file.h"
-#include "format/item_codec.h"
-#include "util/checksum.h"
 #include "util/codec.h"
 
 namespace chute {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string ChunkFileName(uint64_t index) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "chunk-%06llu.bin", static_cast<unsigned long long>(index));
-  return buf;
+Status PrepareOutput(const std::string& url, bool overwrite, const std::vector<std::string>& keep_chunks,
+                     const StorageOptions& storage_options) {
+  CHUTE_ASSIGN_OR_RETURN(StorageLocation location, OpenStorage(url, storage_options));
+  Storage& storage = *location.storage;
+  if (storage.is_local()) {
+    std::error_code ec;
+    fs::create_directories(location.path, ec);
+    if (ec) return Status::IOError(url + ": cannot create the output directory: " + ec.message());
+  }
+  std::string index = JoinPath(location.path, "index.json");
+  auto existing = storage.Size(index);
+  if (existing.ok() && !overwrite)
+    return Status::Invalid(url + " already holds a chute dataset (index.json); "
+                           "choose another output_dir or pass overwrite=True");
+  if (!existing.ok() && existing.status().code() != StatusCode::kNotFound) return existing.status();
+  if (existing.ok()) CHUTE_RETURN_NOT_OK(storage.Delete(index));
+  std::set<std::string> kept(keep_chunks.begin(), keep_chunks.end());
+  CHUTE_ASSIGN_OR_RETURN(auto objects, storage.List(location.path));
+  for (auto& object : objects) {
+    std::string name = object.path.substr(object.path.find_last_of('/') + 1);
+    if (name.starts_with("chunk-") && name.ends_with(".bin") && !kept.count(name))
+      CHUTE_RETURN_NOT_OK(storage.Delete(object.path));
+  }
+  return Status::OK();
 }
 
-// XXH3-64 of each 2^kSpanShift bytes of the concatenation of `data` (the last span
-// shorter).
-std::vector<uint64_t> SpanChecksums(const std::vector<std::span<const std::byte>>& data) {
-  const uint64_t span = uint64_t{1} << kSpanShift;
-  std::vector<uint64_t> sums;
-  ChecksumStream sum;
-  uint64_t filled = 0;  // bytes in the current span
-  for (auto part : data) {
-    while (!part.empty()) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(part.size(), span - filled));
-      sum.Update(part.data(), n);
-      part = part.subspan(n);
-      if ((filled += n) == span) {
-        sums.push_back(sum.Digest());
-        sum.Reset();
-        filled = 0;
-      }
-    }
-  }
-  if (filled) sums.push_back(sum.Digest());
-  return sums;
+Status WriteIndex(const std::string& url, const std::vector<ChunkInfo>& chunks, const std::string& schema_json,
+                  const std::string& compression, const std::string& metadata_json,
+                  const StorageOptions& storage_options) {
+  CHUTE_ASSIGN_OR_RETURN(CompressionSpec spec, CompressionSpec::Parse(compression));
+  CHUTE_ASSIGN_OR_RETURN(std::string text, DumpIndex(chunks, schema_json, spec.ToString(), metadata_json));
+  CHUTE_ASSIGN_OR_RETURN(StorageLocation location, OpenStorage(url, storage_options));
+  std::span<const std::byte> part(reinterpret_cast<const std::byte*>(text.data()), text.size());
+  return location.storage->Write(JoinPath(location.path, "index.json"), {&part, 1});
 }
 
-}  // namespace
-
-struct DatasetWriter::Impl {
-  std::shared_ptr<Storage> storage;
-  std::string root;
-  WriterOptions options;
-  CompressionSpec spec;
-  std::shared_ptr<Codec> codec;
-
-  // The chunk being built.
-  std::vector<std::byte> stream;        // uncompressed item stream
-  std::vector<uint64_t> item_offsets;   // stream position of each item
-  std::vector<BlockEntry> blocks;       // file_offset relative to data start until flush
-  std::vector<std::vector<std::byte>> compressed;
-  uint64_t block_start = 0;             // stream position of the open block
-  uint64_t block_first_item = 0;
-  int64_t num_tokens = 0;               // -1 once an item is not one 1-D integer array
-
-  std::vector<ChunkInfo> chunks;
-  uint64_t num_items = 0;
-
-  Status CloseBlock() {
-    if (block_start >= stream.size()) return Status::OK();
-    std::vector<std::byte> out;
-    CHUTE_RETURN_NOT_OK(codec->Compress(stream.data() + block_start, stream.size() - block_start, &out));
-    uint64_t rel = blocks.empty() ? 0 : blocks.back().file_offset + blocks.back().file_size;
-    blocks.push_back({block_first_item, block_start, stream.size() - block_start, rel, out.size()});
-    compressed.push_back(std::move(out));
-    // The next block starts 64-aligned so its arrays stay aligned once decompressed.
-    stream.resize(AlignUp(stream.size(), kArrayAlignment));
-    block_start = stream.size();
-    block_first_item = item_offsets.size();
-    return Status::OK();
-  }
-
-  Status FlushChunk() {
-    if (item_offsets.empty()) return Status::OK();
-    if (codec) CHUTE_RETURN_NOT_OK(CloseBlock());
-    ChunkHeader h{};
-    std::memcpy(h.magic, kChunkMagic, sizeof h.magic);
-    h.version = kFormatVersion;
-    h.codec = static_cast<uint32_t>(spec.codec);
-    h.num_items = item_offsets.size();
-    h.num_blocks = blocks.size();
-    h.stream_size = stream.size();
-    std::vector<uint64_t> offsets = item_offsets;
-    offsets.push_back(stream.size());
-    std::vector<std::span<const std::byte>> data;
-    if (codec) {
-      for (auto& c : compressed) data.emplace_back(c.data(), c.size());
-    } else {
-      data.emplace_back(stream.data(), stream.size());
-    }
-    std::vector<uint64_t> spans = SpanChecksums(data);
-    h.span_shift = kSpanShift;
-    h.num_spans = static_cast<uint32_t>(spans.size());
-    uint64_t tables = sizeof h + offsets.size() * 8 + blocks.size() * sizeof(BlockEntry) + spans.size() * 8;
-    h.data_offset = AlignUp(tables, kArrayAlignment);
-    for (auto& b : blocks) b.file_offset += h.data_offset;
-    std::vector<std::byte> padding(h.data_offset - tables);
-
-    std::vector<std::span<const std::byte>> parts;
-    parts.emplace_back(reinterpret_cast<const std::byte*>(&h), sizeof h);
-    parts.emplace_back(reinterpret_cast<const std::byte*>(offsets.data()), offsets.size() * 8);
-    parts.emplace_back(reinterpret_cast<const std::byte*>(blocks.data()), blocks.size() * sizeof(BlockEntry));
-    parts.emplace_back(reinterpret_cast<const std::byte*>(spans.data()), spans.size() * 8);
-    ChecksumStream tables_sum;  // the header (tables_xxh3 still 0) and the tables
-    for (auto p : parts) tables_sum.Update(p.data(), p.size());
-    h.tables_xxh3 = tables_sum.Digest();
-    parts.emplace_back(padding.data(), padding.size());
-    parts.insert(parts.end(), data.begin(), data.end());
-    ChecksumStream sum;
-    uint64_t total = 0;
-    for (auto p : parts) {
-      sum.Update(p.data(), p.size());
-      total += p.size();
-    }
-    ChunkInfo info{ChunkFileName(chunks.size()), h.num_items, total, sum.Digest(), num_tokens};
-    CHUTE_RETURN_NOT_OK(storage->Write(JoinPath(root, info.file), parts));
-    chunks.push_back(std::move(info));
-
-    stream.clear();
-    item_offsets.clear();
-    blocks.clear();
-    compressed.clear();
-    block_start = 0;
-    block_first_item = 0;
-    num_tokens = 0;
-    return Status::OK();
-  }
-};
-
-DatasetWriter::DatasetWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DatasetWriter::DatasetWriter(std::string url, StorageOptions storage_options, std::string compression,
+                             std::unique_ptr<ChunkWriter> writer)
+    : url_(std::move(url)),
+      storage_options_(std::move(storage_options)),
+      compression_(std::move(compression)),
+      writer_(std::move(writer)) {}
 DatasetWriter::~DatasetWriter() = default;
 DatasetWriter::DatasetWriter(DatasetWriter&&) noexcept = default;
 DatasetWriter& DatasetWriter::operator=(DatasetWriter&&) noexcept = default;
 
 Result<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::string& url, const WriterOptions& options,
                                                              const StorageOptions& storage_options) {
-  auto impl = std::make_unique<Impl>();
-  CHUTE_ASSIGN_OR_RETURN(StorageLocation location, OpenStorage(url, storage_options));
-  impl->storage = std::move(location.storage);
-  impl->root = std::move(location.path);
-  impl->options = options;
-  CHUTE_ASSIGN_OR_RETURN(impl->spec, CompressionSpec::Parse(options.compression));
-  if (impl->spec.codec != CodecId::kNone) {
-    CHUTE_ASSIGN_OR_RETURN(impl->codec, Codec::Make(impl->spec));
-  }
-  if (options.chunk_bytes == 0) return Status::Invalid("chunk_bytes must be positive");
-  Storage& storage = *impl->storage;
-  if (storage.is_local()) {
-    std::error_code ec;
-    fs::create_directories(impl->root, ec);
-    if (ec) return Status::IOError(url + ": cannot create the output directory: " + ec.message());
-  }
-  std::string index = JoinPath(impl->root, "index.json");
-  auto existing = storage.Size(index);
-  if (existing.ok() && !options.overwrite)
-    return Status::Invalid(url + " already holds a chute dataset (index.json); "
-                           "choose another output_dir or pass overwrite=True");
-  if (!existing.ok() && existing.status().code() != StatusCode::kNotFound) return existing.status();
-  // Remove the old index first (a crash in between leaves no valid index), then chunk
-  // files of the old dataset or of an optimize run that did not finish (but those it
-  // resumes after).
-  if (existing.ok()) CHUTE_RETURN_NOT_OK(storage.Delete(index));
-  std::set<std::string> kept;
-  for (const ChunkInfo& c : options.resume_chunks) {
-    auto size = storage.Size(JoinPath(impl->root, c.file));
-    if (!size.ok() || *size != c.num_bytes)
-      return Status::Invalid(storage.Url(JoinPath(impl->root, c.file)) + ": cannot resume after this chunk (" +
-                             (size.ok() ? "its size changed" : size.status().message()) + "); start again");
-    if (c.file != ChunkFileName(impl->chunks.size()))
-      return Status::Invalid(url + ": chunk " + c.file + " out of sequence; start again");
-    kept.insert(c.file);
-    impl->chunks.push_back(c);
-    impl->num_items += c.num_items;
-  }
-  CHUTE_ASSIGN_OR_RETURN(auto objects, storage.List(impl->root));
-  for (auto& object : objects) {
-    std::string name = object.path.substr(object.path.find_last_of('/') + 1);
-    if (name.starts_with("chunk-") && name.find(".bin") != std::string::npos && !kept.count(name))
-      CHUTE_RETURN_NOT_OK(storage.Delete(object.path));
-  }
-  return std::unique_ptr<DatasetWriter>(new DatasetWriter(std::move(impl)));
+  std::vector<std::string> keep;
+  for (const ChunkInfo& c : options.resume_chunks) keep.push_back(c.file);
+  CHUTE_RETURN_NOT_OK(PrepareOutput(url, options.overwrite, keep, storage_options));
+  CHUTE_ASSIGN_OR_RETURN(auto writer, ChunkWriter::Create(url, options, storage_options));
+  return std::unique_ptr<DatasetWriter>(
+      new DatasetWriter(url, storage_options, options.compression, std::move(writer)));
 }
 
-Status DatasetWriter::Add(std::span<const LeafInput> leaves) {
-  Impl& w = *impl_;
-  for (auto& leaf : leaves) {
-    if (leaf.shape.size() > 255) return Status::Invalid("arrays may have at most 255 dimensions");
-    if (leaf.kind != LeafKind::kArray && !leaf.shape.empty())
-      return Status::Invalid("only array leaves have a shape");
-  }
-  uint64_t start = AlignUp(w.stream.size(), 8);
-  uint64_t size = EncodedItemSize(leaves, start);
-  bool full = (start + size > w.options.chunk_bytes) ||
-              (w.options.chunk_items && w.item_offsets.size() >= w.options.chunk_items);
-  if (!w.item_offsets.empty() && full) {
-    CHUTE_RETURN_NOT_OK(w.FlushChunk());
-    start = 0;
-    size = EncodedItemSize(leaves, start);
-  }
-  if (w.codec && w.stream.size() - w.block_start >= w.options.block_bytes) {
-    CHUTE_RETURN_NOT_OK(w.CloseBlock());
-    start = AlignUp(w.stream.size(), 8);
-    size = EncodedItemSize(leaves, start);
-  }
-  w.stream.resize(start + size);  // zero-fills padding
-  EncodeItem(leaves, start, w.stream.data() + start);
-  w.item_offsets.push_back(start);
-  ++w.num_items;
-  bool tokens = leaves.size() == 1 && leaves[0].kind == LeafKind::kArray && leaves[0].shape.size() == 1 &&
-                (leaves[0].dtype.code == DType::kInt || leaves[0].dtype.code == DType::kUInt);
-  w.num_tokens = tokens && w.num_tokens >= 0 ? w.num_tokens + leaves[0].shape[0] : -1;
-  return Status::OK();
-}
+Status DatasetWriter::Add(std::span<const LeafInput> leaves) { return writer_->Add(leaves); }
 
 Status DatasetWriter::Finish(const std::string& schema_json, const std::string& metadata_json) {
-  Impl& w = *impl_;
   // Checked before the last chunk is written: bad JSON leaves the writer usable.
   CHUTE_RETURN_NOT_OK(DumpIndex({}, schema_json, "", metadata_json).status());
-  CHUTE_RETURN_NOT_OK(w.FlushChunk());
-  CHUTE_ASSIGN_OR_RETURN(std::string text, DumpIndex(w.chunks, schema_json, w.spec.ToString(), metadata_json));
-  std::span<const std::byte> part(reinterpret_cast<const std::byte*>(text.data()), text.size());
-  return w.storage->Write(JoinPath(w.root, "index.json"), {&part, 1});
+  CHUTE_RETURN_NOT_OK(writer_->Close());
+  return WriteIndex(url_, writer_->chunks(), schema_json, compression_, metadata_json, storage_options_);
 }
-
-uint64_t DatasetWriter::num_items() const { return impl_->num_items; }
-uint64_t DatasetWriter::num_chunks() const { return impl_->chunks.size(); }
-const std::vector<ChunkInfo>& DatasetWriter::chunks() const { return impl_->chunks; }
 
 }  // namespace chute
