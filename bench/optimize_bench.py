@@ -12,9 +12,13 @@ chunks/shards of --chunk, with --workers processes:
   litdata   optimize(fn, paths, num_workers=W);
   mosaic    MDSWriter, fed by a pool of W processes reading the files (imap, in order);
   webdataset ShardWriter, fed the same way.
-Every run is its own process (peers under --peer-python), the libraries take turns
---repeats times, and the median wall time of the conversion call is reported with
-chute's ratio to the fastest peer. chute fsyncs each chunk it writes; the peers do not.
+Every run is its own process (peers under --peer-python), started after a `sync` so
+that no earlier run's write-back competes with it; the libraries take turns --repeats
+times, and the median wall time of the conversion call is reported with chute's ratio to
+the fastest peer. Like the peers, chute leaves its files to the OS to write back.
+MDSWriter and ShardWriter are single-process writers: their samples come from a pool of
+--workers processes, or, with FEED=self in the environment, from the writing process
+itself (faster for them here: the pool pickles every file's bytes through a pipe).
 """
 
 from __future__ import annotations
@@ -89,18 +93,26 @@ def convert(lib: str, paths: list[str], out: str, workers: int, chunk: str) -> N
             sys.modules["streaming.vision"] = types.ModuleType("streaming.vision")
         from streaming import MDSWriter
 
-        with MDSWriter(out=out, columns={"image": "bytes", "label": "int"}, size_limit=chunk.lower()) as writer, \
-                multiprocessing.get_context("fork").Pool(workers) as pool:
-            for s in pool.imap(sample, paths, chunksize=16):
+        with MDSWriter(out=out, columns={"image": "bytes", "label": "int"}, size_limit=chunk.lower()) as writer:
+            for s in _samples(paths, workers):
                 writer.write(s)
     else:
         import webdataset as wds
 
         os.makedirs(out)
-        with wds.ShardWriter(os.path.join(out, "shard-%06d.tar"), maxsize=_bytes(chunk), verbose=0) as writer, \
-                multiprocessing.get_context("fork").Pool(workers) as pool:
-            for path, s in zip(paths, pool.imap(sample, paths, chunksize=16)):
+        with wds.ShardWriter(os.path.join(out, "shard-%06d.tar"), maxsize=_bytes(chunk), verbose=0) as writer:
+            for path, s in zip(paths, _samples(paths, workers)):
                 writer.write({"__key__": os.path.basename(path)[:6], "jpg": s["image"], "cls": s["label"]})
+
+
+def _samples(paths: list[str], workers: int):
+    """The samples in order, for a single-process writer: read by a pool of `workers`
+    processes, or by this process (FEED=self)."""
+    if os.environ.get("FEED") == "self":
+        yield from map(sample, paths)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(sample, paths, chunksize=16)
 
 
 def _bytes(size: str) -> int:
@@ -148,6 +160,7 @@ def main():
             python = sys.executable if lib == "chute" else args.peer_python
             cmd = [python, os.path.abspath(__file__), "--run", lib, "--files", str(args.files), "--kb", str(args.kb),
                    "--workers", str(args.workers), "--chunk", args.chunk, "--dir", args.dir]
+            os.sync()  # the previous run's output on disk: its write-back does not slow this run
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"{lib} failed:\n{proc.stderr[-3000:]}")

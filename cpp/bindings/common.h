@@ -31,6 +31,7 @@ T Unwrap(Result<T>&& r) {
 
 void init_dataset(nanobind::module_& m);
 void init_order(nanobind::module_& m);
+void init_profile(nanobind::module_& m);
 void init_reader(nanobind::module_& m);
 void init_storage(nanobind::module_& m);
 void init_tokens(nanobind::module_& m);

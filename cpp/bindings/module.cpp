@@ -46,6 +46,7 @@ NB_MODULE(_core, m) {
 
   chute::bindings::init_dataset(m);
   chute::bindings::init_order(m);
+  chute::bindings::init_profile(m);
   chute::bindings::init_reader(m);
   chute::bindings::init_storage(m);
   chute::bindings::init_tokens(m);

@@ -52,7 +52,11 @@ def map(fn, inputs, output_dir, *, num_workers=None, resume: bool = False, stora
     output_dir = os.fspath(output_dir)
     options = storage_options_to_strings(storage_options)
     storage = _core.Storage.open(output_dir, options)
-    markers = [name for name in storage.list(DONE_DIR) if name.isdigit()]
+    names = storage.list(DONE_DIR)
+    for name in names:  # markers being written when a run was stopped (local files)
+        if ".tmp-" in name:
+            storage.delete(f"{DONE_DIR}/{name}")
+    markers = [name for name in names if name.isdigit()]
     done = {int(name) for name in markers} if resume else set()
     if not resume:  # an earlier run's markers would let a later resume skip inputs of this one
         for name in markers:

@@ -18,12 +18,15 @@ free buffer it makes another.
 
 from __future__ import annotations
 
+import itertools
 import os
 import weakref
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import torch
+
+from chute import _core, _profile
 
 # Leaves smaller than this are pickled with the rest: a slot costs more than it saves.
 _MIN_BYTES = 4096
@@ -32,12 +35,16 @@ _POOL = 6    # reusable buffers per worker (a worker has prefetch_factor batches
 
 
 class SharedBatch:
-    """A collated batch on its way from a worker process (see the module docstring)."""
+    """A collated batch on its way from a worker process (see the module docstring), with
+    the worker's engine counters for its loader's stats()."""
 
-    __slots__ = ("batch",)
+    __slots__ = ("batch", "report")
 
-    def __init__(self, batch):
-        self.batch = batch
+    def __init__(self, batch, report):
+        self.batch, self.report = batch, report
+
+
+_loader_ids = itertools.count()
 
 
 class SharedCollate:
@@ -45,9 +52,12 @@ class SharedCollate:
 
     def __init__(self, collate_fn):
         self.collate_fn = collate_fn
+        self.loader_id = (os.getpid(), next(_loader_ids))
 
     def __call__(self, samples):
-        return SharedBatch(self.collate_fn(samples))
+        with _profile.span("collate"):
+            batch = self.collate_fn(samples)
+        return SharedBatch(batch, (self.loader_id, os.getpid(), _core.trace_counters()))
 
 
 class _Slot:
@@ -125,10 +135,15 @@ def _buffer_for(size: int):
 
 
 def _reduce(shared: SharedBatch):
+    with _profile.span("handoff"):
+        return _reduce_batch(shared)
+
+
+def _reduce_batch(shared: SharedBatch):
     leaves, end = [], [0]
     skeleton = _strip(shared.batch, leaves, end)
     if not leaves:
-        return _rebuild_plain, (shared.batch,)
+        return _rebuild_plain, (shared.batch, shared.report)
     index, tensor, is_new = _buffer_for(end[0])
     buffer = tensor.numpy()
     buffer[0] = 1  # in use until the main process clears it
@@ -137,15 +152,28 @@ def _reduce(shared: SharedBatch):
             np.ascontiguousarray(leaf).reshape(-1).view(np.uint8)
         start = _ALIGN + slot.offset
         buffer[start: start + slot.size] = source
-    return _rebuild, (skeleton, os.getpid(), index, tensor if is_new else None)
+    return _rebuild, (skeleton, os.getpid(), index, tensor if is_new else None, shared.report)
 
 
 # -- main process side ------------------------------------------------------------------
 
 _received: dict = {}   # (worker pid, buffer index) -> the buffer's tensor
+# loader id -> {worker pid: the engine counters it sent last}
+worker_counters: dict = {}
 
 
-def _rebuild(skeleton, pid: int, index: int, tensor):
+def _note(report) -> None:
+    loader_id, pid, counters = report
+    worker_counters.setdefault(loader_id, {})[pid] = counters
+
+
+def _rebuild(skeleton, pid: int, index: int, tensor, report):
+    with _profile.span("handoff"):
+        _note(report)
+        return _rebuild_batch(skeleton, pid, index, tensor)
+
+
+def _rebuild_batch(skeleton, pid: int, index: int, tensor):
     if tensor is None:
         tensor = _received[(pid, index)]
     elif index >= 0:
@@ -183,8 +211,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _rebuild_plain(batch):
-    return batch
+def _rebuild_plain(batch, report):
+    with _profile.span("handoff"):
+        _note(report)
+        return batch
 
 
 ForkingPickler.register(SharedBatch, _reduce)

@@ -8,6 +8,7 @@ import multiprocessing
 import numpy as np
 from torch.utils.data import IterableDataset
 
+from chute import _profile
 from chute._distributed import current_layout
 from chute.dataset import StreamingDataset
 
@@ -168,6 +169,9 @@ class CombinedStreamingDataset(IterableDataset):
             queued.append(_schedule(readers, *entry, layout.rank, layout.world_size))
             return True
 
+        yield from _profile.traced_samples(self, self._read(readers, queued, schedule_next))
+
+    def _read(self, readers, queued, schedule_next):
         while queued or schedule_next():
             # Plan ahead while a reader the plan still feeds (those of the latest scheduled
             # batch; not exhausted or zero-weight ones) has less than its prefetch budget

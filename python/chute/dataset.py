@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from chute import _core
+from chute import _core, _profile
 from chute._distributed import current_layout
 from chute._serialize import Decoder
 from chute._units import parse_size, storage_options_to_strings
@@ -248,6 +248,9 @@ class StreamingDataset(IterableDataset):
         reader = self._reader(self._position[0], rank=layout.rank, world_size=layout.world_size,
                               worker=layout.worker, num_workers=layout.num_workers, batch_size=self._batch_size,
                               start=self._position[1])
+        yield from _profile.traced_samples(self, self._read(reader))
+
+    def _read(self, reader):
         while (batch := reader.next()) is not None:
             yield from self._samples(batch)
 

@@ -7,6 +7,7 @@ job there, and yields the results as they finish. A job whose worker dies is rep
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from multiprocessing import connection
 import os
@@ -105,6 +106,9 @@ class ProcessExecutor:
 
 
 def _process_worker(init, init_args, process, jobs, conn):
+    # The objects inherited from the parent (torch's, say) are left out of garbage
+    # collection: collections stay quick, and their pages are not copied on write.
+    gc.freeze()
     init(*init_args)
     while (k := conn.recv()) is not None:
         conn.send(process(jobs[k]))
@@ -191,7 +195,7 @@ def executor_for(executor, num_workers: int | None):
         return ProcessExecutor(num_workers)
     if executor == "ray":
         return RayExecutor(num_workers=num_workers)
-    if isinstance(executor, (ProcessExecutor, RayExecutor)):
+    if isinstance(executor, RayExecutor):
         if num_workers is not None:
             raise ValueError("give num_workers to the executor object, not beside it")
         return executor

@@ -3,11 +3,15 @@ resume mid-epoch — also on a different number of ranks or workers."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import torch
 from torch.utils.data import DataLoader, default_collate
 
+from chute import _core, _profile
 from chute._distributed import current_layout
-from chute._shared_batch import SharedCollate, forget_exited_workers
+from chute._shared_batch import SharedCollate, forget_exited_workers, worker_counters
 from chute.dataset import StreamingDataset, keep_freed_memory
 
 STATE_VERSION = 1
@@ -26,9 +30,17 @@ class StreamingDataLoader(DataLoader):
     ``persistent_workers``, ...); ``shuffle``, ``sampler`` and ``batch_sampler`` are the
     dataset's business and not accepted. Batches come from worker processes through
     shared memory (bytes and numpy leaves too, not only tensors).
+
+    ``profile_batches=N`` records a Chrome / Perfetto trace of the first N batches of the
+    first iteration — the engine's spans (download, fetch, wait_chunk, checksum, decode,
+    read_batch, gather_tokens) and Python's (collate, handoff, wait_for_batch), per process
+    and thread — into ``profile_dir/chute-trace.json`` (``profile_dir`` defaults to
+    ``./chute-profile``); open it in https://ui.perfetto.dev or chrome://tracing.
+    :meth:`stats` returns counters of what the loader read and waited for.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, num_workers: int = 0, **kwargs):
+    def __init__(self, dataset, batch_size: int = 1, num_workers: int = 0, *, profile_batches: int | None = None,
+                 profile_dir: str | None = None, **kwargs):
         from chute.combined import CombinedStreamingDataset
 
         if not isinstance(dataset, (StreamingDataset, CombinedStreamingDataset)):
@@ -40,8 +52,14 @@ class StreamingDataLoader(DataLoader):
                                  "(StreamingDataset(shuffle=True, seed=...))")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+        if profile_batches is not None and (not isinstance(profile_batches, int) or profile_batches < 1):
+            raise ValueError(f"profile_batches={profile_batches!r} must be a positive int")
         dataset._batch_size = batch_size
         self._batch = batch_size
+        self._profile_batches = profile_batches
+        self._profile_dir = os.fspath(profile_dir or "chute-profile")
+        self.profile_path = None  # the trace file, once written
+        self._collate = None  # SharedCollate, with worker processes
         self._token_threads = None
         if getattr(dataset, "item_loader", None) is not None:
             # Token batches are gathered whole in C++ with the GIL released, so threads of
@@ -56,12 +74,16 @@ class StreamingDataLoader(DataLoader):
             super().__init__(dataset, batch_size=None, num_workers=0, pin_memory=kwargs.get("pin_memory", False))
         else:
             if num_workers > 0:
-                kwargs["collate_fn"] = SharedCollate(kwargs.get("collate_fn") or default_collate)
+                kwargs["collate_fn"] = self._collate = SharedCollate(kwargs.get("collate_fn") or default_collate)
+            elif profile_batches:
+                kwargs["collate_fn"] = _profile.Collate(kwargs.get("collate_fn") or default_collate)
             super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
         self._next_epoch = dataset.epoch
         self._resume_at = dataset._epoch_start()  # where the next iteration starts
         self._current = None     # (epoch, start, world_size) while iterating
         self._batches = 0
+        self._stats = {"batches": 0, "loop_wait_s": 0.0}
+        self._engine_at_start = _core.trace_counters()  # this process's, to count from here
 
     def __len__(self) -> int:
         """Batches per rank and epoch."""
@@ -77,13 +99,52 @@ class StreamingDataLoader(DataLoader):
         self._current = (epoch, start, current_layout().world_size)
         self._batches = 0
         self._next_epoch, self._resume_at = epoch + 1, ds._epoch_start()
-        batches = self._token_batches(epoch, start) if self._token_threads else super().__iter__()
+        profile = self._profile_batches if self.profile_path is None else None
+        if profile:
+            ds._profile = (self._profile_dir, profile)  # for the workers, which start now
+            _profile.start()
+        batches = iter(self._token_batches(epoch, start) if self._token_threads else super().__iter__())
         try:
-            for batch in batches:
+            while True:
+                waited = time.perf_counter()
+                with _profile.span("wait_for_batch"):
+                    batch = next(batches, _END)
+                self._stats["loop_wait_s"] += time.perf_counter() - waited
+                if batch is _END:
+                    break
                 self._batches += 1
+                self._stats["batches"] += 1
+                if self._batches == profile:
+                    self._write_profile(profile)
                 yield batch
         finally:
+            if profile and self.profile_path is None:  # fewer batches than profile_batches
+                self._write_profile(profile)
             forget_exited_workers()
+
+    def _write_profile(self, batches: int) -> None:
+        self.dataset._profile = None
+        workers = 0 if self._token_threads else min(self.num_workers, batches)
+        self.profile_path = _profile.write_trace(self._profile_dir, _profile.stop("chute main"), workers)
+
+    def stats(self) -> dict:
+        """Counters since the loader was made: ``batches`` it handed out, ``loop_wait_s``
+        (time the training loop waited for them), and the engine's, summed over this
+        process and the loader's workers: ``bytes_fetched`` (from remote storage),
+        ``chunks_downloaded`` (into the node cache), ``chunk_cache_hits`` /
+        ``chunk_cache_misses`` (chunks a reader found in the node cache / had to wait
+        for), ``data_wait_s`` (readers blocked on chunk bytes). The engine's counters of
+        this process count all its reading since the loader was made (also another
+        loader's there)."""
+        now = _core.trace_counters()
+        engine = [{key: now[key] - self._engine_at_start[key] for key in now}]
+        if self._collate is not None:
+            engine += worker_counters.get(self._collate.loader_id, {}).values()
+        totals = dict(self._stats, workers=len(engine) - 1)
+        for counters in engine:
+            for key, value in counters.items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
 
     def _token_batches(self, epoch: int, start: int):
         """[batch_size, block_size] token batches in order, gathered ahead by the Reader's
@@ -124,6 +185,9 @@ class StreamingDataLoader(DataLoader):
                              "create the dataset with the saved values to resume")
         self._next_epoch, self._resume_at = int(state["epoch"]), state["consumed"]
         self._current = None
+
+
+_END = object()
 
 
 def _diff(saved, now, path="") -> list:

@@ -89,6 +89,7 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
         _remove_records(storage)
         return output_dir
     records = _records(storage, settings, output_dir) if resume else {}
+    _PartWriter(fn, allow_pickle, inputs, output_dir, options, settings)._writer(0, [])  # bad settings fail here
     _core.prepare_output(output_dir, overwrite, [c[0] for r in records.values() for c in r["chunks"]], options)
     if not resume:
         _remove_records(storage)  # an interrupted run's, whose chunks this run replaced
@@ -101,8 +102,11 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
               disable=not progress, desc="optimize", unit="input") as bar:
         try:
             for part, outcome in results:
-                if isinstance(outcome, tuple):  # (input index, JobFailure)
+                if isinstance(outcome, tuple):  # (input index or None, JobFailure)
                     index, failure = outcome
+                    if index is None:
+                        failure.raise_as(OptimizeError, "optimize to {} failed writing inputs[{}:{}]".format(
+                            output_dir, *_bounds(part, settings)))
                     if isinstance(failure.exc, OptimizeError):  # a sample of another structure: names the input
                         raise failure.exc
                     what = ("returned a sample that cannot be stored" if isinstance(failure.exc, SampleError)
@@ -193,6 +197,14 @@ def _describe(tree, fields) -> str:
         f"[{f['dtype']}]" if "dtype" in f else "") for f in fields]})
 
 
+class _InputFailed(Exception):
+    """fn(inputs[index]) failed, or returned a sample that cannot be stored (the cause)."""
+
+    def __init__(self, index: int):
+        super().__init__(index)
+        self.index = index
+
+
 class _PartWriter:
     """Set up once in each worker: writes whole parts."""
 
@@ -202,41 +214,67 @@ class _PartWriter:
         self.storage = _core.Storage.open(output_dir, options)  # this process's own client
 
     def __call__(self, job):
-        """(part, its record once finished) or (part, (input index, JobFailure))."""
+        """(part, its record once finished) or (part, (index of the input that failed or
+        None, JobFailure))."""
         part, record = job
+        try:
+            return part, self._write(part, record)
+        except _InputFailed as failed:
+            return part, (failed.index, JobFailure(failed.__cause__))
+        except BaseException as exc:  # writing failed (storage): reported by the driver
+            return part, (None, JobFailure(exc))
+
+    def _write(self, part: int, record) -> dict:
         start, end = _bounds(part, self.settings)
         record = record or {"part": part, "settings": self.settings, "chunks": [], "next": [start, 0],
                             "schema": None, "first_input": None}
-        s = self.settings
-        writer = _core.ChunkWriter(self.output_dir, chunk_bytes=s["chunk_bytes"], chunk_items=s["chunk_items"],
-                                   compression=s["compression"], block_bytes=s["block_bytes"],
-                                   chunk_prefix=f"chunk-{part:05d}-", storage_options=self.options,
-                                   resume_chunks=[tuple(c) for c in record["chunks"]])
+        writer = self._writer(part, record["chunks"])
+        if len(writer.chunks) < len(record["chunks"]):  # a kept chunk was lost (a machine crash): the part again
+            record.update(chunks=[], next=[start, 0], schema=None, first_input=None)
+            writer = self._writer(part, [])
         first_input, written_samples = record["next"]
         for index in range(first_input, end):
-            try:
-                result = self.fn(self.inputs[index])
-                for sample, value in enumerate(result if inspect.isgenerator(result) else [result]):
-                    if index == first_input and sample < written_samples:
-                        continue  # in the chunks kept
-                    tree, fields, leaves = self.encoder.encode(value)
-                    schema = json.dumps([tree, fields])
-                    if record["schema"] is None:
-                        record["schema"], record["first_input"] = schema, index
-                    elif schema != record["schema"]:
-                        raise OptimizeError(_structure_error(index, self.inputs[index], json.loads(record["schema"]),
-                                                             [tree, fields], record["first_input"]))
-                    chunks = writer.num_chunks
+            for sample, (schema, leaves) in enumerate(self._samples(index, record)):
+                if index == first_input and sample < written_samples:
+                    continue  # in the chunks kept
+                chunks = writer.num_chunks
+                try:
                     writer.add(leaves)
-                    if writer.num_chunks > chunks:  # a chunk landed, holding every sample before this one
-                        record.update(chunks=writer.chunks, next=[index, sample])
-                        self.storage.write(f"{RECORD_PREFIX}{part:05d}.json", json.dumps(record).encode())
-            except BaseException as exc:  # reported with the input by the driver (sys.exit in fn too)
-                return part, (index, JobFailure(exc))
+                except OSError:
+                    raise  # storage
+                except Exception as exc:  # a leaf it cannot store (an int beyond 64 bits, ...)
+                    raise _InputFailed(index) from exc
+                if writer.num_chunks > chunks:  # a chunk landed, holding every sample before this one
+                    record.update(chunks=writer.chunks, next=[index, sample])
+                    self.storage.write(f"{RECORD_PREFIX}{part:05d}.json", json.dumps(record).encode())
         writer.close()
         record.update(chunks=writer.chunks, next=[end, 0], done=True)
         self.storage.write(f"{RECORD_PREFIX}{part:05d}.json", json.dumps(record).encode())
-        return part, record
+        return record
+
+    def _samples(self, index: int, record: dict):
+        """(schema, leaves) of each sample of fn(inputs[index]); _InputFailed on an error
+        of fn, of encoding, or a sample of another structure."""
+        try:
+            result = self.fn(self.inputs[index])
+            for value in result if inspect.isgenerator(result) else [result]:
+                tree, fields, leaves = self.encoder.encode(value)
+                schema = json.dumps([tree, fields])
+                if record["schema"] is None:
+                    record["schema"], record["first_input"] = schema, index
+                elif schema != record["schema"]:
+                    raise OptimizeError(_structure_error(index, self.inputs[index], json.loads(record["schema"]),
+                                                         [tree, fields], record["first_input"]))
+                yield schema, leaves
+        except BaseException as exc:  # reported with the input by the driver (sys.exit in fn too)
+            raise _InputFailed(index) from exc
+
+    def _writer(self, part: int, resume_chunks: list):
+        s = self.settings
+        return _core.ChunkWriter(self.output_dir, chunk_bytes=s["chunk_bytes"], chunk_items=s["chunk_items"],
+                                 compression=s["compression"], block_bytes=s["block_bytes"],
+                                 chunk_prefix=f"chunk-{part:05d}-", storage_options=self.options,
+                                 resume_chunks=[tuple(c) for c in resume_chunks])
 
 
 # Set in each worker (and in this process when the parts run here).

@@ -3,6 +3,8 @@
 // program each: its definitions are per program.
 #pragma once
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -22,6 +24,7 @@
 #include "chute/order.h"
 #include "chute/reader.h"
 #include "chute/tokens.h"
+#include "chute/trace.h"
 #include "chute/writer.h"
 #include "format/chunk_file.h"
 #include "format/chunk_layout.h"
@@ -29,6 +32,7 @@
 #include "format/item_codec.h"
 #include "util/json.h"
 #include "util/lru_map.h"
+#include "util/posix_file.h"
 
 using namespace chute;
 namespace fs = std::filesystem;

@@ -228,7 +228,109 @@ void TestChunkFiles(const std::string& tmp) {
 }
 
 
-// ---- 7. LruMap -----------------------------------------------------------------------
+// ---- 7. A dataset in parts, resumed ----------------------------------------------------
+void TestParts(const std::string& tmp) {
+  const auto values = RandomValues(30, 5);
+  const std::string dir = tmp + "/parts";
+  REQUIRE_OK(PrepareOutput(dir, false, {}));
+  WriterOptions options;
+  options.chunk_bytes = 200'000;
+  std::vector<ChunkInfo> chunks, first_part;
+  for (int part = 0; part < 2; ++part) {  // two parts of 15 items, as two workers would write them
+    options.chunk_prefix = "chunk-0000" + std::to_string(part) + "-";
+    auto writer = ChunkWriter::Create(dir, options);
+    REQUIRE_OK(writer);
+    for (size_t i = 15 * part; i < 15 * (part + 1); ++i) REQUIRE_OK((*writer)->Add(Inputs(values[i])));
+    REQUIRE_OK((*writer)->Close());
+    if (part == 0) first_part = (*writer)->chunks();
+    chunks.insert(chunks.end(), (*writer)->chunks().begin(), (*writer)->chunks().end());
+  }
+  REQUIRE(first_part.size() >= 3 && first_part[0].file == "chunk-00000-000000.bin");
+  REQUIRE_OK(WriteIndex(dir, chunks, R"({"note": "parts"})", ""));
+  auto index = ParseIndex(ReadText(dir + "/index.json"), dir + "/index.json");
+  REQUIRE_OK(index);
+  uint64_t first = 0;
+  for (auto& info : index->chunks) {
+    std::string text = ReadText(dir + "/" + info.file);
+    const auto* p = reinterpret_cast<const std::byte*>(text.data());
+    CheckChunk(std::vector<std::byte>(p, p + text.size()), info, &values[first], dir + "/" + info.file);
+    first += info.num_items;
+  }
+  CHECK(first == values.size());
+  // A second PrepareOutput refuses the dataset, or replaces it (its chunks go).
+  CHECK_ERROR(PrepareOutput(dir, false, {}), kInvalid, "already holds a chute dataset");
+  // Resuming keeps the longest intact prefix of the chunks given back.
+  options.chunk_prefix = "chunk-00000-";
+  options.resume_chunks = first_part;
+  auto all = ChunkWriter::Create(dir, options);
+  REQUIRE_OK(all);
+  CHECK((*all)->chunks().size() == first_part.size());
+  {
+    std::fstream f(dir + "/" + first_part[1].file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x5a');  // damaged as a machine crash may leave it: same size, other bytes
+  }
+  auto damaged = ChunkWriter::Create(dir, options);
+  REQUIRE_OK(damaged);
+  CHECK((*damaged)->chunks().size() == 1 && (*damaged)->num_items() == first_part[0].num_items);
+  fs::remove(dir + "/" + first_part[0].file);
+  auto missing = ChunkWriter::Create(dir, options);
+  REQUIRE_OK(missing);
+  CHECK((*missing)->chunks().empty());
+  options.resume_chunks = {first_part[1]};
+  CHECK_ERROR(ChunkWriter::Create(dir, options), kInvalid, "out of sequence");
+  REQUIRE_OK(PrepareOutput(dir, true, {}));
+  size_t left = 0;
+  for (auto& entry : fs::directory_iterator(dir)) left += entry.path().filename().string().starts_with("chunk-");
+  CHECK(left == 0 && !fs::exists(dir + "/index.json"));
+}
+
+// ---- 8. Bulk writes (O_DIRECT where the file system takes it) --------------------------
+void TestBulkWrites(const std::string& tmp) {
+  std::mt19937 rng(7);
+  const std::string a = RandomBytes((8 << 20) + 12345, rng), b = RandomBytes(777, rng);
+  std::vector<std::span<const std::byte>> parts = {
+      {reinterpret_cast<const std::byte*>(a.data()), a.size()}, {reinterpret_cast<const std::byte*>(b.data()), b.size()}};
+  // tmp: a disk file system here; /dev/shm: tmpfs, which refuses O_DIRECT.
+  for (std::string dir : {tmp, std::string("/dev/shm")}) {
+    std::string path = dir + "/chute-bulk-" + std::to_string(::getpid());
+    context = path;
+    REQUIRE_OK(WriteFileAtomic(path, parts, WriteMode::kBulk));
+    CHECK(ReadText(path) == a + b);
+    REQUIRE_OK(WriteFileAtomic(path, {parts.data() + 1, 1}, WriteMode::kBulk));  // shorter than a block
+    CHECK(ReadText(path) == b);
+    fs::remove(path);
+  }
+  context.clear();
+}
+
+// ---- 9. Trace spans and counters ----------------------------------------------------------
+void TestTrace() {
+  { trace::Span before("before"); }  // not recording: nothing
+  trace::StartTrace();
+  uint64_t waited = trace::counters().data_wait_ns.load();
+  {
+    trace::Span outer("outer");
+    trace::WaitTimer timer(trace::counters().data_wait_ns);
+    trace::Span inner("inner");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::thread([] { trace::Span other("other_thread"); }).join();
+  std::vector<trace::Event> events = trace::StopTrace();
+  { trace::Span after("after"); }
+  REQUIRE(events.size() == 3);
+  std::map<std::string, trace::Event> by_name;
+  for (auto& e : events) by_name.emplace(e.name, e);
+  REQUIRE(by_name.count("outer") && by_name.count("inner") && by_name.count("other_thread"));
+  const trace::Event& outer = by_name.at("outer");
+  const trace::Event& inner = by_name.at("inner");
+  CHECK(inner.duration_ns >= 2'000'000 && outer.start_ns <= inner.start_ns &&
+        inner.start_ns + inner.duration_ns <= outer.start_ns + outer.duration_ns);
+  CHECK(outer.thread_id == inner.thread_id && by_name.at("other_thread").thread_id != outer.thread_id);
+  CHECK(trace::counters().data_wait_ns.load() - waited >= 2'000'000);
+}
+
+// ---- 10. LruMap -----------------------------------------------------------------------
 void TestLruMap() {
   LruMap<std::string, int> lru(2);
   lru.Insert("a", 1);
@@ -260,6 +362,9 @@ int main(int argc, char** argv) {
   TestItemCodec();
   TestIndexFile();
   TestChunkFiles(tmp);
+  TestParts(tmp);
+  TestBulkWrites(tmp);
+  TestTrace();
   TestLruMap();
   if (failures) {
     std::printf("%d checks failed\n", failures);

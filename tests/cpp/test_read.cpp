@@ -42,7 +42,7 @@ class MemStorage final : public Storage {
     CHUTE_ASSIGN_OR_RETURN(std::string* object, Find(path));
     return *object;
   }
-  Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts) override {
+  Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts, WriteMode) override {
     std::string bytes;
     for (auto p : parts) bytes.append(reinterpret_cast<const char*>(p.data()), p.size());
     std::lock_guard lock(mu_);

@@ -74,8 +74,11 @@ def test_a_fresh_run_starts_the_record_afresh_and_an_exiting_fn_is_reported(tmp_
     chute.map(_write, range(8), out, num_workers=0, progress=False)
     with pytest.raises(chute.MapError, match=r"inputs\[4\]"):
         chute.map(_exits, range(8), out, num_workers=2, progress=False)
-    done = {int(n) for n in os.listdir(out / ".chute-map")}
+    # (a worker stopped while writing its marker may leave a temporary file: the next run removes it)
+    done = {int(n) for n in os.listdir(out / ".chute-map") if n.isdigit()}
     assert 4 not in done and done <= set(range(8)) and len(done) < 8  # not the first run's markers
+    chute.map(_write, range(8), out, num_workers=0, resume=True, progress=False)
+    assert sorted(int(n) for n in os.listdir(out / ".chute-map")) == list(range(8))
 
 
 def test_map_to_a_bucket(s3_server):

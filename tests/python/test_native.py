@@ -103,7 +103,7 @@ def test_io_queue_and_pool_under_contention_with_thread_sanitizer(tsan_build):
 
 
 def test_format_units_under_thread_sanitizer(tsan_build, tmp_path):
-    """tests/cpp/test_format.cpp: item codec, index.json, chunk files and their checks."""
+    """tests/cpp/test_format.cpp: item codec, index.json, chunk files, parts and resume, bulk writes, trace spans."""
     out = _run_clean([str(tsan_build / "test_format"), str(tmp_path / "format")])
     assert out.strip().endswith("ok"), out
 

@@ -49,6 +49,18 @@ struct ObjectInfo {
   uint64_t size = 0;
 };
 
+// How a local file is written (object stores ignore it).
+enum class WriteMode {
+  // fsync()ed, then its directory: on disk once Write returns (indexes, records, map's
+  // files).
+  kDurable,
+  // Bulk data written once and read later (chunk files): straight to the device,
+  // bypassing the page cache where the file system allows (O_DIRECT), without fsync.
+  // Copying gigabytes into fresh page-cache pages was most of a conversion's CPU time.
+  // A machine crash right after may still lose it: chunk checksums tell.
+  kBulk,
+};
+
 class CHUTE_API Storage {
  public:
   virtual ~Storage() = default;
@@ -71,8 +83,10 @@ class CHUTE_API Storage {
   virtual Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                                  uint64_t file_offset);
   virtual Result<std::string> ReadAll(const std::string& path) = 0;
-  // Writes the object in one go: it becomes visible complete or not at all.
-  virtual Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts) = 0;
+  // Writes the object in one go: it becomes visible complete or not at all. An object
+  // store has it durably once this returns; a local file as `mode` says.
+  virtual Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts,
+                       WriteMode mode = WriteMode::kDurable) = 0;
   virtual Status Delete(const std::string& path) = 0;
 };
 

@@ -33,9 +33,10 @@ struct WriterOptions {
   // differ between the parts of one dataset.
   std::string chunk_prefix = "chunk-";
   bool overwrite = false;             // DatasetWriter: replace an existing dataset in `url`
-  // Chunks an interrupted run already wrote (chunks() as it was then): kept (each must be
-  // there with its size), and writing continues after them. The caller gives the same
-  // options and resumes its items right after those chunks' last item.
+  // Chunks an interrupted run already wrote (chunks() as it was then): the longest prefix
+  // of them that is intact (there, with its size, and on local storage its checksum) is
+  // kept and writing continues after it; chunks() tells how many. The caller gives the
+  // same options and resumes its items right after the kept chunks' last item.
   std::vector<ChunkInfo> resume_chunks;
 };
 

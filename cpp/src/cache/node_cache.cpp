@@ -13,6 +13,7 @@
 #include "util/checksum.h"
 #include "util/posix_file.h"
 #include "util/task_group.h"
+#include "chute/trace.h"
 
 namespace chute {
 
@@ -26,6 +27,8 @@ constexpr const char* kUrlFile = ".chute-url";
 // then its checksum is checked by reading the file back.
 Status DownloadChunk(const std::shared_ptr<Storage>& storage, const std::string& path, const ChunkInfo& info,
                      uint64_t part_size, bool verify, IoPool& pool, const std::string& temp) {
+  trace::Span span("download");
+  trace::counters().chunks_downloaded.fetch_add(1, std::memory_order_relaxed);
   struct Download : TaskGroup {
     int fd = -1;
     ~Download() {
@@ -49,6 +52,7 @@ Status DownloadChunk(const std::shared_ptr<Storage>& storage, const std::string&
     return Status::IOError(storage->Url(path) + ": timed out downloading it (storage_options timeout)");
   CHUTE_RETURN_NOT_OK(download->status);
   if (!verify || info.num_bytes == 0) return Status::OK();
+  trace::Span checksum_span("checksum");
   // Read back through a small buffer (it is in the page cache), not a mapping that would
   // stay resident.
   ChecksumStream sum;
@@ -108,7 +112,17 @@ Result<std::string> NodeCache::Acquire(uint32_t c) {
 }
 
 Result<std::shared_ptr<ChunkBytes>> NodeCache::Open(uint32_t c) {
-  CHUTE_ASSIGN_OR_RETURN(std::string cached, Acquire(c));
+  trace::Counters& counters = trace::counters();
+  std::string cached;
+  if (index_->Peek(c)) {
+    counters.chunk_cache_hits.fetch_add(1, std::memory_order_relaxed);
+    CHUTE_ASSIGN_OR_RETURN(cached, Acquire(c));
+  } else {
+    counters.chunk_cache_misses.fetch_add(1, std::memory_order_relaxed);
+    trace::Span span("wait_chunk");
+    trace::WaitTimer waited(counters.data_wait_ns);
+    CHUTE_ASSIGN_OR_RETURN(cached, Acquire(c));
+  }
   auto file = MappedFile::Open(cached);
   if (!file.ok()) {
     index_->Release(c);

@@ -9,6 +9,7 @@
 #include "util/checksum.h"
 #include "util/codec.h"
 #include "util/posix_file.h"
+#include "chute/trace.h"
 
 namespace chute {
 
@@ -121,6 +122,7 @@ class ChuteChunkReader final : public ChunkReader {
     const BlockEntry& e = blocks_[b];
     CHUTE_RETURN_NOT_OK(WaitVerified(e.file_offset, e.file_offset + e.file_size));
     auto buf = AllocateAligned(e.stream_size);
+    trace::Span span("decode");
     Status st = codec_->Decompress(bytes_->data() + e.file_offset, e.file_size, buf.get(), e.stream_size);
     if (!st.ok()) return Status::Corrupt(url_ + " block " + std::to_string(b) + ": " + st.message() + kRewriteHint);
     std::lock_guard lock(mu_);

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "util/checksum.h"
+#include "chute/trace.h"
 
 namespace chute {
 
@@ -50,8 +51,12 @@ Status RemoteChunkBytes::Wait(uint64_t offset, uint64_t length) {
   auto deadline = Deadline(*storage_);
   std::unique_lock lock(mu_);
   for (size_t k = first; k <= last && k < done_.size(); ++k) {
-    if (!cv_->wait_until(lock, deadline, [&] { return done_[k] || !error_.ok(); }))
-      return TimedOut(storage_->Url(path_), offset, offset + length);
+    auto arrived = [&] { return done_[k] || !error_.ok(); };
+    if (!arrived()) {
+      trace::Span span("wait_chunk");
+      trace::WaitTimer waited(trace::counters().data_wait_ns);
+      if (!cv_->wait_until(lock, deadline, arrived)) return TimedOut(storage_->Url(path_), offset, offset + length);
+    }
     if (!error_.ok()) return error_;
   }
   return error_;
@@ -74,6 +79,7 @@ void RemoteChunkBytes::FetchPart(size_t k) {
   // The last part to arrive is marked done only after the whole chunk is verified, so
   // that waiting for all parts also waits for the checksum.
   if (last && verify_) {
+    trace::Span span("checksum");
     uint64_t sum = Checksum(buffer_.get(), info_.num_bytes);
     if (sum != info_.checksum) st = WholeFileMismatch(storage_->Url(path_), sum, info_.checksum);
   }
@@ -103,6 +109,8 @@ Status OnDemandChunkBytes::Wait(uint64_t offset, uint64_t length) {
   for (;;) {
     std::vector<std::pair<uint64_t, uint64_t>> gaps = ClaimGaps(offset, end);
     if (!gaps.empty()) {
+      trace::Span span("wait_chunk");
+      trace::WaitTimer waited(trace::counters().data_wait_ns);
       lock.unlock();
       Status st;
       for (auto [from, to] : gaps) {
@@ -119,6 +127,8 @@ Status OnDemandChunkBytes::Wait(uint64_t offset, uint64_t length) {
     bool pending = false;
     for (auto it = First(offset); it != ranges_.end() && it->first < end; ++it) pending |= !it->second.done;
     if (!pending) return Status::OK();
+    trace::Span span("wait_chunk");
+    trace::WaitTimer waited(trace::counters().data_wait_ns);
     if (cv_->wait_until(lock, deadline) == std::cv_status::timeout) return TimedOut(storage_->Url(path_), offset, end);
   }
 }

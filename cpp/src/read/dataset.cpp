@@ -23,6 +23,7 @@
 #include "util/ranges.h"
 #include "util/shared_flags.h"
 #include "util/task_group.h"
+#include "chute/trace.h"
 
 namespace chute {
 
@@ -291,6 +292,7 @@ Result<Item> Dataset::GetChunkItem(uint32_t chunk, uint64_t j) const {
 }
 
 Status Dataset::VerifyChunk(uint32_t c) const {
+  trace::Span span("checksum");
   Impl* m = impl_.get();
   if (c >= chunks().size()) return Status::Invalid("chunk " + std::to_string(c) + " out of range for " + m->url);
   const ChunkInfo& info = chunks()[c];

@@ -8,6 +8,7 @@
 #include "util/io_pool.h"
 #include "util/posix_file.h"
 #include "util/task_group.h"
+#include "chute/trace.h"
 
 namespace chute {
 
@@ -147,6 +148,7 @@ struct Reader::Impl {
       job->num_chunks = planned->chunks.size();
       job->batch.tokens = AllocateAligned(job->batch.ids.size() * blocks->block_size() * options.token_dtype.itemsize());
       gather_pool->Submit([job, blocks = blocks, dtype = options.token_dtype] {
+        trace::Span span("gather_tokens");
         job->Done(blocks->Gather(job->batch.ids, dtype, job->batch.tokens.get()));
       });
       gathering.push_back(std::move(job));
@@ -195,6 +197,9 @@ Status Reader::Schedule(uint64_t start, uint64_t stride, uint64_t count) {
 
 bool Reader::WantsMore() const { return !impl_->lookahead.Full(); }
 
-Result<bool> Reader::Next(Batch* out) { return impl_->blocks ? impl_->NextTokens(out) : impl_->NextItems(out); }
+Result<bool> Reader::Next(Batch* out) {
+  trace::Span span("read_batch");
+  return impl_->blocks ? impl_->NextTokens(out) : impl_->NextItems(out);
+}
 
 }  // namespace chute

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "util/process_owner.h"
+#include "chute/trace.h"
 
 namespace chute::storage {
 
@@ -80,6 +81,17 @@ std::vector<std::weak_ptr<ArrowStorage>>& Live() {
   return *live;
 }
 
+// One read from remote storage: a "fetch" span, and its bytes counted once it succeeded.
+struct Fetch {
+  explicit Fetch(uint64_t length) : length(length) {}
+  Status operator()(Status st) const {
+    if (st.ok()) trace::counters().bytes_fetched.fetch_add(length, std::memory_order_relaxed);
+    return st;
+  }
+  uint64_t length;
+  trace::Span span{"fetch"};
+};
+
 class ArrowStorage final : public Storage, public std::enable_shared_from_this<ArrowStorage> {
  public:
   ArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme, CommonOptions options,
@@ -129,11 +141,12 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   }
 
   Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) override {
+    Fetch fetch(length);
     if (reader_) {
-      return Retry(path, "read",
-                   [&](arrow::fs::FileSystem&) { return reader_->ReadRange(path, offset, length, out); });
+      return fetch(Retry(path, "read",
+                         [&](arrow::fs::FileSystem&) { return reader_->ReadRange(path, offset, length, out); }));
     }
-    return Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+    return fetch(Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
       // A known (lower bound of the) size spares the HEAD request: one GET per range.
       arrow::fs::FileInfo info(path, arrow::fs::FileType::File);
       info.set_size(static_cast<int64_t>(offset + length));
@@ -143,21 +156,24 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
         return arrow::Status::Invalid("truncated: ", offset + static_cast<uint64_t>(n), " bytes, needed ",
                                       offset + length);
       return arrow::Status::OK();
-    });
+    }));
   }
 
   Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                          uint64_t file_offset) override {
-    if (!reader_) return Storage::ReadRangeToFile(path, offset, length, fd, file_offset);
-    return Retry(path, "read", [&](arrow::fs::FileSystem&) {
+    if (!reader_) return Storage::ReadRangeToFile(path, offset, length, fd, file_offset);  // through ReadRange
+    Fetch fetch(length);
+    return fetch(Retry(path, "read", [&](arrow::fs::FileSystem&) {
       return reader_->ReadRangeToFile(path, offset, length, fd, file_offset);
-    });
+    }));
   }
 
   Result<std::string> ReadAll(const std::string& path) override {
+    trace::Span span("fetch");
     std::string out;
     if (reader_) {
       CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem&) { return reader_->ReadAll(path, &out); }));
+      trace::counters().bytes_fetched.fetch_add(out.size(), std::memory_order_relaxed);
       return out;
     }
     CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
@@ -167,10 +183,11 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
       out.assign(reinterpret_cast<const char*>(buf->data()), static_cast<size_t>(buf->size()));
       return arrow::Status::OK();
     }));
+    trace::counters().bytes_fetched.fetch_add(out.size(), std::memory_order_relaxed);
     return out;
   }
 
-  Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts) override {
+  Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts, WriteMode) override {
     return Retry(path, "write", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
       ARROW_ASSIGN_OR_RAISE(auto stream, fs.OpenOutputStream(path));
       for (auto part : parts) ARROW_RETURN_NOT_OK(stream->Write(part.data(), static_cast<int64_t>(part.size())));

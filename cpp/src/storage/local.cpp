@@ -48,10 +48,10 @@ class LocalStorage final : public Storage {
 
   Result<std::string> ReadAll(const std::string& path) override { return ReadFile(path); }
 
-  Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts) override {
+  Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts, WriteMode mode) override {
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);
-    return WriteFileAtomic(path, parts);
+    return WriteFileAtomic(path, parts, mode);
   }
 
   Status Delete(const std::string& path) override {

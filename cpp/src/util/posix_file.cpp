@@ -103,32 +103,80 @@ Result<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
-Status WriteFileAtomic(const std::string& path,
-                       std::span<const std::span<const std::byte>> parts) {
-  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-  if (f.fd < 0) return OpenError(tmp);
+namespace {
+
+// write() all of [data, data + size) at `offset`.
+bool WriteAll(int fd, const std::byte* data, size_t size, uint64_t offset) {
+  while (size > 0) {
+    ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+// Writes `parts` to `fd`, opened with O_DIRECT, through an aligned staging buffer of this
+// thread (O_DIRECT wants block-aligned memory, offsets and lengths): the last block is
+// padded with zeros, then the file is cut to its size. False with errno set on failure;
+// EINVAL: the file system refuses O_DIRECT after all.
+bool WriteDirect(int fd, std::span<const std::span<const std::byte>> parts) {
+  constexpr size_t kBlock = 4096, kStaging = 8 << 20;
+  thread_local std::unique_ptr<std::byte, decltype(&std::free)> staging(
+      static_cast<std::byte*>(std::aligned_alloc(kBlock, kStaging)), &std::free);
+  if (!staging) return errno = ENOMEM, false;
+  size_t filled = 0;
+  uint64_t offset = 0, total = 0;
   for (auto part : parts) {
-    const std::byte* p = part.data();
-    size_t left = part.size();
-    while (left > 0) {
-      ssize_t n = ::write(f.fd, p, left);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        Status st = Status::IOError(ErrnoMessage(tmp));
-        ::unlink(tmp.c_str());
-        return st;
+    total += part.size();
+    while (!part.empty()) {
+      size_t n = std::min(part.size(), kStaging - filled);
+      std::memcpy(staging.get() + filled, part.data(), n);
+      part = part.subspan(n);
+      if ((filled += n) == kStaging) {
+        if (!WriteAll(fd, staging.get(), kStaging, offset)) return false;
+        offset += kStaging;
+        filled = 0;
       }
-      p += n;
-      left -= static_cast<size_t>(n);
     }
+  }
+  if (filled) {
+    size_t padded = (filled + kBlock - 1) / kBlock * kBlock;
+    std::memset(staging.get() + filled, 0, padded - filled);
+    if (!WriteAll(fd, staging.get(), padded, offset)) return false;
+  }
+  return ::ftruncate(fd, static_cast<off_t>(total)) == 0;
+}
+
+}  // namespace
+
+Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts, WriteMode mode) {
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  Fd f{mode == WriteMode::kBulk ? ::open(tmp.c_str(), flags | O_DIRECT, 0644) : -1};
+  bool written = f.fd >= 0 && WriteDirect(f.fd, parts);
+  if (!written && (f.fd < 0 || errno == EINVAL)) {  // no O_DIRECT here (tmpfs, ...): through the page cache
+    if (f.fd < 0) f.fd = ::open(tmp.c_str(), flags, 0644);
+    else ::fcntl(f.fd, F_SETFL, ::fcntl(f.fd, F_GETFL) & ~O_DIRECT);
+    if (f.fd < 0) return OpenError(tmp);
+    uint64_t offset = 0;
+    written = true;
+    for (auto part : parts) {
+      written = written && WriteAll(f.fd, part.data(), part.size(), offset);
+      offset += part.size();
+    }
+    written = written && ::ftruncate(f.fd, static_cast<off_t>(offset)) == 0;
   }
   // On disk before it gets its name, and the name on disk before this returns: a record
   // of what was written (optimize's resume record, map's markers) never outlives the data.
-  if (::fsync(f.fd) != 0 || ::close(f.fd) != 0) {
+  const bool durable = mode == WriteMode::kDurable;
+  if (!written || (durable && ::fsync(f.fd) != 0) || ::close(f.fd) != 0) {
+    Status st = Status::IOError(ErrnoMessage(tmp));
     f.fd = -1;
     ::unlink(tmp.c_str());
-    return Status::IOError(ErrnoMessage(tmp));
+    return st;
   }
   f.fd = -1;
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -136,6 +184,7 @@ Status WriteFileAtomic(const std::string& path,
     ::unlink(tmp.c_str());
     return st;
   }
+  if (!durable) return Status::OK();
   auto slash = path.find_last_of('/');
   Fd dir{::open(slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1)).c_str(),
                 O_RDONLY | O_DIRECTORY | O_CLOEXEC)};

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "chute/status.h"
+#include "chute/storage.h"
 
 namespace chute {
 
@@ -44,9 +45,11 @@ void PopulateWritable(std::byte* data, size_t size);
 Result<std::shared_ptr<std::byte>> MapFileRegion(int fd, uint64_t offset, size_t size);
 
 Result<std::string> ReadFile(const std::string& path);
-// Writes the concatenation of `parts` to `path` through `path.tmp-<pid>`, fsync() and
-// rename() (then fsyncs the directory): durable once this returns.
-Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts);
+// Writes the concatenation of `parts` to `path` through `path.tmp-<pid>` and rename(),
+// as `mode` says (chute/storage.h): kDurable fsync()s the file before the rename and the
+// directory after; kBulk writes through O_DIRECT where the file system takes it.
+Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts,
+                       WriteMode mode = WriteMode::kDurable);
 
 // Unmaps the pages of `range` of `mapping` (a MAP_SHARED file mapping), widened to the
 // 2 MiB around them that a page fault may map too but never past `mapping`; their contents
