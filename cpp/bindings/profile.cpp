@@ -28,13 +28,8 @@ void init_profile(nb::module_& m) {
         "time.monotonic_ns().");
   m.def("trace_counters",
         [] {
-          trace::Counters& c = trace::counters();
           nb::dict d;
-          d["bytes_fetched"] = c.bytes_fetched.load();
-          d["chunks_downloaded"] = c.chunks_downloaded.load();
-          d["chunk_cache_hits"] = c.chunk_cache_hits.load();
-          d["chunk_cache_misses"] = c.chunk_cache_misses.load();
-          d["data_wait_s"] = static_cast<double>(c.data_wait_ns.load()) / 1e9;
+          trace::counters().ForEach([&](const char* name, std::atomic<uint64_t>& counter) { d[name] = counter.load(); });
           return d;
         },
         "This process's engine counters since it started (a forked child starts at zero).");

@@ -3,14 +3,15 @@ counters of what it read and waited for (docs/profiling.md).
 
 Each process records its own spans: C++ spans of the engine (chute._core.trace_*) and
 Python spans recorded here, on the same clock (CLOCK_MONOTONIC). A DataLoader worker
-writes its spans to ``<profile_dir>/.worker-<pid>.json`` once its share of the profiled
-batches is collated; the main process merges them with its own into
-``<profile_dir>/chute-trace.json``.
+writes its spans to ``<profile_dir>/.worker-<run>-<pid>.json`` once its share of the
+profiled batches is collated; the main process merges that run's files with its own
+spans into ``<profile_dir>/chute-trace.json`` (``chute-trace-rank<r>.json`` under DDP).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import threading
@@ -26,6 +27,20 @@ WORKER_PREFIX = ".worker-"
 WORKER_FILE_TIMEOUT = 30.0
 
 _spans: list | None = None  # Python spans while recording: (name, start ns, duration ns, thread id, thread name)
+_run_ids = itertools.count()
+
+
+def _forget_in_child() -> None:
+    global _spans
+    _spans = None  # a forked worker records only if it starts itself (traced_samples)
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def new_run() -> str:
+    """An id for one profiled iteration, naming its workers' files."""
+    return f"{os.getpid()}-{next(_run_ids)}"
 
 
 def start() -> None:
@@ -41,16 +56,16 @@ def recording() -> bool:
 @contextlib.contextmanager
 def span(name: str):
     """Records the block as `name` while a trace is on."""
-    if _spans is None:
+    spans = _spans  # once: another thread may stop the trace meanwhile (the span is then dropped)
+    if spans is None:
         yield
         return
     begin = time.monotonic_ns()
     try:
         yield
     finally:
-        if _spans is not None:
-            thread = threading.current_thread()
-            _spans.append((name, begin, time.monotonic_ns() - begin, threading.get_native_id(), thread.name))
+        spans.append((name, begin, time.monotonic_ns() - begin, threading.get_native_id(),
+                      threading.current_thread().name))
 
 
 def stop(process_name: str) -> list[dict]:
@@ -71,29 +86,31 @@ def stop(process_name: str) -> list[dict]:
     return events
 
 
-def write_worker(profile_dir: str, events: list[dict]) -> None:
+def write_worker(profile_dir: str, run: str, events: list[dict]) -> None:
     os.makedirs(profile_dir, exist_ok=True)
-    path = os.path.join(profile_dir, f"{WORKER_PREFIX}{os.getpid()}.json")
+    path = os.path.join(profile_dir, f"{WORKER_PREFIX}{run}-{os.getpid()}.json")
     with open(path + ".tmp", "w") as f:
         json.dump(events, f)
     os.replace(path + ".tmp", path)  # whole or absent
 
 
-def write_trace(profile_dir: str, events: list[dict], workers: int) -> str:
-    """Merges `events` with the spans of `workers` worker processes (waiting for them up
-    to WORKER_FILE_TIMEOUT) into the trace file; returns its path."""
+def write_trace(profile_dir: str, run: str, events: list[dict], workers: int, wait: bool, rank: int,
+                world_size: int) -> str:
+    """Merges `events` with the spans of the run's `workers` worker processes (waiting
+    for them up to WORKER_FILE_TIMEOUT if `wait`) into the trace file; returns its path."""
     os.makedirs(profile_dir, exist_ok=True)
-    deadline = time.monotonic() + WORKER_FILE_TIMEOUT
+    deadline = time.monotonic() + (WORKER_FILE_TIMEOUT if wait else 0)
+    prefix = f"{WORKER_PREFIX}{run}-"
     while True:
-        files = [n for n in os.listdir(profile_dir) if n.startswith(WORKER_PREFIX) and n.endswith(".json")]
-        if len(files) >= workers or time.monotonic() > deadline:
+        files = [n for n in os.listdir(profile_dir) if n.startswith(prefix) and n.endswith(".json")]
+        if len(files) >= workers or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
     for name in files:
         with open(os.path.join(profile_dir, name)) as f:
             events += json.load(f)
         os.remove(os.path.join(profile_dir, name))
-    path = os.path.join(profile_dir, TRACE_FILE)
+    path = os.path.join(profile_dir, TRACE_FILE if world_size == 1 else f"chute-trace-rank{rank}.json")
     with open(path, "w") as f:
         json.dump({"traceEvents": events, "displayTimeUnit": "ms",
                    "otherData": {"worker_traces": len(files), "workers_expected": workers}}, f)
@@ -110,7 +127,7 @@ def traced_samples(dataset, samples):
     if profile is None or worker is None or worker.id >= profile[1]:  # the main process profiles itself
         yield from samples
         return
-    profile_dir, batches = profile
+    profile_dir, batches, run = profile
     dataset._profile = None  # once per worker (a persistent one iterates again)
     quota = len(range(worker.id, batches, worker.num_workers)) * dataset._batch_size
     name = f"chute worker {worker.id}"
@@ -118,11 +135,11 @@ def traced_samples(dataset, samples):
     try:
         for n, sample in enumerate(samples):
             if n == quota:
-                write_worker(profile_dir, stop(name))
+                write_worker(profile_dir, run, stop(name))
             yield sample
     finally:
         if recording():  # the epoch ended first
-            write_worker(profile_dir, stop(name))
+            write_worker(profile_dir, run, stop(name))
 
 
 class Collate:

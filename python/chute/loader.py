@@ -101,9 +101,11 @@ class StreamingDataLoader(DataLoader):
         self._next_epoch, self._resume_at = epoch + 1, ds._epoch_start()
         profile = self._profile_batches if self.profile_path is None else None
         if profile:
-            ds._profile = (self._profile_dir, profile)  # for the workers, which start now
+            run = _profile.new_run()
+            ds._profile = (self._profile_dir, profile, run)  # for the workers, which start now
             _profile.start()
         batches = iter(self._token_batches(epoch, start) if self._token_threads else super().__iter__())
+        ended = False
         try:
             while True:
                 waited = time.perf_counter()
@@ -111,21 +113,26 @@ class StreamingDataLoader(DataLoader):
                     batch = next(batches, _END)
                 self._stats["loop_wait_s"] += time.perf_counter() - waited
                 if batch is _END:
+                    ended = True
                     break
                 self._batches += 1
                 self._stats["batches"] += 1
                 if self._batches == profile:
-                    self._write_profile(profile)
+                    self._write_profile(run, profile, wait=True)
                 yield batch
         finally:
             if profile and self.profile_path is None:  # fewer batches than profile_batches
-                self._write_profile(profile)
+                # The epoch ended: its workers have written their spans or are about to. Stopped
+                # early (break, an error): what is there, without waiting.
+                self._write_profile(run, profile, wait=ended)
             forget_exited_workers()
 
-    def _write_profile(self, batches: int) -> None:
+    def _write_profile(self, run: str, batches: int, wait: bool) -> None:
         self.dataset._profile = None
         workers = 0 if self._token_threads else min(self.num_workers, batches)
-        self.profile_path = _profile.write_trace(self._profile_dir, _profile.stop("chute main"), workers)
+        layout = current_layout()
+        self.profile_path = _profile.write_trace(self._profile_dir, run, _profile.stop("chute main"), workers,
+                                                 wait, layout.rank, layout.world_size)
 
     def stats(self) -> dict:
         """Counters since the loader was made: ``batches`` it handed out, ``loop_wait_s``
@@ -144,6 +151,7 @@ class StreamingDataLoader(DataLoader):
         for counters in engine:
             for key, value in counters.items():
                 totals[key] = totals.get(key, 0) + value
+        totals["data_wait_s"] = totals.pop("data_wait_ns") / 1e9
         return totals
 
     def _token_batches(self, epoch: int, start: int):

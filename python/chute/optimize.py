@@ -89,13 +89,14 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
         _remove_records(storage)
         return output_dir
     records = _records(storage, settings, output_dir) if resume else {}
-    _PartWriter(fn, allow_pickle, inputs, output_dir, options, settings)._writer(0, [])  # bad settings fail here
-    _core.prepare_output(output_dir, overwrite, [c[0] for r in records.values() for c in r["chunks"]], options)
+    # Bad settings fail here, before anything is removed.
+    runner = executor_for(executor, num_workers)
+    _PartWriter(fn, allow_pickle, inputs, output_dir, options, settings)._writer(0, [])
     if not resume:
-        _remove_records(storage)  # an interrupted run's, whose chunks this run replaced
+        _remove_records(storage)  # an interrupted run's: before its chunks go, so none names a lost chunk
+    _core.prepare_output(output_dir, overwrite, [c[0] for r in records.values() for c in r["chunks"]], options)
 
     jobs = [(part, records.get(part)) for part in range(num_parts) if not records.get(part, {}).get("done")]
-    runner = executor_for(executor, num_workers)
     parts = {part: record for part, record in records.items() if record.get("done")}
     results = runner.run(_init_worker, (fn, allow_pickle, inputs, output_dir, options, settings), _write_part, jobs)
     with tqdm(total=len(inputs), initial=sum(_bounds(p, settings)[1] - _bounds(p, settings)[0] for p in parts),
@@ -266,6 +267,8 @@ class _PartWriter:
                     raise OptimizeError(_structure_error(index, self.inputs[index], json.loads(record["schema"]),
                                                          [tree, fields], record["first_input"]))
                 yield schema, leaves
+        except GeneratorExit:  # closed by the caller
+            raise
         except BaseException as exc:  # reported with the input by the driver (sys.exit in fn too)
             raise _InputFailed(index) from exc
 

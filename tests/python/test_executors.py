@@ -39,6 +39,17 @@ def test_a_killed_worker_is_reported_with_its_inputs(tmp_path):
         chute.map(write, range(40), str(tmp_path / "files"), num_workers=2, progress=False)
 
 
+def _cannot_start():
+    raise RuntimeError("no storage here")
+
+
+def test_a_worker_that_fails_to_start_is_reported():
+    from chute.executors import JobLost, ProcessExecutor
+
+    with pytest.raises(JobLost, match=r"its worker failed to start:(.|\n)*RuntimeError: no storage here"):
+        list(ProcessExecutor(2).run(_cannot_start, (), str, [1, 2, 3]))
+
+
 def test_ray_is_an_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'chute\[ray\]'"):

@@ -55,9 +55,9 @@ enum class WriteMode {
   // files).
   kDurable,
   // Bulk data written once and read later (chunk files): straight to the device,
-  // bypassing the page cache where the file system allows (O_DIRECT), without fsync.
-  // Copying gigabytes into fresh page-cache pages was most of a conversion's CPU time.
-  // A machine crash right after may still lose it: chunk checksums tell.
+  // bypassing the page cache where the file system allows (O_DIRECT), then fsync()ed;
+  // its directory is not (a later kDurable write in it covers its name). Copying
+  // gigabytes into fresh page-cache pages was most of a conversion's CPU time.
   kBulk,
 };
 

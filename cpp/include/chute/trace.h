@@ -66,6 +66,16 @@ struct Counters {
   std::atomic<uint64_t> chunk_cache_hits{0};     // chunks a reader found in the node cache
   std::atomic<uint64_t> chunk_cache_misses{0};   // chunks a reader had to wait for (download)
   std::atomic<uint64_t> data_wait_ns{0};         // readers blocked waiting for chunk bytes
+
+  // Calls f(name, counter) for each counter (the one list of them).
+  template <typename F>
+  void ForEach(F&& f) {
+    f("bytes_fetched", bytes_fetched);
+    f("chunks_downloaded", chunks_downloaded);
+    f("chunk_cache_hits", chunk_cache_hits);
+    f("chunk_cache_misses", chunk_cache_misses);
+    f("data_wait_ns", data_wait_ns);
+  }
 };
 CHUTE_API Counters& counters();
 

@@ -43,7 +43,7 @@ struct WriterOptions {
 // Makes `url` (a local directory, created if needed, or an object-store prefix, see
 // storage.h) ready for a new dataset: Invalid if it already holds one and `overwrite` is
 // false; otherwise removes the old index.json first (a crash in between leaves no valid
-// index), then every chunk-*.bin file but those named in `keep_chunks`.
+// index), then every chunk-*.bin file (and chunk temp file) but those in `keep_chunks`.
 CHUTE_API Status PrepareOutput(const std::string& url, bool overwrite, const std::vector<std::string>& keep_chunks,
                                const StorageOptions& storage_options = {});
 

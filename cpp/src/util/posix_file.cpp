@@ -124,8 +124,8 @@ bool WriteAll(int fd, const std::byte* data, size_t size, uint64_t offset) {
 // EINVAL: the file system refuses O_DIRECT after all.
 bool WriteDirect(int fd, std::span<const std::span<const std::byte>> parts) {
   constexpr size_t kBlock = 4096, kStaging = 8 << 20;
-  thread_local std::unique_ptr<std::byte, decltype(&std::free)> staging(
-      static_cast<std::byte*>(std::aligned_alloc(kBlock, kStaging)), &std::free);
+  thread_local std::unique_ptr<std::byte, decltype(&std::free)> staging(nullptr, &std::free);
+  if (!staging) staging.reset(static_cast<std::byte*>(std::aligned_alloc(kBlock, kStaging)));
   if (!staging) return errno = ENOMEM, false;
   size_t filled = 0;
   uint64_t offset = 0, total = 0;
@@ -157,7 +157,8 @@ Status WriteFileAtomic(const std::string& path, std::span<const std::span<const 
   const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
   Fd f{mode == WriteMode::kBulk ? ::open(tmp.c_str(), flags | O_DIRECT, 0644) : -1};
   bool written = f.fd >= 0 && WriteDirect(f.fd, parts);
-  if (!written && (f.fd < 0 || errno == EINVAL)) {  // no O_DIRECT here (tmpfs, ...): through the page cache
+  // No O_DIRECT here (tmpfs, ...), or no staging memory: through the page cache.
+  if (!written && (f.fd < 0 || errno == EINVAL || errno == ENOMEM)) {
     if (f.fd < 0) f.fd = ::open(tmp.c_str(), flags, 0644);
     else ::fcntl(f.fd, F_SETFL, ::fcntl(f.fd, F_GETFL) & ~O_DIRECT);
     if (f.fd < 0) return OpenError(tmp);
@@ -169,10 +170,10 @@ Status WriteFileAtomic(const std::string& path, std::span<const std::span<const 
     }
     written = written && ::ftruncate(f.fd, static_cast<off_t>(offset)) == 0;
   }
-  // On disk before it gets its name, and the name on disk before this returns: a record
-  // of what was written (optimize's resume record, map's markers) never outlives the data.
-  const bool durable = mode == WriteMode::kDurable;
-  if (!written || (durable && ::fsync(f.fd) != 0) || ::close(f.fd) != 0) {
+  // On disk before it gets its name; kDurable: the name on disk too before this returns
+  // (a bulk file's name is made durable by the next durable write in its directory: a
+  // record of what was written never outlives the data).
+  if (!written || ::fsync(f.fd) != 0 || ::close(f.fd) != 0) {
     Status st = Status::IOError(ErrnoMessage(tmp));
     f.fd = -1;
     ::unlink(tmp.c_str());
@@ -184,7 +185,7 @@ Status WriteFileAtomic(const std::string& path, std::span<const std::span<const 
     ::unlink(tmp.c_str());
     return st;
   }
-  if (!durable) return Status::OK();
+  if (mode != WriteMode::kDurable) return Status::OK();
   auto slash = path.find_last_of('/');
   Fd dir{::open(slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1)).c_str(),
                 O_RDONLY | O_DIRECTORY | O_CLOEXEC)};

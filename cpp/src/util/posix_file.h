@@ -46,8 +46,9 @@ Result<std::shared_ptr<std::byte>> MapFileRegion(int fd, uint64_t offset, size_t
 
 Result<std::string> ReadFile(const std::string& path);
 // Writes the concatenation of `parts` to `path` through `path.tmp-<pid>` and rename(),
-// as `mode` says (chute/storage.h): kDurable fsync()s the file before the rename and the
-// directory after; kBulk writes through O_DIRECT where the file system takes it.
+// as `mode` says (chute/storage.h): the file is fsync()ed before the rename; kDurable
+// fsync()s the directory after; kBulk writes through O_DIRECT where the file system
+// takes it.
 Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts,
                        WriteMode mode = WriteMode::kDurable);
 

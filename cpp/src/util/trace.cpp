@@ -23,10 +23,7 @@ void ResetInChild() {
   new (&mu) std::mutex();
   new (&events) std::vector<Event>();
   recording.store(false, std::memory_order_relaxed);
-  Counters& c = counters();
-  for (auto* counter : {&c.bytes_fetched, &c.chunks_downloaded, &c.chunk_cache_hits, &c.chunk_cache_misses,
-                        &c.data_wait_ns})
-    counter->store(0, std::memory_order_relaxed);
+  counters().ForEach([](const char*, std::atomic<uint64_t>& counter) { counter.store(0, std::memory_order_relaxed); });
 }
 
 const bool at_fork_registered = (::pthread_atfork(nullptr, nullptr, ResetInChild), true);

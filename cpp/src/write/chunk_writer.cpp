@@ -133,8 +133,6 @@ struct ChunkWriter::Impl {
       total += p.size();
     }
     ChunkInfo info{ChunkFileName(options.chunk_prefix, chunks.size()), h.num_items, total, sum.Digest(), num_tokens};
-    // Not fsynced (WriteMode::kBulk): a crash of the machine may damage chunks written
-    // just before; resume checks the kept chunks' checksums, and so does every read.
     CHUTE_RETURN_NOT_OK(storage->Write(JoinPath(root, info.file), parts, WriteMode::kBulk));
     chunks.push_back(std::move(info));
 
@@ -179,7 +177,7 @@ Result<std::unique_ptr<ChunkWriter>> ChunkWriter::Create(const std::string& url,
   for (const ChunkInfo& c : options.resume_chunks) {
     if (c.file != ChunkFileName(options.chunk_prefix, impl->chunks.size()))
       return Status::Invalid(url + ": chunk " + c.file + " out of sequence");
-    // Kept if intact: on local storage it may never have been written back (FlushChunk).
+    // Kept if intact (a record may name a chunk that a crash or a hand damaged since).
     std::string path = JoinPath(impl->root, c.file);
     auto size = impl->storage->Size(path);
     if (!size.ok() && size.status().code() != StatusCode::kNotFound) return size.status();

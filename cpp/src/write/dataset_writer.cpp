@@ -31,7 +31,9 @@ Status PrepareOutput(const std::string& url, bool overwrite, const std::vector<s
   CHUTE_ASSIGN_OR_RETURN(auto objects, storage.List(location.path));
   for (auto& object : objects) {
     std::string name = object.path.substr(object.path.find_last_of('/') + 1);
-    if (name.starts_with("chunk-") && name.ends_with(".bin") && !kept.count(name))
+    // Also the temporary files of chunks whose writer was stopped (chunk-*.bin.tmp-<pid>).
+    bool chunk = name.starts_with("chunk-") && (name.ends_with(".bin") || name.find(".bin.tmp-") != std::string::npos);
+    if (chunk && !kept.count(name))
       CHUTE_RETURN_NOT_OK(storage.Delete(object.path));
   }
   return Status::OK();
