@@ -1,8 +1,9 @@
 // Bindings for storage (chute/storage.h): the objects under one URL, for chute.map's
-// uploads and optimize's resume record. A Storage belongs to the process that opened it (open one per process).
+// uploads, optimize's resume records and chute.checkpoint's streams. A Storage belongs to the process that opened it (open one per process).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <span>
@@ -17,7 +18,51 @@ using namespace nb::literals;
 
 namespace chute::bindings {
 
+namespace {
+
+// A Python buffer (bytes, bytearray, memoryview, numpy array), held for the call.
+class Buffer {
+ public:
+  Buffer(nb::handle object, bool writable) {
+    if (PyObject_GetBuffer(object.ptr(), &view_, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0)
+      throw nb::python_error();
+  }
+  ~Buffer() { PyBuffer_Release(&view_); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  std::byte* data() const { return static_cast<std::byte*>(view_.buf); }
+  size_t size() const { return static_cast<size_t>(view_.len); }
+
+ private:
+  Py_buffer view_;
+};
+
+}  // namespace
+
 void init_storage(nb::module_& m) {
+  nb::class_<ObjectWriter>(m, "ObjectWriter",
+                           "A stream into one object: it appears whole on close(), or not at all (abort()).")
+      .def("write",
+           [](ObjectWriter& w, nb::handle data) {
+             Buffer buffer(data, false);
+             nb::gil_scoped_release release;
+             Check(w.Write({buffer.data(), buffer.size()}));
+             return buffer.size();
+           },
+           "data"_a, "Sends a bytes-like object (may wait while earlier parts upload); returns its length.")
+      .def("close",
+           [](ObjectWriter& w) {
+             nb::gil_scoped_release release;
+             Check(w.Close());
+           },
+           "The object appears, whole.")
+      .def("abort",
+           [](ObjectWriter& w) {
+             nb::gil_scoped_release release;
+             Check(w.Abort());
+           },
+           "Nothing appears.");
+
   nb::class_<StorageLocation>(m, "Storage", "The objects under one URL (a local directory or a bucket prefix).")
       .def_static("open",
                   [](const std::string& url, const StorageOptions& storage_options) {
@@ -53,6 +98,27 @@ void init_storage(nb::module_& m) {
              return nb::bytes(bytes.data(), bytes.size());
            },
            "name"_a, "Object `name` whole (FileNotFoundError if absent).")
+      .def("open_writer",
+           [](const StorageLocation& s, const std::string& name) {
+             nb::gil_scoped_release release;
+             return Unwrap(s.storage->OpenWriter(JoinPath(s.path, name)));
+           },
+           "name"_a, nb::keep_alive<0, 1>(), "An ObjectWriter into object `name` (it keeps this storage alive).")
+      .def("size",
+           [](const StorageLocation& s, const std::string& name) {
+             nb::gil_scoped_release release;
+             return Unwrap(s.storage->Size(JoinPath(s.path, name)));
+           },
+           "name"_a, "The size of object `name` (FileNotFoundError if absent).")
+      .def("read_into",
+           [](const StorageLocation& s, const std::string& name, uint64_t offset, nb::handle out) {
+             Buffer buffer(out, true);
+             nb::gil_scoped_release release;
+             Check(s.storage->ReadRange(JoinPath(s.path, name), offset, buffer.size(), buffer.data()));
+           },
+           "name"_a, "offset"_a, "out"_a, "Fills the writable buffer `out` with the bytes of `name` from `offset`.")
+      .def("url", [](const StorageLocation& s, const std::string& name) { return s.storage->Url(JoinPath(s.path, name)); },
+           "name"_a, "The URL of object `name`.")
       .def("delete",
            [](const StorageLocation& s, const std::string& name) {
              nb::gil_scoped_release release;

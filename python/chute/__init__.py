@@ -2,14 +2,15 @@
 
 ``optimize`` turns raw data into chunk files; ``StreamingDataset`` streams them into
 PyTorch (or any DLPack consumer); ``map`` runs a function over inputs and keeps the files
-it writes; both run on this machine's processes or on a Ray cluster (``RayExecutor``).
+it writes (optimize and map run on this machine's processes or on a Ray cluster:
+``RayExecutor``); ``chute.checkpoint`` saves and loads checkpoints at the same URLs.
 """
 
 import atexit
 
 import pyarrow.fs  # noqa: F401  -- loads the one libarrow chute._core links; registers S3 finalization
 
-from chute import _core
+from chute import _core, checkpoint
 from chute._core import CorruptDataError, FormatVersionError
 from chute._map import MapError, map
 from chute.combined import CombinedStreamingDataset

@@ -49,6 +49,19 @@ struct ObjectInfo {
   uint64_t size = 0;
 };
 
+// A stream into one object (a checkpoint, say): written in order, the object appears
+// whole on Close(), or not at all (Abort(), or destruction without Close()).
+// Thread-safety: used by one thread at a time.
+class CHUTE_API ObjectWriter {
+ public:
+  virtual ~ObjectWriter() = default;
+  // Copies `data` (or sends it); may block while earlier parts upload, so that memory
+  // stays bounded.
+  virtual Status Write(std::span<const std::byte> data) = 0;
+  virtual Status Close() = 0;
+  virtual Status Abort() = 0;
+};
+
 // How a local file is written (object stores ignore it).
 enum class WriteMode {
   // fsync()ed, then its directory: on disk once Write returns (indexes, records, map's
@@ -87,6 +100,10 @@ class CHUTE_API Storage {
   // store has it durably once this returns; a local file as `mode` says.
   virtual Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts,
                        WriteMode mode = WriteMode::kDurable) = 0;
+  // A stream into object `path` (see ObjectWriter); it must not outlive this storage.
+  // The default holds the bytes in memory and writes them on Close(); backends stream
+  // them (local files, multipart uploads).
+  virtual Result<std::unique_ptr<ObjectWriter>> OpenWriter(const std::string& path);
   virtual Status Delete(const std::string& path) = 0;
 };
 

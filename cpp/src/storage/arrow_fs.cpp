@@ -13,6 +13,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "util/process_owner.h"
@@ -195,11 +196,102 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     });
   }
 
+  Result<std::unique_ptr<ObjectWriter>> OpenWriter(const std::string& path) override {
+    // Opening a stream on Azure replaces the blob at once, and its flushes commit what
+    // was written: no way here to make the object appear whole or not at all.
+    if (scheme_ == "az")
+      return Status::Unsupported(Url(path) + ": streaming writes (checkpoints) to Azure are not supported yet");
+    // GCS finalizes even an aborted upload: there the object is written under a
+    // temporary name and copied into place on Close().
+    std::string target = path;
+    if (scheme_ == "gs") {
+      thread_local std::mt19937_64 rng(std::random_device{}());
+      target = path + ".chute-upload-" + std::to_string(rng());
+    }
+    std::shared_ptr<arrow::io::OutputStream> stream;
+    CHUTE_RETURN_NOT_OK(Retry(path, "open for writing", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(stream, fs.OpenOutputStream(target));
+      return arrow::Status::OK();
+    }));
+    return std::unique_ptr<ObjectWriter>(new StreamWriter(shared_from_this(), path, target, std::move(stream)));
+  }
+
   Status Delete(const std::string& path) override {
     return Retry(path, "delete", [&](arrow::fs::FileSystem& fs) { return fs.DeleteFile(path); });
   }
 
  private:
+  // Arrow's output stream: a multipart upload for S3 (parts sent in the background while
+  // the caller writes), completed by Close() so that the object appears whole; Abort()
+  // cancels it. Write() flushes every kFlushBytes: that waits for the parts in flight, so
+  // at most about that much is held in memory.
+  class StreamWriter final : public ObjectWriter {
+   public:
+    static constexpr uint64_t kFlushBytes = uint64_t{128} << 20;
+    // Writes `target` (`path`, or a temporary name copied to `path` on Close()).
+    StreamWriter(std::shared_ptr<ArrowStorage> storage, std::string path, std::string target,
+                 std::shared_ptr<arrow::io::OutputStream> stream)
+        : storage_(std::move(storage)), path_(std::move(path)), target_(std::move(target)), stream_(std::move(stream)) {}
+    ~StreamWriter() override { (void)Abort(); }
+
+    Status Write(std::span<const std::byte> data) override {
+      if (!stream_) return Status::Invalid(storage_->Url(path_) + ": written after it was closed or failed");
+      while (!data.empty()) {  // in pieces: a flush between them bounds what one big write holds
+        size_t n = static_cast<size_t>(std::min<uint64_t>(data.size(), kFlushBytes - unflushed_));
+        arrow::Status st = stream_->Write(data.data(), static_cast<int64_t>(n));
+        if (st.ok() && (unflushed_ += n) >= kFlushBytes) {
+          st = stream_->Flush();
+          unflushed_ = 0;
+        }
+        if (!st.ok()) {
+          (void)Abort();  // nothing partial is left
+          return Failed("write", st);
+        }
+        data = data.subspan(n);
+      }
+      return Status::OK();
+    }
+    Status Close() override {
+      if (!stream_) return Status::Invalid(storage_->Url(path_) + ": closed twice, or after a failure");
+      std::shared_ptr<arrow::io::OutputStream> stream = std::exchange(stream_, nullptr);
+      if (arrow::Status st = stream->Close(); !st.ok()) {
+        (void)stream->Abort();  // a multipart upload left open would keep its parts
+        RemoveTarget();
+        return Failed("write", st);
+      }
+      if (target_ == path_) return Status::OK();
+      // Copied (retried: copying again is harmless), then the temporary removed once.
+      Status copied = storage_->Retry(path_, "copy into place", [&](arrow::fs::FileSystem& fs) {
+        return fs.CopyFile(target_, path_);
+      });
+      RemoveTarget();
+      return copied;
+    }
+    Status Abort() override {
+      if (!stream_) return Status::OK();
+      arrow::Status st = std::exchange(stream_, nullptr)->Abort();
+      RemoveTarget();
+      return st.ok() ? Status::OK() : Failed("abort the upload of", st);
+    }
+
+   private:
+    // Streams are not retried (a part cannot be sent again by this stream): the caller
+    // saves again.
+    Status Failed(const char* what, const arrow::Status& st) const {
+      return Status::IOError(storage_->Url(path_) + ": " + what + " failed: " + st.message() +
+                             " (nothing was left behind; save again)");
+    }
+    // The temporary object, if any (never `path`: an object there before stays).
+    void RemoveTarget() {
+      if (target_ != path_) (void)storage_->Delete(target_);
+    }
+
+    std::shared_ptr<ArrowStorage> storage_;
+    std::string path_, target_;
+    std::shared_ptr<arrow::io::OutputStream> stream_;
+    uint64_t unflushed_ = 0;
+  };
+
   std::shared_ptr<arrow::fs::FileSystem> Client() {
     std::lock_guard lock(mu_);
     return fs_;

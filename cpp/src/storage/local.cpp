@@ -11,6 +11,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
+class LocalObjectWriter final : public ObjectWriter {
+ public:
+  explicit LocalObjectWriter(std::unique_ptr<AtomicFileWriter> file) : file_(std::move(file)) {}
+  Status Write(std::span<const std::byte> data) override { return file_->Write(data); }
+  Status Close() override { return file_->Close(); }
+  Status Abort() override {
+    file_->Abort();
+    return Status::OK();
+  }
+
+ private:
+  std::unique_ptr<AtomicFileWriter> file_;
+};
+
 class LocalStorage final : public Storage {
  public:
   bool is_local() const override { return true; }
@@ -52,6 +66,13 @@ class LocalStorage final : public Storage {
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);
     return WriteFileAtomic(path, parts, mode);
+  }
+
+  Result<std::unique_ptr<ObjectWriter>> OpenWriter(const std::string& path) override {
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    CHUTE_ASSIGN_OR_RETURN(auto file, AtomicFileWriter::Open(path));
+    return std::unique_ptr<ObjectWriter>(new LocalObjectWriter(std::move(file)));
   }
 
   Status Delete(const std::string& path) override {

@@ -1,5 +1,6 @@
 // Scheme registry, URL splitting and the options every backend shares.
 #include <cstdlib>
+#include <vector>
 
 #include "storage/options.h"
 #include "util/posix_file.h"
@@ -11,6 +12,44 @@ Status Storage::ReadRangeToFile(const std::string& path, uint64_t offset, uint64
                                 uint64_t file_offset) {
   CHUTE_ASSIGN_OR_RETURN(std::shared_ptr<std::byte> region, MapFileRegion(fd, file_offset, length));
   return ReadRange(path, offset, length, region.get());
+}
+
+namespace {
+
+// Storage::OpenWriter's default: the bytes in memory until Close() writes them whole.
+class BufferedObjectWriter final : public ObjectWriter {
+ public:
+  BufferedObjectWriter(Storage& storage, std::string path) : storage_(storage), path_(std::move(path)) {}
+  Status Write(std::span<const std::byte> data) override {
+    if (closed_) return Status::Invalid(storage_.Url(path_) + ": written after it was closed");
+    bytes_.insert(bytes_.end(), data.begin(), data.end());
+    return Status::OK();
+  }
+  Status Close() override {
+    if (closed_) return Status::Invalid(storage_.Url(path_) + ": closed twice");
+    closed_ = true;
+    std::span<const std::byte> part(bytes_.data(), bytes_.size());
+    Status st = storage_.Write(path_, {&part, 1});
+    bytes_ = {};
+    return st;
+  }
+  Status Abort() override {
+    closed_ = true;
+    bytes_ = {};
+    return Status::OK();
+  }
+
+ private:
+  Storage& storage_;
+  std::string path_;
+  std::vector<std::byte> bytes_;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ObjectWriter>> Storage::OpenWriter(const std::string& path) {
+  return std::unique_ptr<ObjectWriter>(new BufferedObjectWriter(*this, path));
 }
 
 void RegisterStorage(const std::string& scheme, StorageFactory factory) {

@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "chute/format.h"
 
@@ -105,6 +107,14 @@ Result<std::string> ReadFile(const std::string& path) {
 
 namespace {
 
+// fsync()s the directory holding `path`, so that a new name in it is on disk.
+void SyncDirectoryOf(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  Fd dir{::open(slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1)).c_str(),
+                O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (dir.fd >= 0) ::fsync(dir.fd);
+}
+
 // write() all of [data, data + size) at `offset`.
 bool WriteAll(int fd, const std::byte* data, size_t size, uint64_t offset) {
   while (size > 0) {
@@ -185,12 +195,48 @@ Status WriteFileAtomic(const std::string& path, std::span<const std::span<const 
     ::unlink(tmp.c_str());
     return st;
   }
-  if (mode != WriteMode::kDurable) return Status::OK();
-  auto slash = path.find_last_of('/');
-  Fd dir{::open(slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1)).c_str(),
-                O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  if (dir.fd >= 0) ::fsync(dir.fd);
+  if (mode == WriteMode::kDurable) SyncDirectoryOf(path);
   return Status::OK();
+}
+
+Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Open(const std::string& path) {
+  static std::atomic<uint64_t> next{0};
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(next++);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return OpenError(tmp);
+  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, std::move(tmp), fd));
+}
+
+AtomicFileWriter::~AtomicFileWriter() { Abort(); }
+
+Status AtomicFileWriter::Write(std::span<const std::byte> data) {
+  if (fd_ < 0) return Status::Invalid(path_ + ": written after it was closed");
+  while (!data.empty()) {
+    ssize_t n = ::write(fd_, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::IOError(ErrnoMessage(tmp_));
+    data = data.subspan(static_cast<size_t>(n));
+  }
+  return Status::OK();
+}
+
+Status AtomicFileWriter::Close() {
+  if (fd_ < 0) return Status::Invalid(path_ + ": closed twice, or after an error");
+  int fd = std::exchange(fd_, -1);
+  bool synced = ::fsync(fd) == 0;
+  if (!(::close(fd) == 0 && synced) || ::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    Status st = Status::IOError(ErrnoMessage(path_));
+    ::unlink(tmp_.c_str());
+    return st;
+  }
+  SyncDirectoryOf(path_);
+  return Status::OK();
+}
+
+void AtomicFileWriter::Abort() {
+  if (fd_ < 0) return;
+  ::close(std::exchange(fd_, -1));
+  ::unlink(tmp_.c_str());
 }
 
 std::shared_ptr<std::byte> AllocateAligned(size_t size) {

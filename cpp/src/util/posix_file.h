@@ -52,6 +52,26 @@ Result<std::string> ReadFile(const std::string& path);
 Status WriteFileAtomic(const std::string& path, std::span<const std::span<const std::byte>> parts,
                        WriteMode mode = WriteMode::kDurable);
 
+// A file written in pieces through `path.tmp-<pid>-<n>`, fsync()ed and renamed to `path`
+// on Close() (its directory fsync()ed): it appears whole or not at all. Destroyed
+// without Close(), the temporary file is removed. Used by one thread at a time.
+class AtomicFileWriter {
+ public:
+  static Result<std::unique_ptr<AtomicFileWriter>> Open(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  Status Write(std::span<const std::byte> data);
+  Status Close();
+  void Abort();
+
+ private:
+  AtomicFileWriter(std::string path, std::string tmp, int fd) : path_(std::move(path)), tmp_(std::move(tmp)), fd_(fd) {}
+  std::string path_, tmp_;
+  int fd_;
+};
+
 // Unmaps the pages of `range` of `mapping` (a MAP_SHARED file mapping), widened to the
 // 2 MiB around them that a page fault may map too but never past `mapping`; their contents
 // stay in the page cache (also what was written through the mapping) and are mapped again
