@@ -5,8 +5,12 @@ A writer streams: its bytes go out as they come (a multipart upload to an object
 parts sent in the background while the caller keeps serializing, with a bounded amount
 in flight), and the object appears whole when the writer is closed. An exception inside
 ``with chute.checkpoint.open(url, "wb")`` aborts it: no object, no partial one. A reader
-fetches ``concurrency`` ranges of ``part_size`` bytes ahead of the position it is read
-at, in parallel.
+fetches ranges of ``part_size`` bytes, up to ``concurrency`` ahead of the position it is
+read at, in parallel.
+
+``StorageWriter`` / ``StorageReader`` put ``torch.distributed.checkpoint`` on the same
+streams: each rank writes its own files, and a load reads the parts of the files that
+hold what its rank needs.
 """
 
 from __future__ import annotations
@@ -135,8 +139,8 @@ class CheckpointWriter(io.RawIOBase):
 
 
 class CheckpointReader(io.RawIOBase):
-    """Reads one object, ``concurrency`` ranges of ``part_size`` bytes fetched ahead in
-    parallel (at most that many bytes held)."""
+    """Reads one object by ranges of ``part_size`` bytes, up to ``concurrency`` of them
+    fetched ahead in parallel while it is read in order (at most that many held)."""
 
     def __init__(self, storage, name: str, part_size: int, concurrency: int):
         super().__init__()
@@ -147,6 +151,9 @@ class CheckpointReader(io.RawIOBase):
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="chute-checkpoint")
         self._parts: dict = {}  # part index -> future of its bytes
         self._position = 0
+        # Parts requested ahead: 1 after a seek (a load of a few tensors' ranges reads no
+        # more than the parts holding them), doubling while reads go on in order.
+        self._window, self._last_part = 1, None
 
     def readable(self) -> bool:
         return True
@@ -186,10 +193,14 @@ class CheckpointReader(io.RawIOBase):
 
     def _part(self, index: int):
         """Part `index`, with the following ones requested (and those behind dropped)."""
+        if index != self._last_part:
+            in_order = self._last_part is not None and index == self._last_part + 1
+            self._window = min(2 * self._window, self._ahead) if in_order else 1
+            self._last_part = index
         for old in [k for k in self._parts if k < index or k >= index + self._ahead]:
             self._parts.pop(old).cancel()
         last = -(-self._size // self._part_size)
-        for k in range(index, min(index + self._ahead, last)):
+        for k in range(index, min(index + self._window, last)):
             if k not in self._parts:
                 self._parts[k] = self._pool.submit(self._fetch, k)
         return self._parts[index].result()
@@ -208,3 +219,11 @@ class CheckpointReader(io.RawIOBase):
             self._parts.clear()
         super().close()
 
+
+def __getattr__(name: str):
+    # torch.distributed.checkpoint is imported on first use only.
+    if name in ("StorageWriter", "StorageReader"):
+        from chute import _dcp
+
+        return getattr(_dcp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
