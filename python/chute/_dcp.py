@@ -9,8 +9,7 @@ import os
 from torch.distributed.checkpoint.filesystem import FileSystemBase, FileSystemReader, FileSystemWriter
 
 from chute._units import parse_size
-from chute.checkpoint import (DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, CheckpointReader, CheckpointWriter,
-                              _locate)
+from chute.checkpoint import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, CheckpointReader, CheckpointWriter, _open_dir
 
 
 class _Files(FileSystemBase):
@@ -23,7 +22,7 @@ class _Files(FileSystemBase):
     def _at(self, path):
         parent, _, name = os.fspath(path).rpartition("/")
         if parent not in self._storages:
-            self._storages[parent] = _locate(f"{parent}/x", self.storage_options)[0]
+            self._storages[parent] = _open_dir(parent, self.storage_options)
         return self._storages[parent], name
 
     @contextlib.contextmanager
@@ -68,8 +67,7 @@ class _Files(FileSystemBase):
         storage.delete(name)
 
     def ls(self, path) -> list[str]:
-        storage, name = self._at(self.concat_path(path, "x"))
-        return [self.concat_path(path, n) for n in storage.list("")]
+        return [self.concat_path(path, n) for n in _open_dir(self.init_path(path), self.storage_options).list("")]
 
 
 class StorageWriter(FileSystemWriter):

@@ -60,11 +60,16 @@ def load(url, map_location=None, *, storage_options=None, **torch_load_kwargs):
 
 
 def _locate(url, storage_options):
+    """(the storage of the directory holding the object at `url`, its name there)."""
     url = os.fspath(url)
     parent, sep, name = url.rpartition("/")
     if not name or (sep and parent.endswith(":/")):
         raise ValueError(f"{url}: not the URL of an object (s3://bucket/path/model.pt, /path/model.pt)")
-    return _core.Storage.open((parent or "/") if sep else ".", storage_options_to_strings(storage_options)), name
+    return _open_dir((parent or "/") if sep else ".", storage_options), name
+
+
+def _open_dir(url: str, storage_options):
+    return _core.Storage.open(url, storage_options_to_strings(storage_options))
 
 
 class CheckpointWriter(io.RawIOBase):

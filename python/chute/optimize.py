@@ -82,18 +82,20 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
                 "compression": compression or "", "block_bytes": parse_size(block_bytes, "block_bytes"),
                 "num_inputs": len(inputs), "num_parts": num_parts}
     storage = _core.Storage.open(output_dir, options)
-    for name in storage.list(""):  # records being written when a run was killed (local files)
+    names = storage.list("")  # listed once: the records, their temporary files, index.json
+    for name in names:  # records being written when a run was killed (local files)
         if name.startswith(RECORD_PREFIX) and ".tmp-" in name:
             storage.delete(name)
-    if resume and storage.exists("index.json"):  # finished (maybe killed before removing the records)
-        _remove_records(storage)
+    record_names = [name for name in names if name.startswith(RECORD_PREFIX) and name.endswith(".json")]
+    if resume and "index.json" in names:  # finished (maybe killed before removing the records)
+        _remove(storage, record_names)
         return output_dir
-    records = _records(storage, settings, output_dir) if resume else {}
+    records = _records(storage, record_names, settings, output_dir) if resume else {}
     # Bad settings fail here, before anything is removed.
     runner = executor_for(executor, num_workers)
     _PartWriter(fn, allow_pickle, inputs, output_dir, options, settings)._writer(0, [])
     if not resume:
-        _remove_records(storage)  # an interrupted run's: before its chunks go, so none names a lost chunk
+        _remove(storage, record_names)  # an interrupted run's: before its chunks go, so none names a lost chunk
     _core.prepare_output(output_dir, overwrite, [c[0] for r in records.values() for c in r["chunks"]], options)
 
     jobs = [(part, records.get(part)) for part in range(num_parts) if not records.get(part, {}).get("done")]
@@ -127,7 +129,7 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
     chunks = [tuple(c) for part in range(num_parts) for c in parts[part]["chunks"]]
     _core.write_index(output_dir, chunks, json.dumps(schema), settings["compression"],
                       json.dumps({"created_by": f"chute {_version()}", "num_parts": num_parts}), options)
-    _remove_records(storage)
+    _remove(storage, [_record_name(part) for part in range(num_parts)])  # every part ends with one
     return output_dir
 
 
@@ -137,10 +139,10 @@ def _bounds(part: int, settings: dict) -> tuple[int, int]:
     return part * n // parts, (part + 1) * n // parts
 
 
-def _records(storage, settings: dict, output_dir: str) -> dict:
-    """The records of an interrupted run into output_dir, by part."""
+def _records(storage, names: list, settings: dict, output_dir: str) -> dict:
+    """The records (named `names`) of an interrupted run into output_dir, by part."""
     records = {}
-    for name in _record_names(storage):
+    for name in names:
         record = json.loads(storage.read(name))
         if record.get("settings") != settings:
             raise OptimizeError(f"cannot resume {output_dir}: the interrupted run had other settings or inputs "
@@ -149,12 +151,12 @@ def _records(storage, settings: dict, output_dir: str) -> dict:
     return records
 
 
-def _record_names(storage) -> list[str]:
-    return [name for name in storage.list("") if name.startswith(RECORD_PREFIX) and name.endswith(".json")]
+def _record_name(part: int) -> str:
+    return f"{RECORD_PREFIX}{part:05d}.json"
 
 
-def _remove_records(storage) -> None:
-    for name in _record_names(storage):
+def _remove(storage, names: list) -> None:
+    for name in names:
         storage.delete(name)
 
 
@@ -247,10 +249,10 @@ class _PartWriter:
                     raise _InputFailed(index) from exc
                 if writer.num_chunks > chunks:  # a chunk landed, holding every sample before this one
                     record.update(chunks=writer.chunks, next=[index, sample])
-                    self.storage.write(f"{RECORD_PREFIX}{part:05d}.json", json.dumps(record).encode())
+                    self.storage.write(_record_name(part), json.dumps(record).encode())
         writer.close()
         record.update(chunks=writer.chunks, next=[end, 0], done=True)
-        self.storage.write(f"{RECORD_PREFIX}{part:05d}.json", json.dumps(record).encode())
+        self.storage.write(_record_name(part), json.dumps(record).encode())
         return record
 
     def _samples(self, index: int, record: dict):

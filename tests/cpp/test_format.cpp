@@ -204,6 +204,22 @@ void CheckChunk(const std::vector<std::byte>& file, const ChunkInfo& info, const
   }
 }
 
+// Checks every chunk the index.json of `dir` lists against `values`, in order; its chunks.
+std::vector<ChunkInfo> CheckDataset(const std::string& dir, const std::vector<Value>& values) {
+  auto index = ParseIndex(ReadText(dir + "/index.json"), dir + "/index.json");
+  if (!CHECK_OK(index)) return {};
+  uint64_t first = 0;
+  for (auto& info : index->chunks) {
+    if (!CHECK(first + info.num_items <= values.size())) return {};
+    std::string text = ReadText(dir + "/" + info.file);
+    const auto* p = reinterpret_cast<const std::byte*>(text.data());
+    CheckChunk(std::vector<std::byte>(p, p + text.size()), info, &values[first], dir + "/" + info.file);
+    first += info.num_items;
+  }
+  CHECK(first == values.size());
+  return index->chunks;
+}
+
 void TestChunkFiles(const std::string& tmp) {
   const auto values = RandomValues(40, 3);
   for (std::string compression : {"", "zstd"}) {
@@ -213,17 +229,8 @@ void TestChunkFiles(const std::string& tmp) {
     options.block_bytes = 100'000;
     options.compression = compression;
     REQUIRE_OK(WriteDataset(dir, values, options));
-    auto index = ParseIndex(ReadText(dir + "/index.json"), dir + "/index.json");
-    REQUIRE_OK(index);
-    REQUIRE(index->chunks.size() >= 3 && index->chunks[0].num_bytes > (3 << kSpanShift));  // several spans
-    uint64_t first = 0;
-    for (auto& info : index->chunks) {
-      std::string text = ReadText(dir + "/" + info.file);
-      const auto* p = reinterpret_cast<const std::byte*>(text.data());
-      CheckChunk(std::vector<std::byte>(p, p + text.size()), info, &values[first], dir + "/" + info.file);
-      first += info.num_items;
-    }
-    CHECK(first == values.size());
+    auto index = CheckDataset(dir, values);
+    CHECK(index.size() >= 3 && index[0].num_bytes > (3 << kSpanShift));  // several spans
   }
 }
 
@@ -247,16 +254,7 @@ void TestParts(const std::string& tmp) {
   }
   REQUIRE(first_part.size() >= 3 && first_part[0].file == "chunk-00000-000000.bin");
   REQUIRE_OK(WriteIndex(dir, chunks, R"({"note": "parts"})", ""));
-  auto index = ParseIndex(ReadText(dir + "/index.json"), dir + "/index.json");
-  REQUIRE_OK(index);
-  uint64_t first = 0;
-  for (auto& info : index->chunks) {
-    std::string text = ReadText(dir + "/" + info.file);
-    const auto* p = reinterpret_cast<const std::byte*>(text.data());
-    CheckChunk(std::vector<std::byte>(p, p + text.size()), info, &values[first], dir + "/" + info.file);
-    first += info.num_items;
-  }
-  CHECK(first == values.size());
+  CHECK(CheckDataset(dir, values).size() == chunks.size());
   // A second PrepareOutput refuses the dataset, or replaces it (its chunks go).
   CHECK_ERROR(PrepareOutput(dir, false, {}), kInvalid, "already holds a chute dataset");
   // Resuming keeps the longest intact prefix of the chunks given back.
