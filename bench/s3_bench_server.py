@@ -1,10 +1,10 @@
-"""Read-only S3-compatible HTTP server over a local directory, simulating an object store.
+"""S3-compatible HTTP server over a local directory, simulating an object store.
 
 For bench/compare_peers.py: ROOT/<bucket>/<key> is served path-style at http://HOST:PORT/<bucket>/<key>
 to boto3 (litdata, Mosaic Streaming), obstore, Arrow's S3FileSystem (AWS SDK C++: chute) and plain
-HTTP (curl). Each request waits --first-byte-ms before it is answered, then the body is streamed at
-no more than --mbps-per-connection MB/s (10^6 bytes; 0 = unlimited), per connection, like a cloud
-object store.
+HTTP (curl). Each request waits --first-byte-ms before it is answered; bodies are streamed (and
+request bodies read) at no more than --mbps-per-connection MB/s (10^6 bytes; 0 = unlimited), per
+connection, like a cloud object store.
 
     python bench/s3_bench_server.py ROOT [--host 127.0.0.1] [--port 0] [--first-byte-ms 20] [--mbps-per-connection 100]
 
@@ -14,8 +14,11 @@ prints "listening http://HOST:PORT" once it accepts connections. In-process, fro
     server.shutdown()  # server.requests and server.bytes_served count what was served
 
 Supported: GET/HEAD object (Range: bytes=a-b, a-, -n; If-Match), HEAD bucket, ListObjectsV2,
-ListObjects v1 and GetBucketLocation. Authentication (SigV4) is ignored; writes get
-403 AccessDenied. Keys with "." or ".." segments are rejected; symlinks under ROOT are followed.
+ListObjects v1, GetBucketLocation, PutObject, DeleteObject and multipart uploads (create, upload
+part, complete, abort); request bodies may be HTTP-chunked and/or aws-chunked (streaming
+checksums and signatures are accepted unchecked). Authentication (SigV4) is ignored. An object
+appears when its upload completes (written aside, then renamed). Keys with "." or ".." segments
+are rejected; symlinks under ROOT are followed.
 """
 
 import argparse
@@ -23,9 +26,12 @@ import contextlib
 import mimetypes
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +42,93 @@ PIECE = 256 * 1024  # pacing granularity
 XML = '<?xml version="1.0" encoding="UTF-8"?>\n'
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 UNSAFE = re.compile(r"(^|/)\.\.?(/|$)|\0")  # "." or ".." path segments, NUL
+UPLOADS = ".multipart-uploads"  # under ROOT; not a valid bucket name
+
+
+class _Pace:
+    """Holds a connection to `rate` bytes/s: wait(n) before moving each piece of n bytes, so
+    that even a one-piece body takes size / rate; a slow peer banks no burst."""
+
+    def __init__(self, rate):
+        self.rate, self.deadline = rate, time.monotonic()
+
+    def wait(self, n):
+        if self.rate:
+            self.deadline = max(self.deadline + n / self.rate, time.monotonic() - 0.05)
+            time.sleep(max(0.0, self.deadline - time.monotonic()))
+
+
+def _framed(src):
+    """The data of a framed body ("<hex size>[;extensions]\r\n<data>\r\n" ... "0\r\n
+    <trailers>\r\n": HTTP chunked and aws-chunked alike) read from src (readline, read),
+    in pieces of at most PIECE bytes."""
+    while (size := int(src.readline(4096).split(b";")[0].strip() or b"0", 16)) > 0:
+        while size:
+            data = src.read(min(size, PIECE))
+            if not data:
+                raise ConnectionAbortedError("the request body ended early")
+            size -= len(data)
+            yield data
+        src.readline(16)  # the CRLF after the data
+    while src.readline(4096).strip():  # trailers, up to the empty line
+        pass
+
+
+class _Dechunked:
+    """readline / read over the data of an HTTP chunked body (for an aws-chunked body sent
+    with chunked transfer)."""
+
+    def __init__(self, rfile):
+        self.chunks, self.data, self.at = _framed(rfile), b"", 0
+
+    def _more(self):
+        if self.at == len(self.data):
+            self.data, self.at = next(self.chunks, b""), 0
+        return self.at < len(self.data)
+
+    def read(self, n):
+        if not self._more():
+            return b""
+        out = self.data[self.at:self.at + n]
+        self.at += len(out)
+        return out
+
+    def readline(self, limit):
+        line = b""
+        while not line.endswith(b"\n") and len(line) < limit and self._more():
+            end = self.data.find(b"\n", self.at, self.at + limit - len(line))
+            end = min(len(self.data), self.at + limit - len(line)) if end < 0 else end + 1
+            line += self.data[self.at:end]
+            self.at = end
+        return line
+
+
+class _Body:
+    """A request body read at the connection's pace: Content-Length bytes as they are,
+    HTTP chunked, aws-chunked, or aws-chunked inside HTTP chunked (signatures and checksums
+    are not checked)."""
+
+    def __init__(self, handler):
+        headers = handler.headers
+        self.rfile, self.pace = handler.rfile, _Pace(handler.server.rate)
+        self.length = int(headers.get("Content-Length") or 0)
+        self.http_chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        self.aws_chunked = ("aws-chunked" in headers.get("Content-Encoding", "")
+                            or headers.get("x-amz-content-sha256", "").startswith("STREAMING-"))
+
+    def pieces(self):
+        """The decoded body, in pieces of at most PIECE bytes."""
+        if self.aws_chunked:
+            pieces = _framed(_Dechunked(self.rfile) if self.http_chunked else self.rfile)
+        elif self.http_chunked:
+            pieces = _framed(self.rfile)
+        else:
+            pieces = (self.rfile.read(min(PIECE, self.length - offset)) for offset in range(0, self.length, PIECE))
+        for data in pieces:
+            self.pace.wait(len(data))
+            if not data:
+                raise ConnectionAbortedError("the request body ended early")
+            yield data
 
 
 def _etag(st):
@@ -49,6 +142,7 @@ def _iso(st):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid delayed-ACK stalls
+    rbufsize = PIECE  # framed request bodies are parsed line by line: few large recv()s
 
     def log_message(self, *args):
         pass
@@ -85,7 +179,7 @@ class Handler(BaseHTTPRequestHandler):
         if not bucket:
             return self._error(501, "NotImplemented", "ListBuckets is not supported", path)
         bdir = os.path.join(self.server.root, bucket)
-        if UNSAFE.search(bucket) or not os.path.isdir(bdir):
+        if UNSAFE.search(bucket) or bucket == UPLOADS or not os.path.isdir(bdir):
             return self._error(404, "NoSuchBucket", "The specified bucket does not exist", path)
         if not key:
             if self.command == "HEAD":
@@ -99,18 +193,101 @@ class Handler(BaseHTTPRequestHandler):
         if not os.path.isfile(file):  # "dir/" and "dir" are not objects either
             return self._error(404, "NoSuchKey", "The specified key does not exist.", path)
         with open(file, "rb") as f:
-            self._object(f, key, path)
+            self._object(f, key, path, self.server.parts_of(file))
 
     do_HEAD = do_GET
 
-    def _readonly(self):
+    def _target(self):
+        """(bucket directory, key, query, path) of a write, or None once an error is sent."""
         self._begin()
-        self.close_connection = True  # the request body is never read
-        self._error(403, "AccessDenied", "This server is read-only", self.path, [("Connection", "close")])
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        path = unquote(url.path)
+        bucket, _, key = path.lstrip("/").partition("/")
+        bdir = os.path.join(self.server.root, bucket)
+        if UNSAFE.search(bucket) or bucket == UPLOADS or not bucket or not os.path.isdir(bdir):
+            self.close_connection = True  # the body is not read
+            return self._error(404, "NoSuchBucket", "The specified bucket does not exist", path)
+        if not key or key.endswith("/") or UNSAFE.search(key):
+            self.close_connection = True
+            return self._error(400, "InvalidArgument", "Key must be a file name without . or .. segments", path)
+        return bdir, key, query, path
 
-    do_PUT = do_POST = do_DELETE = do_PATCH = _readonly
+    def _upload_dir(self, query, path):
+        upload = query.get("uploadId", "")
+        folder = os.path.join(self.server.uploads, upload)
+        if not re.fullmatch(r"[0-9a-f]{32}", upload) or not os.path.isdir(folder):
+            self.close_connection = True
+            self._error(404, "NoSuchUpload", "The specified upload does not exist", path)
+            return None
+        return folder
 
-    def _object(self, f, key, path):
+    def _receive(self, file, part=False):
+        """The request body into a new file (written aside, then moved into place); its ETag."""
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.server.uploads, delete=False) as f:
+            for piece in _Body(self).pieces():
+                f.write(piece)
+                self.server.count(len(piece))
+        if part:
+            os.replace(f.name, file)
+        else:
+            self.server.replace(file, f.name)
+        return _etag(os.stat(file))
+
+    def do_PUT(self):
+        if not (target := self._target()):
+            return
+        bdir, key, query, path = target
+        if "partNumber" in query:
+            if not (folder := self._upload_dir(query, path)):
+                return
+            etag = self._receive(os.path.join(folder, f"{int(query['partNumber']):05d}"), part=True)
+        else:
+            etag = self._receive(os.path.join(bdir, key))
+        self._send(200, [("ETag", etag)])
+
+    def do_POST(self):
+        if not (target := self._target()):
+            return
+        bdir, key, query, path = target
+        if "uploads" in query:
+            upload = uuid.uuid4().hex
+            os.mkdir(os.path.join(self.server.uploads, upload))
+            return self._xml(f"<InitiateMultipartUploadResult {NS}><Bucket>{escape(os.path.basename(bdir))}</Bucket>"
+                             f"<Key>{escape(key)}</Key><UploadId>{upload}</UploadId></InitiateMultipartUploadResult>")
+        if not (folder := self._upload_dir(query, path)):
+            return
+        listed = b"".join(_Body(self).pieces()).decode()
+        numbers = [int(n) for n in re.findall(r"<PartNumber>\s*(\d+)\s*</PartNumber>", listed)]
+        parts = [os.path.join(folder, f"{n:05d}") for n in numbers]
+        if not parts or numbers != sorted(set(numbers)) or not all(map(os.path.isfile, parts)):
+            return self._error(400, "InvalidPart", "The parts listed are missing or out of order", path)
+        # The object is its parts, served in order (copying them together would cost the
+        # client a second upload's time); a sparse file of its size stands in for listings.
+        file = os.path.join(bdir, key)
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+        composed = folder + ".object"
+        os.rename(folder, composed)
+        with tempfile.NamedTemporaryFile(dir=self.server.uploads, delete=False) as out:
+            out.truncate(sum(os.path.getsize(os.path.join(composed, f"{n:05d}")) for n in numbers))
+        self.server.replace(file, out.name, [os.path.join(composed, f"{n:05d}") for n in numbers])
+        self._xml(f"<CompleteMultipartUploadResult {NS}><Bucket>{escape(os.path.basename(bdir))}</Bucket>"
+                  f"<Key>{escape(key)}</Key><ETag>{_etag(os.stat(file))}</ETag></CompleteMultipartUploadResult>")
+
+    def do_DELETE(self):
+        if not (target := self._target()):
+            return
+        bdir, key, query, path = target
+        if "uploadId" in query:
+            if not (folder := self._upload_dir(query, path)):
+                return
+            shutil.rmtree(folder)
+        else:
+            self.server.replace(os.path.join(bdir, key), None)
+        self._send(204)
+
+    def _object(self, f, key, path, parts):
         st = os.fstat(f.fileno())
         size, etag = st.st_size, _etag(st)
         headers = [("ETag", etag), ("Last-Modified", formatdate(st.st_mtime, usegmt=True)), ("Accept-Ranges", "bytes"),
@@ -131,16 +308,22 @@ class Handler(BaseHTTPRequestHandler):
             status = 206
             headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
         self._send(status, headers, length=end + 1 - start)
-        if self.command == "GET":
-            self._stream(f, start, end + 1 - start)
+        if self.command != "GET":
+            return
+        pace = _Pace(self.server.rate)
+        if not parts:
+            return self._stream(f, start, end + 1 - start, pace)
+        for part in parts:  # a completed multipart upload: the range across its parts
+            size = os.path.getsize(part)
+            if start < size and end >= 0:
+                with open(part, "rb") as p:
+                    self._stream(p, start, min(end + 1, size) - start, pace)
+            start, end = max(start - size, 0), end - size
 
-    def _stream(self, f, offset, count):
-        rate, deadline = self.server.rate, time.monotonic()
+    def _stream(self, f, offset, count, pace):
         while count > 0:
-            n = min(PIECE, count) if rate else count
-            if rate:  # wait before each piece, so that even a one-piece body takes size / rate
-                deadline = max(deadline + n / rate, time.monotonic() - 0.05)  # slow readers bank no burst
-                time.sleep(max(0.0, deadline - time.monotonic()))
+            n = min(PIECE, count) if pace.rate else count
+            pace.wait(n)
             n = self.connection.sendfile(f, offset, n)
             if n == 0:  # the file shrank: drop the connection, the client sees a short body
                 raise ConnectionAbortedError(f"{f.name} shrank while being served")
@@ -196,8 +379,29 @@ class Server(ThreadingHTTPServer):
         self.root = os.path.abspath(root)
         self.first_byte_s = first_byte_ms / 1e3
         self.rate = mbps_per_connection * 1e6  # bytes/s; 0 = unlimited
+        self.uploads = os.path.join(self.root, UPLOADS)  # beside the buckets: renames stay on one file system
+        os.makedirs(self.uploads, exist_ok=True)
+        self._composed = {}  # object file -> its parts, for objects of multipart uploads
         self.requests = self.bytes_served = 0
         self._lock = threading.Lock()
+
+    def replace(self, file, new, parts=None):
+        """Moves `new` to `file` (None: removes it), made of `parts` if given."""
+        with self._lock:
+            old = self._composed.pop(file, None)
+            if new is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(file)
+            else:
+                os.replace(new, file)
+            if parts:
+                self._composed[file] = parts
+        if old:
+            shutil.rmtree(os.path.dirname(old[0]), ignore_errors=True)
+
+    def parts_of(self, file):
+        with self._lock:
+            return self._composed.get(file)
 
     def count(self, nbytes=0, request=False):
         with self._lock:
@@ -211,6 +415,7 @@ class Server(ThreadingHTTPServer):
     def shutdown(self):
         super().shutdown()
         self.server_close()
+        shutil.rmtree(self.uploads, ignore_errors=True)
 
 
 def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", port=0):

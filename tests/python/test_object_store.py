@@ -1,5 +1,6 @@
 """Datasets in S3 (moto server) and GCS (gcp-storage-emulator) on 127.0.0.1."""
 
+import io
 import os
 import re
 import subprocess
@@ -255,6 +256,50 @@ def test_plain_http_s3_reads_are_signed_like_botocore_on_one_connection(make_dat
                     f"Signature={auth.signature(auth.string_to_sign(request, canonical), request)}")
         assert headers["Authorization"] == expected, canonical
     assert all("Authorization" not in headers for _, _, headers, _ in seen[signed:])
+
+
+def test_bench_s3_server_takes_uploads(tmp_path):
+    """The bench server's writes: a chute checkpoint (a multipart upload from the AWS SDK,
+    aws-chunked inside chunked transfer) and boto3's put and multipart upload; objects
+    appear whole on completion, ranged reads cross part boundaries, deletes remove."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    start = _bench_server_module().start
+    os.makedirs(tmp_path / "bkt")
+    server, endpoint = start(str(tmp_path), first_byte_ms=0, mbps_per_connection=0)
+    try:
+        options = _s3_options(endpoint)
+        data = os.urandom(23 << 20)
+        with chute.checkpoint.open("s3://bkt/ck/state.pt", "wb", storage_options=options) as f:
+            f.write(data[:5]), f.write(data[5:])
+        with chute.checkpoint.open("s3://bkt/ck/state.pt", "rb", storage_options=options, part_size="3MiB") as f:
+            assert f.read() == data
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1")
+        s3.put_object(Bucket="bkt", Key="small", Body=b"hello")
+        assert s3.get_object(Bucket="bkt", Key="small")["Body"].read() == b"hello"
+        s3.upload_fileobj(io.BytesIO(data), "bkt", "multi", Config=TransferConfig(multipart_threshold=5 << 20,
+                                                                                  multipart_chunksize=5 << 20))
+        ranged = s3.get_object(Bucket="bkt", Key="multi", Range=f"bytes={(5 << 20) - 7}-{(10 << 20) + 2}")
+        assert ranged["Body"].read() == data[(5 << 20) - 7:(10 << 20) + 3]
+        listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]}
+        assert listed == {"ck/state.pt": len(data), "small": 5, "multi": len(data)}
+        for key in listed:
+            s3.delete_object(Bucket="bkt", Key=key)
+        assert "Contents" not in s3.list_objects_v2(Bucket="bkt")
+    finally:
+        server.shutdown()
+    assert not os.path.exists(tmp_path / ".multipart-uploads")  # parts go with the server
+
+
+def test_checkpoint_bench_smoke(tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(BENCH, "checkpoint_bench.py"), "--size-mb", "24",
+                          "--tensors", "4", "--cases", "chute", "torch.save+boto3", "--dir", str(tmp_path / "store")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"^chute +[\d.]+ +[\d.]+ +[\d.]+", out.stdout, re.M), out.stdout
+    assert re.search(r"^chute load: [\d.]+x the fastest peer \(torch.save\+boto3\)", out.stdout, re.M), out.stdout
 
 
 def test_compare_peers_bytes_from_s3_smoke(tmp_path):

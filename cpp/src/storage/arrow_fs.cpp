@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "storage/upload_pool.h"
 #include "util/process_owner.h"
 #include "chute/trace.h"
 
@@ -223,11 +224,13 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
  private:
   // Arrow's output stream: a multipart upload for S3 (parts sent in the background while
   // the caller writes), completed by Close() so that the object appears whole; Abort()
-  // cancels it. Write() flushes every kFlushBytes: that waits for the parts in flight, so
-  // at most about that much is held in memory.
+  // cancels it. Write() hands Arrow at most kPieceBytes at a time and then waits until the
+  // process's unsent S3 parts fit in kUnsentBytes (upload_pool.h), so memory stays bounded
+  // while parts keep flowing. (GCS streams upload as they are written.)
   class StreamWriter final : public ObjectWriter {
    public:
-    static constexpr uint64_t kFlushBytes = uint64_t{128} << 20;
+    static constexpr uint64_t kPieceBytes = uint64_t{16} << 20;
+    static constexpr int64_t kUnsentBytes = int64_t{128} << 20;
     // Writes `target` (`path`, or a temporary name copied to `path` on Close()).
     StreamWriter(std::shared_ptr<ArrowStorage> storage, std::string path, std::string target,
                  std::shared_ptr<arrow::io::OutputStream> stream)
@@ -236,13 +239,11 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
 
     Status Write(std::span<const std::byte> data) override {
       if (!stream_) return Status::Invalid(storage_->Url(path_) + ": written after it was closed or failed");
-      while (!data.empty()) {  // in pieces: a flush between them bounds what one big write holds
-        size_t n = static_cast<size_t>(std::min<uint64_t>(data.size(), kFlushBytes - unflushed_));
+      while (!data.empty()) {  // in pieces, so that even one huge write waits for room
+        size_t n = static_cast<size_t>(std::min<uint64_t>(data.size(), kPieceBytes));
         arrow::Status st = stream_->Write(data.data(), static_cast<int64_t>(n));
-        if (st.ok() && (unflushed_ += n) >= kFlushBytes) {
-          st = stream_->Flush();
-          unflushed_ = 0;
-        }
+        if (st.ok() && !UploadPool::Get().WaitBelow(kUnsentBytes, std::chrono::seconds(kStallSeconds)))
+          st = arrow::Status::IOError("uploads made no progress for ", kStallSeconds, " s");
         if (!st.ok()) {
           (void)Abort();  // nothing partial is left
           return Failed("write", st);
@@ -289,7 +290,7 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     std::shared_ptr<ArrowStorage> storage_;
     std::string path_, target_;
     std::shared_ptr<arrow::io::OutputStream> stream_;
-    uint64_t unflushed_ = 0;
+    static constexpr int kStallSeconds = 600;
   };
 
   std::shared_ptr<arrow::fs::FileSystem> Client() {
