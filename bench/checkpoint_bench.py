@@ -3,7 +3,7 @@ s3torchconnector's S3Checkpoint and torch.save to a local file followed by a bot
 (load: a boto3 download, then torch.load), on the same state dict in one run.
 
     python bench/checkpoint_bench.py [--size-mb 1024] [--tensors 64] [--first-byte-ms 20]
-        [--mbps-per-connection 100] [--peer-python /path/to/python] [--dir /tmp/chute-ckpt-bench]
+        [--mbps-per-connection 100] [--peer-python /path/to/python] [--dir NEW_DIR]
         [--repeat 1] [--cases chute torch.save+boto3 s3torchconnector]
 
 The store is bench/s3_bench_server.py (each request waits --first-byte-ms; every connection
@@ -18,6 +18,7 @@ speedup over the fastest peer, for save and load.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -65,7 +66,8 @@ def _torch_boto3(state, key, endpoint):
     import torch
 
     s3 = boto3.client("s3", endpoint_url=endpoint)
-    local = tempfile.mkdtemp(prefix="ckpt-bench-local-")
+    local = tempfile.mkdtemp(prefix="ckpt-bench-local-")  # on disk, as a local checkpoint would be
+    atexit.register(shutil.rmtree, local, True)
 
     def save():
         path = os.path.join(local, "save.pt")
@@ -89,7 +91,8 @@ def _s3torchconnector(state, key, endpoint):
     from s3torchconnector import S3Checkpoint
     from s3torchconnector._s3client import S3ClientConfig
 
-    checkpoint = S3Checkpoint(region="us-east-1", endpoint=endpoint, s3client_config=S3ClientConfig(force_path_style=True))
+    checkpoint = S3Checkpoint(region="us-east-1", endpoint=endpoint,
+                              s3client_config=S3ClientConfig(force_path_style=True))
     url = f"s3://{BUCKET}/{key}"
 
     def save():
@@ -137,9 +140,8 @@ def main():
     p.add_argument("--first-byte-ms", type=float, default=20)
     p.add_argument("--mbps-per-connection", type=float, default=100)
     p.add_argument("--peer-python", default=sys.executable, help="the interpreter with s3torchconnector")
-    # The store's files in memory where there is /dev/shm: a store's own disk is not what is measured.
-    p.add_argument("--dir", default=os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
-                                                 "chute-ckpt-bench"))
+    p.add_argument("--dir", help="a new directory for the store's files, removed at the end (default: a "
+                                 "temporary one in /dev/shm: the store's own disk is not what is measured)")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     p.add_argument("--run", help=argparse.SUPPRESS)
@@ -147,7 +149,10 @@ def main():
     if args.run:
         print(json.dumps(run_case(args.run, args)))
         return
-    shutil.rmtree(args.dir, ignore_errors=True)
+    if args.dir:
+        os.makedirs(args.dir)  # a new one: it is removed at the end
+    else:
+        args.dir = tempfile.mkdtemp(prefix="chute-ckpt-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     os.makedirs(os.path.join(args.dir, BUCKET))
     results = {}
     try:
@@ -155,7 +160,7 @@ def main():
             cases = [c for c in args.cases if CASES[c] == where] * args.repeat
             if cases:
                 results.update(run_cases(__file__, cases, args.dir, args.first_byte_ms, args.mbps_per_connection,
-                                         python))
+                                         python, writable=True))
     finally:
         shutil.rmtree(args.dir, ignore_errors=True)
     gb = args.size_mb / 1000

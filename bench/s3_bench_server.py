@@ -14,11 +14,13 @@ prints "listening http://HOST:PORT" once it accepts connections. In-process, fro
     server.shutdown()  # server.requests and server.bytes_served count what was served
 
 Supported: GET/HEAD object (Range: bytes=a-b, a-, -n; If-Match), HEAD bucket, ListObjectsV2,
-ListObjects v1, GetBucketLocation, PutObject, DeleteObject and multipart uploads (create, upload
-part, complete, abort); request bodies may be HTTP-chunked and/or aws-chunked (streaming
-checksums and signatures are accepted unchecked). Authentication (SigV4) is ignored. An object
-appears when its upload completes (written aside, then renamed). Keys with "." or ".." segments
-are rejected; symlinks under ROOT are followed.
+ListObjects v1 and GetBucketLocation; with --writable (start(..., writable=True)) also
+PutObject, DeleteObject and multipart uploads (create, upload part, complete, abort), whose
+bodies may be HTTP chunked, aws-chunked or both (streaming checksums and signatures are
+accepted unchecked); without it writes get 403 AccessDenied. An object appears when its
+upload completes. An object of a multipart upload is served from its parts and lives as long
+as the server (stopping removes it). Authentication (SigV4) is ignored. Keys with "." or ".."
+segments are rejected; symlinks under ROOT are followed.
 """
 
 import argparse
@@ -58,11 +60,17 @@ class _Pace:
             time.sleep(max(0.0, self.deadline - time.monotonic()))
 
 
+def _chunk_size(line):
+    if not line:
+        raise ConnectionAbortedError("the request body ended early")
+    return int(line.split(b";")[0].strip() or b"0", 16)
+
+
 def _framed(src):
     """The data of a framed body ("<hex size>[;extensions]\r\n<data>\r\n" ... "0\r\n
     <trailers>\r\n": HTTP chunked and aws-chunked alike) read from src (readline, read),
     in pieces of at most PIECE bytes."""
-    while (size := int(src.readline(4096).split(b";")[0].strip() or b"0", 16)) > 0:
+    while (size := _chunk_size(src.readline(4096))) > 0:
         while size:
             data = src.read(min(size, PIECE))
             if not data:
@@ -93,6 +101,11 @@ class _Dechunked:
         self.at += len(out)
         return out
 
+    def finish(self):
+        """Reads the rest of the chunked body, which must hold no more data."""
+        if self._more() or next(self.chunks, None) is not None:
+            raise ConnectionAbortedError("data after the end of an aws-chunked body")
+
     def readline(self, limit):
         line = b""
         while not line.endswith(b"\n") and len(line) < limit and self._more():
@@ -118,16 +131,23 @@ class _Body:
 
     def pieces(self):
         """The decoded body, in pieces of at most PIECE bytes."""
-        if self.aws_chunked:
-            pieces = _framed(_Dechunked(self.rfile) if self.http_chunked else self.rfile)
-        elif self.http_chunked:
-            pieces = _framed(self.rfile)
+        if self.aws_chunked and self.http_chunked:
+            outer = _Dechunked(self.rfile)
+            yield from self._paced(_framed(outer))
+            outer.finish()
+        elif self.aws_chunked or self.http_chunked:
+            yield from self._paced(_framed(self.rfile))
         else:
-            pieces = (self.rfile.read(min(PIECE, self.length - offset)) for offset in range(0, self.length, PIECE))
+            for offset in range(0, self.length, PIECE):
+                data = self.rfile.read(min(PIECE, self.length - offset))
+                if len(data) != min(PIECE, self.length - offset):
+                    raise ConnectionAbortedError("the request body ended early")
+                self.pace.wait(len(data))
+                yield data
+
+    def _paced(self, pieces):
         for data in pieces:
             self.pace.wait(len(data))
-            if not data:
-                raise ConnectionAbortedError("the request body ended early")
             yield data
 
 
@@ -192,14 +212,25 @@ class Handler(BaseHTTPRequestHandler):
         file = os.path.join(bdir, key)
         if not os.path.isfile(file):  # "dir/" and "dir" are not objects either
             return self._error(404, "NoSuchKey", "The specified key does not exist.", path)
-        with open(file, "rb") as f:
-            self._object(f, key, path, self.server.parts_of(file))
+        with contextlib.ExitStack() as files:
+            try:
+                f, parts = self.server.open_object(file, files)
+            except FileNotFoundError:  # deleted meanwhile
+                return self._error(404, "NoSuchKey", "The specified key does not exist.", path)
+            self._object(f, key, path, parts)
 
     do_HEAD = do_GET
 
     def _target(self):
         """(bucket directory, key, query, path) of a write, or None once an error is sent."""
         self._begin()
+        if not self.server.writable:
+            self.close_connection = True  # the request body is never read
+            return self._error(403, "AccessDenied", "This server is read-only (start it writable)", self.path,
+                               [("Connection", "close")])
+        if "x-amz-copy-source" in self.headers:
+            self.close_connection = True
+            return self._error(501, "NotImplemented", "CopyObject is not supported", self.path)
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         path = unquote(url.path)
@@ -208,6 +239,8 @@ class Handler(BaseHTTPRequestHandler):
         if UNSAFE.search(bucket) or bucket == UPLOADS or not bucket or not os.path.isdir(bdir):
             self.close_connection = True  # the body is not read
             return self._error(404, "NoSuchBucket", "The specified bucket does not exist", path)
+        if key.endswith("/") and self.command == "PUT" and self.headers.get("Content-Length") == "0":
+            return self._send(200, [("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')])  # a "directory" marker: no-op
         if not key or key.endswith("/") or UNSAFE.search(key):
             self.close_connection = True
             return self._error(400, "InvalidArgument", "Key must be a file name without . or .. segments", path)
@@ -224,14 +257,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _receive(self, file, part=False):
         """The request body into a new file (written aside, then moved into place); its ETag."""
-        os.makedirs(os.path.dirname(file), exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.server.uploads, delete=False) as f:
-            for piece in _Body(self).pieces():
-                f.write(piece)
-                self.server.count(len(piece))
+            try:
+                for piece in _Body(self).pieces():
+                    f.write(piece)
+            except BaseException:
+                os.remove(f.name)
+                raise
         if part:
             os.replace(f.name, file)
         else:
+            os.makedirs(os.path.dirname(file), exist_ok=True)
             self.server.replace(file, f.name)
         return _etag(os.stat(file))
 
@@ -314,10 +350,9 @@ class Handler(BaseHTTPRequestHandler):
         if not parts:
             return self._stream(f, start, end + 1 - start, pace)
         for part in parts:  # a completed multipart upload: the range across its parts
-            size = os.path.getsize(part)
+            size = os.fstat(part.fileno()).st_size
             if start < size and end >= 0:
-                with open(part, "rb") as p:
-                    self._stream(p, start, min(end + 1, size) - start, pace)
+                self._stream(part, start, min(end + 1, size) - start, pace)
             start, end = max(start - size, 0), end - size
 
     def _stream(self, f, offset, count, pace):
@@ -374,13 +409,15 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # many clients connect at once
 
-    def __init__(self, address, root, first_byte_ms=20, mbps_per_connection=100):
+    def __init__(self, address, root, first_byte_ms=20, mbps_per_connection=100, writable=False):
         super().__init__(address, Handler)
         self.root = os.path.abspath(root)
         self.first_byte_s = first_byte_ms / 1e3
         self.rate = mbps_per_connection * 1e6  # bytes/s; 0 = unlimited
+        self.writable = writable
         self.uploads = os.path.join(self.root, UPLOADS)  # beside the buckets: renames stay on one file system
-        os.makedirs(self.uploads, exist_ok=True)
+        if writable:
+            os.makedirs(self.uploads, exist_ok=True)
         self._composed = {}  # object file -> its parts, for objects of multipart uploads
         self.requests = self.bytes_served = 0
         self._lock = threading.Lock()
@@ -399,9 +436,13 @@ class Server(ThreadingHTTPServer):
         if old:
             shutil.rmtree(os.path.dirname(old[0]), ignore_errors=True)
 
-    def parts_of(self, file):
+    def open_object(self, file, files):
+        """(the open file, [its open parts] or None), opened together under the lock so
+        that a concurrent replace cannot mix versions; `files` (an ExitStack) closes them."""
         with self._lock:
-            return self._composed.get(file)
+            parts = self._composed.get(file)
+            return (files.enter_context(open(file, "rb")),
+                    parts and [files.enter_context(open(part, "rb")) for part in parts])
 
     def count(self, nbytes=0, request=False):
         with self._lock:
@@ -415,12 +456,15 @@ class Server(ThreadingHTTPServer):
     def shutdown(self):
         super().shutdown()
         self.server_close()
-        shutil.rmtree(self.uploads, ignore_errors=True)
+        if self.writable:  # objects of multipart uploads go with their parts
+            for file in list(self._composed):
+                self.replace(file, None)
+            shutil.rmtree(self.uploads, ignore_errors=True)
 
 
-def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", port=0):
+def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", port=0, writable=False):
     """Serve root in a daemon thread; return (server, endpoint_url). server.shutdown() stops it."""
-    server = Server((host, port), root, first_byte_ms, mbps_per_connection)
+    server = Server((host, port), root, first_byte_ms, mbps_per_connection, writable)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://{host}:{server.server_address[1]}"
 
@@ -437,22 +481,23 @@ def case_arguments(parser, default_dir):
     parser.add_argument("--run", help=argparse.SUPPRESS)
 
 
-def run_cases(script, cases, root, first_byte_ms, mbps_per_connection, python=sys.executable):
+def run_cases(script, cases, root, first_byte_ms, mbps_per_connection, python=sys.executable, writable=False,
+              timeout=3600):
     """Runs `python script <this process's arguments> --run CASE` for each case (a case may
     come several times), each in its own process, while `root` is served (the process
     reads it as s3://<bucket>/... through AWS_ENDPOINT_URL); returns {case: [the JSON of
-    its last output line, per run]}."""
+    its last output line, per run]}. A case running longer than `timeout` seconds fails."""
     import json
     import subprocess
 
-    server, endpoint = start(root, first_byte_ms, mbps_per_connection)
+    server, endpoint = start(root, first_byte_ms, mbps_per_connection, writable=writable)
     env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                AWS_REGION="us-east-1")
     results = {}
     try:
         for case in cases:
             proc = subprocess.run([python, os.path.abspath(script), *sys.argv[1:], "--run", case], capture_output=True,
-                                  text=True, env=env)
+                                  text=True, env=env, timeout=timeout)
             if proc.returncode != 0:
                 sys.exit(f"{case}: failed\n{proc.stderr[-3000:]}")
             results.setdefault(case, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -468,13 +513,17 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--first-byte-ms", type=float, default=20)
     p.add_argument("--mbps-per-connection", type=float, default=100, help="MB/s (10^6 bytes); 0 = unlimited")
+    p.add_argument("--writable", action="store_true", help="take uploads and deletes (they change ROOT)")
     args = p.parse_args()
     if not os.path.isdir(args.root):
         p.error(f"not a directory: {args.root}")
-    server = Server((args.host, args.port), args.root, args.first_byte_ms, args.mbps_per_connection)
+    server = Server((args.host, args.port), args.root, args.first_byte_ms, args.mbps_per_connection, args.writable)
     print(f"listening http://{args.host}:{server.server_address[1]}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+    finally:
+        server.shutdown()  # (serve_forever has returned) removes multipart objects with their parts
 
 
 if __name__ == "__main__":

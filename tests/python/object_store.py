@@ -81,6 +81,12 @@ def start_gcs() -> Server:
                    "--in-memory"], port)
 
 
+def s3_options(endpoint: str, **extra) -> dict:
+    """storage_options for a test S3 server (moto, the bench server)."""
+    return {"endpoint_url": endpoint, "access_key_id": "testing", "secret_access_key": "testing",
+            "region": "us-east-1", **extra}
+
+
 def create_s3_bucket(endpoint: str, bucket: str) -> None:
     import boto3
 

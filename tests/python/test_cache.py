@@ -15,18 +15,17 @@ import numpy as np
 import pytest
 
 import chute
-from object_store import TcpProxy, create_s3_bucket
+from object_store import TcpProxy, create_s3_bucket, s3_options
 
 N, CHUNK = 400, 10  # 40 chunks
 
 
+def _options(endpoint):
+    return s3_options(endpoint, timeout=20)
+
+
 def _sample(i):
     return {"i": i, "x": np.full(20_000, i % 251, dtype=np.uint8)}
-
-
-def _options(endpoint):
-    return {"endpoint_url": endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-            "region": "us-east-1", "timeout": 20}
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,7 @@ import pytest
 import torch
 
 from chute import checkpoint
-from object_store import create_gcs_bucket, create_s3_bucket
-
-
-def _s3(server):
-    return {"endpoint_url": server.endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-            "region": "us-east-1"}
+from object_store import create_gcs_bucket, create_s3_bucket, s3_options
 
 
 @pytest.fixture(params=["local", "s3", "gs"])
@@ -28,7 +23,7 @@ def store(request, tmp_path):
         server = request.getfixturevalue("s3_server")
         bucket = f"c-{uuid.uuid4().hex[:12]}"
         create_s3_bucket(server.endpoint, bucket)
-        options = _s3(server)
+        options = s3_options(server.endpoint)
     else:
         server = request.getfixturevalue("gcs_server")
         bucket = f"c-{uuid.uuid4().hex[:12]}"
@@ -135,7 +130,7 @@ def test_a_large_object_goes_up_in_parts_with_bounded_memory(s3_server):
     sampler = threading.Thread(target=sample_rss)
     sampler.start()
     try:
-        with checkpoint.open(url, "wb", storage_options=_s3(s3_server)) as f:
+        with checkpoint.open(url, "wb", storage_options=s3_options(s3_server.endpoint)) as f:
             f.write(data[:1000])
             f.write(data[1000:])  # one write of ~300 MiB, as torch.save hands over a big tensor
     finally:
@@ -148,7 +143,7 @@ def test_a_large_object_goes_up_in_parts_with_bounded_memory(s3_server):
     parts = int(head["ETag"].strip('"').rpartition("-")[2])  # a multipart upload's ETag ends in -<parts>
     assert parts >= 4
     assert peak[0] - before < 200 << 20  # not a copy of the whole object
-    with checkpoint.open(url, "rb", storage_options=_s3(s3_server)) as f:
+    with checkpoint.open(url, "rb", storage_options=s3_options(s3_server.endpoint)) as f:
         f.seek(123 << 20)
         assert f.read(4 << 20) == data[123 << 20:127 << 20].tobytes()
         f.seek(-10, os.SEEK_END)

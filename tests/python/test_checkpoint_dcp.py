@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from object_store import create_s3_bucket, free_port
+from object_store import create_s3_bucket, free_port, s3_options
 
 RANK = textwrap.dedent("""
     import json, sys
@@ -53,8 +53,7 @@ def test_two_ranks_save_and_load(where, tmp_path, request):
         server = request.getfixturevalue("s3_server")
         bucket = f"d-{uuid.uuid4().hex[:12]}"
         create_s3_bucket(server.endpoint, bucket)
-        options = {"endpoint_url": server.endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-                   "region": "us-east-1"}
+        options = s3_options(server.endpoint)
         _run_ranks(f"s3://{bucket}/run/step-5", options)
         s3 = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")

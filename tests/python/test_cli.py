@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 
 import chute
-from object_store import create_s3_bucket
+from object_store import create_s3_bucket, s3_options
+
+
+def _options(endpoint):
+    return s3_options(endpoint, timeout=20)
 
 
 def _sample(i):
@@ -20,11 +24,6 @@ def _sample(i):
 
 def _tokens(i):
     return np.arange(i, i + 100 + i % 7, dtype=np.uint16)
-
-
-def _options(endpoint):
-    return {"endpoint_url": endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-            "region": "us-east-1", "timeout": 20}
 
 
 def chute_cli(*args, timeout=120):

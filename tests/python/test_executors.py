@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import chute
-from object_store import create_s3_bucket
+from object_store import create_s3_bucket, s3_options
 
 
 def _sample(i):
@@ -97,8 +97,7 @@ def test_optimize_on_ray_gives_the_same_bytes(ray_cluster, tmp_path, s3_server):
 
     bucket = f"ray-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
-    options = {"endpoint_url": s3_server.endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-               "region": "us-east-1"}
+    options = s3_options(s3_server.endpoint)
     url = chute.optimize(_sample, range(300), f"s3://{bucket}/ds", executor=chute.RayExecutor(num_workers=2),
                          storage_options=options, **settings)
     import boto3

@@ -2,9 +2,11 @@
 one process fits, saves to moto, resumes and removes; two DDP processes stop mid-epoch and a
 new Trainer finishes the epoch from the checkpoint, every sample once."""
 
+import contextlib
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 import chute
-from object_store import create_s3_bucket
+from object_store import create_s3_bucket, s3_options
 
 
 def _sample(i):
@@ -40,7 +42,7 @@ def test_trainer_saves_resumes_and_removes_through_chute(s3_server, make_dataset
 
     bucket = f"l-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
-    options = _s3_options(s3_server)
+    options = s3_options(s3_server.endpoint)
     ds = chute.StreamingDataset(make_dataset(_sample, range(64)))
 
     def trainer(epochs, io):
@@ -60,11 +62,6 @@ def test_trainer_saves_resumes_and_removes_through_chute(s3_server, make_dataset
     assert not chute._core.Storage.open(f"s3://{bucket}/run", options).exists("last.ckpt")
 
 
-def _s3_options(server):
-    return {"endpoint_url": server.endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-            "region": "us-east-1"}
-
-
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_ddp_trainer_resumes_mid_epoch_with_every_sample_once(num_workers, s3_server, make_dataset, tmp_path):
     bucket = f"l-{uuid.uuid4().hex[:12]}"
@@ -72,16 +69,22 @@ def test_ddp_trainer_resumes_mid_epoch_with_every_sample_once(num_workers, s3_se
     n, batch_size, stop_after = 90, 4, 5  # 2 ranks x 12 batches (the last ones short); stop after batch 5
     data = make_dataset(lambda i: {"id": i, **_sample(i)}, range(n))
     config = {"data": data, "batch_size": batch_size, "num_workers": num_workers, "stop_after": stop_after,
-              "ckpt": f"s3://{bucket}/run/mid.ckpt", "storage_options": _s3_options(s3_server),
+              "ckpt": f"s3://{bucket}/run/mid.ckpt", "storage_options": s3_options(s3_server.endpoint),
               "seen_dir": str(tmp_path)}
     script = os.path.join(os.path.dirname(__file__), "lightning_ddp_run.py")
     for run in ("first", "resumed"):
         config["run"] = run
         if run == "resumed":
             config["resume"] = config["ckpt"]
-        done = subprocess.run([sys.executable, script, json.dumps(config)], capture_output=True, text=True,
-                              timeout=600, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr[-4000:]
+        # A session of its own: on a timeout the rank Lightning started goes too.
+        run = subprocess.Popen([sys.executable, script, json.dumps(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
+        try:
+            _, err = run.communicate(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+        assert run.returncode == 0, err[-4000:]
 
     def seen(run, rank):
         with open(tmp_path / f"{run}-rank{rank}.txt") as f:

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 import chute
-from object_store import create_s3_bucket
+from object_store import create_s3_bucket, s3_options
 
 
 def _write(i, staging):
@@ -86,8 +86,7 @@ def test_map_to_a_bucket(s3_server):
 
     bucket = f"m-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
-    options = {"endpoint_url": s3_server.endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-               "region": "us-east-1"}
+    options = s3_options(s3_server.endpoint)
     chute.map(_write, range(12), f"s3://{bucket}/resized", num_workers=2, storage_options=options, progress=False)
     s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")

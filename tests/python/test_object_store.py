@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 import uuid
 
 import numpy as np
@@ -16,16 +17,11 @@ from torch.utils.data import DataLoader
 
 import chute
 from conftest import assert_same
-from object_store import TcpProxy, create_gcs_bucket, create_s3_bucket
+from object_store import TcpProxy, create_gcs_bucket, create_s3_bucket, s3_options
 
 
 def _sample(i):
     return {"i": i, "x": np.arange(i % 50, dtype=np.float32), "b": bytes([i % 256]) * 300}
-
-
-def _s3_options(endpoint, **extra):
-    return {"endpoint_url": endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-            "region": "us-east-1", **extra}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +42,7 @@ def gcs_bucket(gcs_server):
 def s3_dataset(s3_server, s3_bucket):
     url = f"s3://{s3_bucket}/ds"
     chute.optimize(_sample, range(400), url, chunk_size=10, compression="zstd", progress=False, num_workers=2,
-                   storage_options=_s3_options(s3_server.endpoint))
+                   storage_options=s3_options(s3_server.endpoint))
     return url
 
 
@@ -54,7 +50,7 @@ def s3_dataset(s3_server, s3_bucket):
 def test_optimize_to_the_store_and_stream_back(request, store, tmp_path):
     if store == "s3":
         server, bucket = request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket")
-        options = _s3_options(server.endpoint)
+        options = s3_options(server.endpoint)
     else:
         server, bucket = request.getfixturevalue("gcs_server"), request.getfixturevalue("gcs_bucket")
         options = {"endpoint_url": server.endpoint}
@@ -87,7 +83,7 @@ def test_environment_configures_the_clients(s3_server, s3_dataset, gcs_server, g
 
 
 def test_missing_bucket_index_and_wrong_endpoint(s3_server, s3_bucket):
-    opts = _s3_options(s3_server.endpoint, timeout=5)
+    opts = s3_options(s3_server.endpoint, timeout=5)
     with pytest.raises(FileNotFoundError, match=r"s3://no-such-bucket-x/ds/index.json.*not found"):
         chute.StreamingDataset("s3://no-such-bucket-x/ds", storage_options=opts)
     with pytest.raises(FileNotFoundError, match=rf"s3://{s3_bucket}/nothing-here/index.json does not exist"):
@@ -96,10 +92,10 @@ def test_missing_bucket_index_and_wrong_endpoint(s3_server, s3_bucket):
 
     wrong = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(OSError, match=rf"failed after .* attempt.*is the endpoint {wrong} reachable"):
-        chute.StreamingDataset(f"s3://{s3_bucket}/ds", storage_options=_s3_options(wrong, timeout=3))
+        chute.StreamingDataset(f"s3://{s3_bucket}/ds", storage_options=s3_options(wrong, timeout=3))
     # status-code-like digits in a name are not read as "access denied" / "not found"
     with pytest.raises(OSError, match=rf"failed after .* attempt.*is the endpoint {wrong} reachable"):
-        chute.StreamingDataset("s3://data-401-403-404/ds", storage_options=_s3_options(wrong, timeout=2))
+        chute.StreamingDataset("s3://data-401-403-404/ds", storage_options=s3_options(wrong, timeout=2))
     with pytest.raises(ValueError, match="unknown storage option 'endpoint'.*endpoint_url"):
         chute.StreamingDataset(f"s3://{s3_bucket}/ds", storage_options={"endpoint": "x"})
     with pytest.raises(ValueError, match="unsupported URL scheme 'hdfs://'"):
@@ -108,7 +104,7 @@ def test_missing_bucket_index_and_wrong_endpoint(s3_server, s3_bucket):
 
 def test_stopped_server_mid_epoch_raises_then_recovers(s3_server, s3_dataset):
     proxy = TcpProxy(s3_server.port).start()
-    opts = _s3_options(proxy.endpoint, timeout=3, max_attempts=100)
+    opts = s3_options(proxy.endpoint, timeout=3, max_attempts=100)
     ds = chute.StreamingDataset(s3_dataset, storage_options=opts, part_size="4KiB", max_concurrency=2)
     seen, error = [], []
 
@@ -141,7 +137,7 @@ def test_forked_workers_and_prompt_exit(s3_server, s3_dataset):
         import sys, time
         import chute
         from torch.utils.data import DataLoader
-        ds = chute.StreamingDataset({s3_dataset!r}, storage_options={_s3_options(s3_server.endpoint)!r}, shuffle=True)
+        ds = chute.StreamingDataset({s3_dataset!r}, storage_options={s3_options(s3_server.endpoint)!r}, shuffle=True)
         assert len(ds) == 400 and ds[0]["i"] == 0     # the parent uses the dataset before forking
         for _ in range(2):
             loader = DataLoader(ds, batch_size=None, num_workers=2, collate_fn=lambda s: s)
@@ -192,7 +188,7 @@ def test_bench_s3_server_serves_a_dataset(make_dataset, tmp_path):
     make_dataset(_sample, range(120), "bucket/ds", chunk_bytes="8KB")
     server, endpoint = start(str(tmp_path), first_byte_ms=5, mbps_per_connection=0)
     try:
-        ds = chute.StreamingDataset("s3://bucket/ds", storage_options=_s3_options(endpoint),
+        ds = chute.StreamingDataset("s3://bucket/ds", storage_options=s3_options(endpoint),
                                     cache_dir=str(tmp_path / "cache"), shuffle=True)
         got = sorted(ds, key=lambda s: s["i"])
         for i, sample in enumerate(got):
@@ -265,11 +261,11 @@ def test_bench_s3_server_takes_uploads(tmp_path):
     import boto3
     from boto3.s3.transfer import TransferConfig
 
-    start = _bench_server_module().start
+    bench = _bench_server_module()
     os.makedirs(tmp_path / "bkt")
-    server, endpoint = start(str(tmp_path), first_byte_ms=0, mbps_per_connection=0)
+    server, endpoint = bench.start(str(tmp_path), first_byte_ms=0, mbps_per_connection=0, writable=True)
     try:
-        options = _s3_options(endpoint)
+        options = s3_options(endpoint)
         data = os.urandom(23 << 20)
         with chute.checkpoint.open("s3://bkt/ck/state.pt", "wb", storage_options=options) as f:
             f.write(data[:5]), f.write(data[5:])
@@ -285,12 +281,56 @@ def test_bench_s3_server_takes_uploads(tmp_path):
         assert ranged["Body"].read() == data[(5 << 20) - 7:(10 << 20) + 3]
         listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]}
         assert listed == {"ck/state.pt": len(data), "small": 5, "multi": len(data)}
-        for key in listed:
+        chute._core.Storage.open("s3://bkt/ck", options).delete("state.pt")  # Arrow also PUTs a "ck/" marker
+        for key in ("small", "multi"):
             s3.delete_object(Bucket="bkt", Key=key)
         assert "Contents" not in s3.list_objects_v2(Bucket="bkt")
+        with pytest.raises(Exception, match="AccessDenied"):  # read-only unless started writable
+            readonly, readonly_endpoint = bench.start(str(tmp_path), first_byte_ms=0, mbps_per_connection=0)
+            try:
+                boto3.client("s3", endpoint_url=readonly_endpoint, aws_access_key_id="testing",
+                             aws_secret_access_key="testing", region_name="us-east-1").put_object(
+                                 Bucket="bkt", Key="x", Body=b"x")
+            finally:
+                readonly.shutdown()
     finally:
         server.shutdown()
     assert not os.path.exists(tmp_path / ".multipart-uploads")  # parts go with the server
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "aws", "aws-in-chunked", "cut"])
+def test_bench_s3_server_reads_request_bodies_to_their_end(framing):
+    """Each framing is decoded and read exactly to its end (the next request on the
+    connection starts right after); a body cut short is an error, never a short object."""
+    bench = _bench_server_module()
+    payload = os.urandom(70_000)
+
+    def framed(data, size):
+        pieces = [data[i:i + size] for i in range(0, len(data), size)]
+        return b"".join(b"%x;chunk-signature=ab\r\n%s\r\n" % (len(p), p) for p in pieces) + \
+            b"0\r\nx-amz-checksum-crc64nvme:AAAA\r\n\r\n"
+
+    headers = {}
+    if framing in ("length", "cut"):
+        body = payload
+        headers["Content-Length"] = str(len(payload) + 10 * (framing == "cut"))
+    elif framing == "chunked":
+        body, headers["Transfer-Encoding"] = framed(payload, 30_000), "chunked"
+    else:
+        body, headers["Content-Encoding"] = framed(payload, 65_536), "aws-chunked"
+        if framing == "aws-in-chunked":
+            body, headers["Transfer-Encoding"] = framed(body, 40_000), "chunked"
+        else:
+            headers["Content-Length"] = str(len(body))
+    after = b"" if framing == "cut" else b"GET /next HTTP/1.1\r\n"
+    handler = types.SimpleNamespace(headers=headers, rfile=io.BufferedReader(io.BytesIO(body + after)),
+                                    server=types.SimpleNamespace(rate=0))
+    if framing == "cut":
+        with pytest.raises(ConnectionAbortedError):
+            b"".join(bench._Body(handler).pieces())
+        return
+    assert b"".join(bench._Body(handler).pieces()) == payload
+    assert handler.rfile.read() == after
 
 
 def test_checkpoint_bench_smoke(tmp_path):

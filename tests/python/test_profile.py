@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import chute
-from object_store import create_s3_bucket
+from object_store import create_s3_bucket, s3_options
 
 ENGINE = {"download", "fetch", "wait_chunk", "checksum", "decode", "read_batch", "gather_tokens"}
 PYTHON = {"collate", "handoff", "wait_for_batch"}
@@ -73,8 +73,7 @@ def test_trace_with_workers_spans_every_process(make_dataset, tmp_path):
 def test_stats_count_downloads_and_cache_hits(s3_server, tmp_path):
     bucket = f"p-{uuid.uuid4().hex[:12]}"
     create_s3_bucket(s3_server.endpoint, bucket)
-    options = {"endpoint_url": s3_server.endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-               "region": "us-east-1"}
+    options = s3_options(s3_server.endpoint)
     url = chute.optimize(_sample, range(400), f"s3://{bucket}/ds", chunk_size=50, num_parts=1, num_workers=0,
                          progress=False, storage_options=options)
     ds = chute.StreamingDataset(url, storage_options=options, cache_dir=str(tmp_path / "cache"))

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -224,17 +225,21 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
  private:
   // Arrow's output stream: a multipart upload for S3 (parts sent in the background while
   // the caller writes), completed by Close() so that the object appears whole; Abort()
-  // cancels it. Write() hands Arrow at most kPieceBytes at a time and then waits until the
-  // process's unsent S3 parts fit in kUnsentBytes (upload_pool.h), so memory stays bounded
-  // while parts keep flowing. (GCS streams upload as they are written.)
+  // cancels it. For S3, Write() hands Arrow at most kPieceBytes at a time and then waits
+  // until the process's S3 upload buffers fit in kBudgetBytes (upload_pool.h), so memory
+  // stays bounded while parts keep flowing; a Flush() every kFlushBytes reports a failed
+  // part within that much instead of at Close(). (GCS streams upload as they are written.)
   class StreamWriter final : public ObjectWriter {
    public:
     static constexpr uint64_t kPieceBytes = uint64_t{16} << 20;
-    static constexpr int64_t kUnsentBytes = int64_t{128} << 20;
+    static constexpr int64_t kBudgetBytes = int64_t{128} << 20;
+    static constexpr uint64_t kFlushBytes = uint64_t{1} << 30;
     // Writes `target` (`path`, or a temporary name copied to `path` on Close()).
     StreamWriter(std::shared_ptr<ArrowStorage> storage, std::string path, std::string target,
                  std::shared_ptr<arrow::io::OutputStream> stream)
-        : storage_(std::move(storage)), path_(std::move(path)), target_(std::move(target)), stream_(std::move(stream)) {}
+        : storage_(std::move(storage)), path_(std::move(path)), target_(std::move(target)), stream_(std::move(stream)) {
+      if (storage_->scheme_ == "s3") counted_.emplace();
+    }
     ~StreamWriter() override { (void)Abort(); }
 
     Status Write(std::span<const std::byte> data) override {
@@ -242,7 +247,12 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
       while (!data.empty()) {  // in pieces, so that even one huge write waits for room
         size_t n = static_cast<size_t>(std::min<uint64_t>(data.size(), kPieceBytes));
         arrow::Status st = stream_->Write(data.data(), static_cast<int64_t>(n));
-        if (st.ok() && !UploadPool::Get().WaitBelow(kUnsentBytes, std::chrono::seconds(kStallSeconds)))
+        if (st.ok() && (unflushed_ += n) >= kFlushBytes) {
+          st = stream_->Flush();
+          unflushed_ = 0;
+        }
+        if (st.ok() && counted_ &&
+            !S3UploadPool::Get().WaitForRoom(kBudgetBytes, std::chrono::seconds(kStallSeconds)))
           st = arrow::Status::IOError("uploads made no progress for ", kStallSeconds, " s");
         if (!st.ok()) {
           (void)Abort();  // nothing partial is left
@@ -290,6 +300,8 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     std::shared_ptr<ArrowStorage> storage_;
     std::string path_, target_;
     std::shared_ptr<arrow::io::OutputStream> stream_;
+    uint64_t unflushed_ = 0;
+    std::optional<S3UploadPool::Writer> counted_;  // S3: its part buffer widens the budget
     static constexpr int kStallSeconds = 600;
   };
 

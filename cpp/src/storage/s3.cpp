@@ -63,7 +63,7 @@ Result<StorageLocation> MakeS3(const std::string& url, const std::string& path, 
   o.request_timeout = common.request_timeout;
   // chute retries itself (bounded by `timeout`); one SDK attempt per chute attempt.
   o.retry_strategy = arrow::fs::S3RetryStrategy::GetAwsStandardRetryStrategy(1);
-  auto fs = arrow::fs::S3FileSystem::Make(o, arrow::io::IOContext(&UploadPool::Get()));  // counts upload parts
+  auto fs = arrow::fs::S3FileSystem::Make(o, arrow::io::IOContext(&S3UploadPool::Get()));  // counts upload parts
   if (!fs.ok()) return Status::IOError(url + ": cannot create the S3 client: " + fs.status().ToString());
   ErrorHints hints{endpoint.empty() ? "" : o.scheme + "://" + endpoint,
                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE, an instance role, or storage_options "
