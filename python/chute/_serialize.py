@@ -12,6 +12,7 @@ leaf, how to turn the core leaf back into what was written.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import sys
@@ -204,6 +205,8 @@ def leaf_decoder(entry: dict):
         return _decode_image
     if kind == "pickle":
         return pickle.loads
+    if kind == "json":  # other formats' JSON columns (MDS), kept as their text
+        return json.loads
     return None
 
 

@@ -62,6 +62,8 @@ class StreamingDataset(IterableDataset):
             need next fetched into the cache in the background, in the epoch's order.
         item_loader: :class:`chute.TokensLoader` to read a token dataset as blocks of
             consecutive tokens (items are then blocks: ``len``, ``ds[i]``, order, resume).
+        format: what wrote the dataset: ``"chute"``, or ``"mds"`` (Mosaic Streaming's
+            ``MDSWriter``, read in place); by default recognized from its index.json.
 
     ``len(ds)`` is the number of samples this rank yields per epoch; ``ds[i]`` (and
     negative indices and slices) index the whole dataset. Array leaves are read-only
@@ -72,7 +74,7 @@ class StreamingDataset(IterableDataset):
                  transform=None, partitions: int = _DEFAULTS["partitions"], shuffle_window=1,
                  verify_checksums: bool = True, storage_options=None, part_size=_DEFAULTS["part_size"],
                  max_concurrency: int = _DEFAULTS["concurrency"], item_loader=None, cache_dir=None,
-                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"]):
+                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"], format=None):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
         if max_concurrency < 1:
@@ -94,6 +96,7 @@ class StreamingDataset(IterableDataset):
         self.partitions = partitions
         self.shuffle_window = shuffle_window
         self.verify_checksums = verify_checksums
+        self.format = format or ""
         # (epoch, first epoch position to read), shared with DataLoader workers (also
         # persistent ones) through inherited shared memory.
         self._position = multiprocessing.RawArray("q", 2)
@@ -102,7 +105,7 @@ class StreamingDataset(IterableDataset):
         self.window_items = self._window_items(shuffle_window)
 
     def _open(self, description: str = ""):
-        self._core = _core.Dataset.open(self.input_dir, verify_checksums=self.verify_checksums,
+        self._core = _core.Dataset.open(self.input_dir, format=self.format, verify_checksums=self.verify_checksums,
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
                                         max_cache_size=self.max_cache_size, description=description)

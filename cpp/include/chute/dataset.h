@@ -49,8 +49,9 @@ namespace chute {
 inline constexpr size_t kItemThreadsPerRequest = 4;
 
 struct DatasetOptions {
-  // The registered source (chute/source.h) that reads the dataset.
-  std::string format = "chute";
+  // The registered source (chute/source.h) that reads the dataset ("chute", "mds"); ""
+  // recognizes it from the dataset's index.json.
+  std::string format;
   // Verify each chunk's checksum the first time this process opens it.
   bool verify_checksums = true;
   // Chunk readers kept open (LRU); Items keep their own chunk alive regardless. Open

@@ -92,6 +92,7 @@ struct ChunkInfo {
   // Tokens in the chunk when every item is one 1-D integer array (a token dataset),
   // else -1.
   int64_t num_tokens = -1;
+  bool has_checksum = true;  // false: the format records none (other libraries' datasets)
 };
 
 }  // namespace chute

@@ -113,6 +113,8 @@ using SourceFactory =
     std::function<Result<std::shared_ptr<Source>>(const SourceLocation& location, const std::string& description)>;
 
 CHUTE_API void RegisterSource(const std::string& format, SourceFactory factory);
+// Opens the dataset at `location` with the source registered as `format`; "" picks it
+// from the dataset's index.json (Mosaic's MDS lists "shards"; chute's own otherwise).
 CHUTE_API Result<std::shared_ptr<Source>> OpenSource(const std::string& format, const SourceLocation& location,
                                                      const std::string& description = "");
 

@@ -78,7 +78,7 @@ void RemoteChunkBytes::FetchPart(size_t k) {
   }
   // The last part to arrive is marked done only after the whole chunk is verified, so
   // that waiting for all parts also waits for the checksum.
-  if (last && verify_) {
+  if (last && verify_ && info_.has_checksum) {
     trace::Span span("checksum");
     uint64_t sum = Checksum(buffer_.get(), info_.num_bytes);
     if (sum != info_.checksum) st = WholeFileMismatch(storage_->Url(path_), sum, info_.checksum);

@@ -1,5 +1,6 @@
 // Source registry (chute/source.h): a factory per format name, like storage backends.
 #include "chute/source.h"
+#include "util/json.h"
 #include "util/registry.h"
 
 namespace chute {
@@ -8,14 +9,46 @@ void RegisterSource(const std::string& format, SourceFactory factory) {
   Registry<SourceFactory>::Get().Add(format, std::move(factory));
 }
 
-Result<std::shared_ptr<Source>> OpenSource(const std::string& format, const SourceLocation& location,
+namespace {
+
+// The format of the dataset whose index.json reads `text`: MDS's lists "shards", litdata's
+// has "config" and "chunks", chute's the rest.
+Result<std::string> DetectFormat(const std::string& text, const std::string& where) {
+  Result<json::Value> index = json::Parse(text);
+  if (!index.ok() || !index->object()) return std::string("chute");  // its parser says what is wrong
+  if (index->get("shards")) return std::string("mds");
+  if (index->get("config") && index->get("chunks") && !index->get("format"))
+    return Status::Unsupported(where + " is a litdata dataset: reading litdata datasets in place is not supported "
+                               "yet (convert it with chute.optimize, reading it with litdata)");
+  return std::string("chute");
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Source>> OpenSource(const std::string& requested, const SourceLocation& location,
                                            const std::string& description) {
   auto& registry = Registry<SourceFactory>::Get();
+  std::string format = requested, index = description;
+  if (format.empty()) {  // recognized from index.json, which the source then needs not read again
+    const std::string path = JoinPath(location.root, "index.json");
+    if (index.empty()) {
+      Result<std::string> text = location.storage->ReadAll(path);
+      if (!text.ok()) {
+        if (text.status().code() != StatusCode::kNotFound) return text.status();
+        format = "chute";  // which says what is missing
+      } else {
+        index = std::move(*text);
+      }
+    }
+    if (format.empty()) {
+      CHUTE_ASSIGN_OR_RETURN(format, DetectFormat(index, location.storage->Url(path)));
+    }
+  }
   std::optional<SourceFactory> factory = registry.Find(format);
   if (!factory)
     return Status::Invalid(location.url + ": unknown dataset format '" + format + "' (known: " + registry.Names() +
                            ")");
-  return (*factory)(location, description);
+  return (*factory)(location, index);
 }
 
 }  // namespace chute

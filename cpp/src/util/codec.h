@@ -25,6 +25,9 @@ struct CompressionSpec {
 class Codec {
  public:
   static Result<std::shared_ptr<Codec>> Make(const CompressionSpec& spec);
+  // A codec of another format's whole-file compression, for decompressing it: "zstd",
+  // "gz" (gzip), "bz2", "br" (raw Brotli) or "snappy" (a raw block).
+  static Result<std::shared_ptr<Codec>> ForFamily(const std::string& family);
   virtual ~Codec() = default;
   virtual Status Compress(const std::byte* src, size_t size, std::vector<std::byte>* out) = 0;
   // Decompresses exactly `dst_size` bytes into `dst`.

@@ -1,0 +1,146 @@
+"""Datasets written by other libraries, read in place: Mosaic Streaming's MDS (fixtures
+written by mosaicml-streaming 0.13.0 itself, with what its own reader returns:
+tests/data/peers/make_fixtures.py)."""
+
+import json
+import math
+import os
+import pickle
+import shutil
+import uuid
+
+import numpy as np
+import pytest
+
+import chute
+from object_store import create_s3_bucket, s3_options
+from test_order import GLOBAL_BATCH, global_batches, run_layout
+
+MDS = os.path.join(os.path.dirname(__file__), "..", "data", "peers", "mds")
+VARIANTS = ["plain", "zstd", "gz"]  # uncompressed shards; whole shards compressed with zstd:7, gzip
+
+
+def _expected(variant):
+    with open(os.path.join(MDS, f"{variant}.expected.pkl"), "rb") as f:
+        return pickle.load(f)
+
+
+def _same_as_mosaic(got, want, where):
+    assert sorted(got) == sorted(want), where
+    for key, value in want.items():
+        mine = got[key]
+        if isinstance(value, tuple) and value and value[0] == "PIL":  # (PIL, mode, size, pixels)
+            assert (mine.mode, mine.size, mine.tobytes()) == value[1:], f"{where}[{key}]"
+        elif isinstance(value, (np.ndarray, np.generic)):
+            assert type(mine) is type(value) and mine.dtype == value.dtype, f"{where}[{key}]: {mine!r} vs {value!r}"
+            assert np.shape(mine) == np.shape(value) and np.asarray(mine).tobytes() == np.asarray(value).tobytes(), \
+                f"{where}[{key}]"
+        elif isinstance(value, float) and math.isnan(value):
+            assert math.isnan(mine), f"{where}[{key}]"
+        else:
+            assert type(mine) is type(value) and mine == value, f"{where}[{key}]: {mine!r} vs {value!r}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mds_samples_equal_what_mosaic_reads(variant):
+    ds = chute.StreamingDataset(os.path.join(MDS, variant))  # recognized from its index.json
+    expected = _expected(variant)
+    assert ds.core.format == "mds" and len(ds) == len(expected) == 30
+    for i, want in enumerate(expected):
+        _same_as_mosaic(ds[i], want, f"{variant} sample {i}")
+    assert [s["i"] for s in ds] == list(range(30))  # iteration in the writer's order
+    assert [s["i"] for s in ds[-3:]] == [27, 28, 29]
+
+
+def _only_i(sample):
+    return {"i": sample["i"]}
+
+
+def test_mds_order_and_resume_on_any_layout():
+    path = os.path.join(MDS, "plain")
+    reference = global_batches(run_layout(path, 1, 1, 0, transform=_only_i)[0])
+    assert sorted(sum(reference, [])) == list(range(30))
+    for nodes, rpn, workers in [(1, 2, 0), (1, 2, 2)]:  # the full global batches; the last is padded
+        assert global_batches(run_layout(path, nodes, rpn, workers, transform=_only_i)[0])[:3] == reference[:3]
+    first, state = run_layout(path, 1, 2, 0, stop_after=2, transform=_only_i)
+    assert state["consumed"] == 2 * GLOBAL_BATCH
+    rest, _ = run_layout(path, 1, 1, 2, state=state, transform=_only_i)  # resumed on one rank, two workers
+    seen = sorted(i for rank in first for batch in rank[0] for i in batch)
+    remaining = sorted(i for rank in rest for batch in rank[0] for i in batch)
+    assert sorted(seen + remaining) == list(range(30))
+
+
+def test_mds_from_s3_through_the_node_cache(s3_server, tmp_path):
+    import boto3
+
+    bucket = f"mds-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    for variant in ("plain", "zstd"):
+        root = os.path.join(MDS, variant)
+        for name in os.listdir(root):
+            s3.upload_file(os.path.join(root, name), bucket, f"{variant}/{name}")
+        ds = chute.StreamingDataset(f"s3://{bucket}/{variant}", storage_options=s3_options(s3_server.endpoint),
+                                    cache_dir=str(tmp_path / "cache"), shuffle=True, seed=3)
+        expected = _expected(variant)
+        _same_as_mosaic(ds[17], expected[17], f"s3 {variant} sample 17")  # random access
+        loader = chute.StreamingDataLoader(ds, batch_size=4, num_workers=2, collate_fn=list)
+        got = {s["i"]: s for batch in loader for s in batch}
+        assert sorted(got) == list(range(30))
+        for i, want in enumerate(expected):
+            _same_as_mosaic(got[i], want, f"s3 {variant} sample {i}")
+
+
+def _copy_with_index(tmp_path, edit):
+    out = shutil.copytree(os.path.join(MDS, "plain"), tmp_path / "ds")
+    with open(out / "index.json") as f:
+        index = json.load(f)
+    edit(index)
+    with open(out / "index.json", "w") as f:
+        json.dump(index, f)
+    return str(out)
+
+
+def test_mds_refusals_name_the_file_and_the_column(tmp_path):
+    def pickled(index):
+        for shard in index["shards"]:
+            shard["column_encodings"][shard["column_names"].index("blob")] = "pkl"
+
+    with pytest.raises(Exception, match=r"index\.json: column 'blob' has encoding 'pkl': pickled columns"):
+        chute.StreamingDataset(_copy_with_index(tmp_path / "a", pickled))
+
+    def version_3(index):
+        index["version"] = 3
+
+    with pytest.raises(Exception, match=r"index\.json: MDS index version is not 2"):
+        chute.StreamingDataset(_copy_with_index(tmp_path / "b", version_3))
+
+    def lz4(index):
+        index["shards"][0].update(compression="lz5", zip_data=dict(index["shards"][0]["raw_data"]))
+
+    with pytest.raises(Exception, match=r"unknown compression 'lz5'"):
+        chute.StreamingDataset(_copy_with_index(tmp_path / "c", lz4))
+
+
+def test_mds_corrupt_shard_names_the_shard(tmp_path):
+    out = shutil.copytree(os.path.join(MDS, "plain"), tmp_path / "ds")
+    shard = out / "shard.00001.mds"
+    data = bytearray(shard.read_bytes())
+    data[0] ^= 0xFF  # the sample count
+    shard.write_bytes(bytes(data))
+    ds = chute.StreamingDataset(str(out))
+    with pytest.raises(Exception, match=r"shard\.00001\.mds: holds \d+ samples, index\.json says"):
+        [s for s in ds]
+
+
+def test_format_can_be_forced_and_a_wrong_one_is_named(tmp_path, make_dataset):
+    assert chute.StreamingDataset(os.path.join(MDS, "plain"), format="mds").core.format == "mds"
+    own = make_dataset(lambda i: {"i": i}, range(5))
+    with pytest.raises(Exception, match=r"not an MDS index"):
+        chute.StreamingDataset(own, format="mds")
+    litdata = tmp_path / "litdata"
+    litdata.mkdir()
+    (litdata / "index.json").write_text(json.dumps({"chunks": [], "config": {"data_format": ["int"]}}))
+    with pytest.raises(Exception, match=r"is a litdata dataset: reading litdata datasets in place is not supported"):
+        chute.StreamingDataset(str(litdata))
