@@ -6,8 +6,8 @@ not chute dependencies; run this in an environment that has them, e.g. the bench
 
 Writes tests/data/peers/mds/<variant>/ (MDSWriter output: uncompressed, zstd, gz) and
 tests/data/peers/mds/<variant>.expected.pkl (the samples as Mosaic's StreamingDataset
-returns them, PIL images as (mode, size, pixel bytes)). Deterministic: rerunning writes the
-same files.
+returns them, PIL images as (mode, size, pixel bytes)). Rerunning writes the same data (the
+gzip shards differ in their header's timestamp).
 """
 
 import io
