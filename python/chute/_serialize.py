@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import sys
 
 import numpy as np
@@ -193,8 +194,8 @@ def leaf_decoder(entry: dict):
     if kind == "torch":
         import torch
 
-        dtype = getattr(torch, entry["dtype"])
         if entry.get("raw"):
+            dtype = getattr(torch, entry["dtype"])
             def from_raw_tensor(a):
                 if a.size == 0:
                     return torch.empty(a.shape[:-1], dtype=dtype)
@@ -207,7 +208,91 @@ def leaf_decoder(entry: dict):
         return pickle.loads
     if kind == "json":  # other formats' JSON columns (MDS), kept as their text
         return json.loads
+    if kind == "pil_raw":
+        return _decode_pil_raw
+    if kind == "litdata_json":
+        return _decode_litdata_json
     return None
+
+
+def _decode_pil_raw(data: bytes):
+    """litdata's / MDS's raw PIL image: u32 width, u32 height, u32 mode length, the mode,
+    then PIL's raw pixels."""
+    from PIL import Image
+
+    width, height, mode_len = struct.unpack_from("<III", data)
+    mode = bytes(data[12:12 + mode_len]).decode()
+    return Image.frombytes(mode, (width, height), bytes(data[12 + mode_len:]))
+
+
+def _decode_litdata_json(data: bytes):
+    """litdata's compact binary JSON leaf (a tag byte, then the value), or JSON text."""
+    if not data or data[0] > 0x20:
+        return json.loads(bytes(data))
+    value, _ = _litdata_value(memoryview(data), 0)
+    return value
+
+
+def _litdata_value(b, at):
+    tag = b[at]
+    at += 1
+
+    def u32(at):
+        return struct.unpack_from("<I", b, at)[0], at + 4
+
+    def text(at):
+        n, at = u32(at)
+        return bytes(b[at:at + n]).decode(), at + n
+
+    if tag in (0, 7):  # JSON text / a string
+        s, at = text(at)
+        return (json.loads(s) if tag == 0 else s), at
+    if tag in (1, 2, 3, 4):  # lists of strings, i64, f64, bools
+        n, at = u32(at)
+        if tag == 1:
+            out = []
+            for _ in range(n):
+                s, at = text(at)
+                out.append(s)
+            return out, at
+        fmt, size = {2: ("<q", 8), 3: ("<d", 8), 4: ("<?", 1)}[tag]
+        return [struct.unpack_from(fmt, b, at + k * size)[0] for k in range(n)], at + n * size
+    if tag == 5:  # dict
+        n, at = u32(at)
+        out = {}
+        for _ in range(n):
+            key, at = text(at)
+            out[key], at = _litdata_value(b, at)
+        return out, at
+    if tag == 6:  # records: rows of the same keys, each value a kind byte and its payload
+        rows, at = u32(at)
+        nkeys, at = u32(at)
+        keys = []
+        for _ in range(nkeys):
+            key, at = text(at)
+            keys.append(key)
+        out = []
+        for _ in range(rows):
+            row = {}
+            for key in keys:
+                kind = b[at]
+                at += 1
+                if kind == 0x10:
+                    row[key] = None
+                elif kind == 0x11:
+                    row[key], at = text(at)
+                else:
+                    fmt, size = {0x12: ("<q", 8), 0x13: ("<d", 8), 0x14: ("<?", 1)}[kind]
+                    row[key] = struct.unpack_from(fmt, b, at)[0]
+                    at += size
+            out.append(row)
+        return out, at
+    if tag in (8, 9, 10):
+        fmt, size = {8: ("<q", 8), 9: ("<d", 8), 10: ("<?", 1)}[tag]
+        return struct.unpack_from(fmt, b, at)[0], at + size
+    if tag == 11:
+        return None, at
+    raise ValueError(f"unknown litdata JSON tag {tag}")
 
 
 def _tensor_from_array(torch, arr):

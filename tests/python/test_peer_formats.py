@@ -1,6 +1,6 @@
-"""Datasets written by other libraries, read in place: Mosaic Streaming's MDS (fixtures
-written by mosaicml-streaming 0.13.0 itself, with what its own reader returns:
-tests/data/peers/make_fixtures.py)."""
+"""Datasets written by other libraries, read in place: Mosaic Streaming's MDS and litdata
+(fixtures written by mosaicml-streaming 0.13.0 and litdata 0.2.76 themselves, with what
+their own readers return: tests/data/peers/make_fixtures.py)."""
 
 import json
 import math
@@ -11,21 +11,27 @@ import uuid
 
 import numpy as np
 import pytest
+import torch
 
 import chute
 from object_store import create_s3_bucket, s3_options
 from test_order import GLOBAL_BATCH, global_batches, run_layout
 
-MDS = os.path.join(os.path.dirname(__file__), "..", "data", "peers", "mds")
+PEERS = os.path.join(os.path.dirname(__file__), "..", "data", "peers")
+MDS = os.path.join(PEERS, "mds")
+LITDATA = os.path.join(PEERS, "litdata")
+# Arrow IPC rows (0.2.76's layout for JSON-like dicts); pytree items uncompressed and in the
+# three zstd modes (frames of 4 items, per item, whole file).
+LITDATA_VARIANTS = ["rows", "tree", "tree-zstd-batch", "tree-zstd-sample", "tree-zstd-chunk"]
 VARIANTS = ["plain", "zstd", "gz"]  # uncompressed shards; whole shards compressed with zstd:7, gzip
 
 
-def _expected(variant):
-    with open(os.path.join(MDS, f"{variant}.expected.pkl"), "rb") as f:
+def _expected(variant, root=MDS):
+    with open(os.path.join(root, f"{variant}.expected.pkl"), "rb") as f:
         return pickle.load(f)
 
 
-def _same_as_mosaic(got, want, where):
+def _same_as_peer(got, want, where):
     assert sorted(got) == sorted(want), where
     for key, value in want.items():
         mine = got[key]
@@ -35,6 +41,11 @@ def _same_as_mosaic(got, want, where):
             assert type(mine) is type(value) and mine.dtype == value.dtype, f"{where}[{key}]: {mine!r} vs {value!r}"
             assert np.shape(mine) == np.shape(value) and np.asarray(mine).tobytes() == np.asarray(value).tobytes(), \
                 f"{where}[{key}]"
+        elif isinstance(value, torch.Tensor):
+            assert isinstance(mine, torch.Tensor) and mine.dtype == value.dtype and torch.equal(mine, value), \
+                f"{where}[{key}]"
+        elif isinstance(value, dict):
+            _same_as_peer(mine, value, f"{where}[{key}]")
         elif isinstance(value, float) and math.isnan(value):
             assert math.isnan(mine), f"{where}[{key}]"
         else:
@@ -47,7 +58,7 @@ def test_mds_samples_equal_what_mosaic_reads(variant):
     expected = _expected(variant)
     assert ds.core.format == "mds" and len(ds) == len(expected) == 30
     for i, want in enumerate(expected):
-        _same_as_mosaic(ds[i], want, f"{variant} sample {i}")
+        _same_as_peer(ds[i], want, f"{variant} sample {i}")
     assert [s["i"] for s in ds] == list(range(30))  # iteration in the writer's order
     assert [s["i"] for s in ds[-3:]] == [27, 28, 29]
 
@@ -84,12 +95,12 @@ def test_mds_from_s3_through_the_node_cache(s3_server, tmp_path):
         ds = chute.StreamingDataset(f"s3://{bucket}/{variant}", storage_options=s3_options(s3_server.endpoint),
                                     cache_dir=str(tmp_path / "cache"), shuffle=True, seed=3)
         expected = _expected(variant)
-        _same_as_mosaic(ds[17], expected[17], f"s3 {variant} sample 17")  # random access
+        _same_as_peer(ds[17], expected[17], f"s3 {variant} sample 17")  # random access
         loader = chute.StreamingDataLoader(ds, batch_size=4, num_workers=2, collate_fn=list)
         got = {s["i"]: s for batch in loader for s in batch}
         assert sorted(got) == list(range(30))
         for i, want in enumerate(expected):
-            _same_as_mosaic(got[i], want, f"s3 {variant} sample {i}")
+            _same_as_peer(got[i], want, f"s3 {variant} sample {i}")
 
 
 def _copy_with_index(tmp_path, edit):
@@ -139,8 +150,55 @@ def test_format_can_be_forced_and_a_wrong_one_is_named(tmp_path, make_dataset):
     own = make_dataset(lambda i: {"i": i}, range(5))
     with pytest.raises(Exception, match=r"not an MDS index"):
         chute.StreamingDataset(own, format="mds")
-    litdata = tmp_path / "litdata"
-    litdata.mkdir()
-    (litdata / "index.json").write_text(json.dumps({"chunks": [], "config": {"data_format": ["int"]}}))
-    with pytest.raises(Exception, match=r"is a litdata dataset: reading litdata datasets in place is not supported"):
-        chute.StreamingDataset(str(litdata))
+    assert chute.StreamingDataset(os.path.join(LITDATA, "tree")).core.format == "litdata"
+    with pytest.raises(Exception, match=r"not a litdata index"):
+        chute.StreamingDataset(own, format="litdata")
+
+
+@pytest.mark.parametrize("variant", LITDATA_VARIANTS)
+def test_litdata_samples_equal_what_litdata_reads(variant):
+    ds = chute.StreamingDataset(os.path.join(LITDATA, variant))
+    expected = _expected(variant, LITDATA)
+    assert ds.core.format == "litdata" and len(ds) == len(expected) == 25
+    for i, want in enumerate(expected):
+        _same_as_peer(ds[i], want, f"{variant} sample {i}")
+    key = "label" if variant == "rows" else "i"
+    assert [s[key] for s in ds] == [e[key] for e in expected]  # the writers' order
+
+
+def test_litdata_from_s3_with_workers(s3_server, tmp_path):
+    import boto3
+
+    bucket = f"lit-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    for variant in ("rows", "tree-zstd-batch", "tree-zstd-chunk"):
+        root = os.path.join(LITDATA, variant)
+        for name in os.listdir(root):
+            s3.upload_file(os.path.join(root, name), bucket, f"{variant}/{name}")
+        ds = chute.StreamingDataset(f"s3://{bucket}/{variant}", storage_options=s3_options(s3_server.endpoint),
+                                    cache_dir=str(tmp_path / "cache"), shuffle=True)
+        expected = _expected(variant, LITDATA)
+        key = "label" if variant == "rows" else "i"  # unique per sample
+        loader = chute.StreamingDataLoader(ds, batch_size=4, num_workers=2, collate_fn=list)
+        got = {s[key]: s for batch in loader for s in batch}
+        assert sorted(got) == sorted(e[key] for e in expected)
+        for want in expected:
+            _same_as_peer(got[want[key]], want, f"s3 {variant} sample {want[key]}")
+
+
+def test_litdata_refusals_name_the_reason(tmp_path):
+    def edit(variant, change):
+        out = shutil.copytree(os.path.join(LITDATA, variant), tmp_path / f"{variant}-{len(os.listdir(tmp_path))}")
+        index = json.loads((out / "index.json").read_text())
+        change(index["config"])
+        (out / "index.json").write_text(json.dumps(index))
+        return str(out)
+
+    with pytest.raises(Exception, match=r"index\.json: the dataset is encrypted"):
+        chute.StreamingDataset(edit("tree", lambda c: c.update(encryption={"algorithm": "fernet", "level": "sample"})))
+    with pytest.raises(Exception, match=r"leaves stored as 'pickle' are not read \(pickled data is not unpickled\)"):
+        chute.StreamingDataset(edit("tree", lambda c: c["data_format"].__setitem__(0, "pickle")))
+    with pytest.raises(Exception, match=r"litdata's ParquetLoader datasets are not read"):
+        chute.StreamingDataset(edit("tree", lambda c: c.update(item_loader="ParquetLoader")))

@@ -49,7 +49,7 @@ namespace chute {
 inline constexpr size_t kItemThreadsPerRequest = 4;
 
 struct DatasetOptions {
-  // The registered source (chute/source.h) that reads the dataset ("chute", "mds"); ""
+  // The registered source (chute/source.h) that reads the dataset ("chute", "litdata", "mds"); ""
   // recognizes it from the dataset's index.json.
   std::string format;
   // Verify each chunk's checksum the first time this process opens it.

@@ -114,7 +114,8 @@ using SourceFactory =
 
 CHUTE_API void RegisterSource(const std::string& format, SourceFactory factory);
 // Opens the dataset at `location` with the source registered as `format`; "" picks it
-// from the dataset's index.json (Mosaic's MDS lists "shards"; chute's own otherwise).
+// from the dataset's index.json (Mosaic's MDS lists "shards", litdata's has "config" and
+// "chunks", chute's says "format": "chute").
 CHUTE_API Result<std::shared_ptr<Source>> OpenSource(const std::string& format, const SourceLocation& location,
                                                      const std::string& description = "");
 

@@ -13,14 +13,12 @@ namespace {
 
 // The format of the dataset whose index.json reads `text`: MDS's lists "shards", litdata's
 // has "config" and "chunks", chute's the rest.
-Result<std::string> DetectFormat(const std::string& text, const std::string& where) {
+std::string DetectFormat(const std::string& text) {
   Result<json::Value> index = json::Parse(text);
-  if (!index.ok() || !index->object()) return std::string("chute");  // its parser says what is wrong
-  if (index->get("shards")) return std::string("mds");
-  if (index->get("config") && index->get("chunks") && !index->get("format"))
-    return Status::Unsupported(where + " is a litdata dataset: reading litdata datasets in place is not supported "
-                               "yet (convert it with chute.optimize, reading it with litdata)");
-  return std::string("chute");
+  if (!index.ok() || !index->object()) return "chute";  // whose parser says what is wrong
+  if (index->get("shards")) return "mds";
+  if (index->get("config") && index->get("chunks") && !index->get("format")) return "litdata";
+  return "chute";
 }
 
 }  // namespace
@@ -40,9 +38,7 @@ Result<std::shared_ptr<Source>> OpenSource(const std::string& requested, const S
         index = std::move(*text);
       }
     }
-    if (format.empty()) {
-      CHUTE_ASSIGN_OR_RETURN(format, DetectFormat(index, location.storage->Url(path)));
-    }
+    if (format.empty()) format = DetectFormat(index);
   }
   std::optional<SourceFactory> factory = registry.Find(format);
   if (!factory)

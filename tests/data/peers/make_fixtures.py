@@ -2,12 +2,15 @@
 libraries read back, so that tests compare chute's reading with theirs (the libraries are
 not chute dependencies; run this in an environment that has them, e.g. the bench's):
 
-    python tests/data/peers/make_fixtures.py   # mosaicml-streaming 0.13.0
+    python tests/data/peers/make_fixtures.py [mds] [litdata]  # mosaicml-streaming 0.13.0, litdata 0.2.76
 
 Writes tests/data/peers/mds/<variant>/ (MDSWriter output: uncompressed, zstd, gz) and
 tests/data/peers/mds/<variant>.expected.pkl (the samples as Mosaic's StreamingDataset
 returns them, PIL images as (mode, size, pixel bytes)). Rerunning writes the same data (the
-gzip shards differ in their header's timestamp).
+gzip shards differ in their header's timestamp). Likewise tests/data/peers/litdata/<variant>/
+(litdata.optimize output: a dict of JSON-like values, which 0.2.76 stores as an Arrow footer;
+a pytree with arrays and tensors, uncompressed and in litdata's three zstd modes; a token
+dataset) and <variant>.expected.pkl (litdata's StreamingDataset; token blocks of 16).
 """
 
 import io
@@ -41,13 +44,76 @@ def sample(i: int) -> dict:
             "tok": np.arange(i, i + 16, dtype=np.int32), "half": rng.standard_normal(i % 5 + 1).astype(np.float16)}
 
 
+def plain(value):
+    """litdata hands out Arrow rows' bytes as memoryviews: bytes, to pickle them."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
 def as_plain(value):
     if isinstance(value, Image.Image):
         return ("PIL", value.mode, value.size, value.tobytes())
     return value
 
 
-def main():
+def litdata_row(i: int) -> dict:
+    """JSON-like values only: litdata 0.2.76 writes these chunks as Arrow IPC footers."""
+    rng = np.random.default_rng(i)
+    return {"image": bytes(rng.integers(0, 256, 30 + i % 9, np.uint8)), "label": i * 7 - 20,
+            "caption": f"caption {i} ü" * (i % 3), "score": i / 4, "flag": i % 3 == 0}
+
+
+def litdata_tree(i: int):
+    """A nested sample with arrays and tensors: stored as pytree items."""
+    import torch
+
+    rng = np.random.default_rng(i)
+    return {"i": i, "name": f"n{i}", "x": rng.standard_normal((2, i % 3 + 1)).astype(np.float32),
+            "ids": np.arange(i % 4 + 1, dtype=np.int64), "t": torch.arange(i % 5 + 1, dtype=torch.int16),
+            "m": torch.full((2, 2), float(i), dtype=torch.float64), "raw": bytes([i % 256]) * (i % 6),
+            "nested": {"a": float(i) / 3, "b": [i, str(i)]}}
+
+
+def litdata_tokens(i: int):
+    import torch
+
+    return torch.arange(i * 1000, i * 1000 + 37 + i * 11, dtype=torch.int32)
+
+
+def litdata_fixtures():
+    import litdata
+    import torch
+    from litdata import StreamingDataset, TokensLoader, optimize
+
+    print("litdata", litdata.__version__)
+    variants = [("rows", litdata_row, {}), ("tree", litdata_tree, {}),
+                ("tree-zstd-batch", litdata_tree, {"compression": "zstd", "compression_batch_size": 4}),
+                ("tree-zstd-sample", litdata_tree, {"compression": "zstd", "compression_level": "sample"}),
+                ("tree-zstd-chunk", litdata_tree, {"compression": "zstd:5", "compression_level": "chunk"}),
+                ("tokens", litdata_tokens, {"item_loader": TokensLoader(), "chunk_size": 400})]
+    for variant, fn, kwargs in variants:
+        out = os.path.join(HERE, "litdata", variant)
+        shutil.rmtree(out, ignore_errors=True)
+        kwargs.setdefault("chunk_bytes", None if "chunk_size" in kwargs else 2000)
+        optimize(fn=fn, inputs=list(range(25)), output_dir=out, num_workers=2, verbose=False, start_method="fork",
+                 **kwargs)
+        with tempfile.TemporaryDirectory() as copy:  # litdata decompresses chunks next to the originals
+            local = shutil.copytree(out, os.path.join(copy, variant))
+            if variant == "tokens":
+                ds = StreamingDataset(local, item_loader=TokensLoader(block_size=16))
+            else:
+                ds = StreamingDataset(local)
+            got = [ds[i] for i in range(len(ds))]
+        got = [g.numpy() if isinstance(g, torch.Tensor) and variant == "tokens" else plain(g) for g in got]
+        with open(os.path.join(HERE, "litdata", f"{variant}.expected.pkl"), "wb") as f:
+            pickle.dump(got, f, protocol=4)
+        print(variant, len(got), "samples,", sorted(os.listdir(out)))
+
+
+def mds_fixtures():
     try:
         import torchvision  # noqa: F401
     except Exception:  # its registry build fails next to some CPU torch builds; vision is unused
@@ -69,6 +135,14 @@ def main():
         with open(os.path.join(HERE, "mds", f"{variant}.expected.pkl"), "wb") as f:
             pickle.dump(got, f, protocol=4)
         print(variant, len(got), "samples,", len(os.listdir(out)) - 1, "shards")
+
+
+def main():
+    which = sys.argv[1:] or ["mds", "litdata"]
+    if "mds" in which:
+        mds_fixtures()
+    if "litdata" in which:
+        litdata_fixtures()
 
 
 if __name__ == "__main__":
