@@ -202,3 +202,38 @@ def test_litdata_refusals_name_the_reason(tmp_path):
         chute.StreamingDataset(edit("tree", lambda c: c["data_format"].__setitem__(0, "pickle")))
     with pytest.raises(Exception, match=r"litdata's ParquetLoader datasets are not read"):
         chute.StreamingDataset(edit("tree", lambda c: c.update(item_loader="ParquetLoader")))
+
+
+def test_litdata_token_blocks_equal_litdatas_and_resume():
+    """litdata's TokensLoader cuts blocks within each chunk (a chunk's remainder is never
+    read); chute reads the same blocks, in any order, resumable."""
+    path = os.path.join(LITDATA, "tokens")
+    expected = _expected("tokens", LITDATA)  # 258 blocks of 16, as litdata returns them
+    ds = chute.StreamingDataset(path, item_loader=chute.TokensLoader(block_size=16))
+    assert len(ds) == len(expected) == 258
+    for i, want in enumerate(expected):
+        assert np.asarray(ds[i]).tolist() == want.tolist(), f"block {i}"
+    shuffled = chute.StreamingDataset(path, item_loader=chute.TokensLoader(block_size=16), shuffle=True, seed=5)
+    loader = chute.StreamingDataLoader(shuffled, batch_size=8, num_workers=2)
+    first = []
+    for k, batch in enumerate(loader):
+        first += [tuple(row) for row in batch.tolist()]
+        if k == 9:
+            break
+    state = loader.state_dict()
+    rest = chute.StreamingDataLoader(
+        chute.StreamingDataset(path, item_loader=chute.TokensLoader(block_size=16), shuffle=True, seed=5),
+        batch_size=8, num_workers=1)
+    rest.load_state_dict(state)
+    blocks = first + [tuple(row) for batch in rest for row in batch.tolist()]
+    assert sorted(blocks) == sorted(tuple(b.tolist()) for b in expected)  # each block once
+
+
+def test_mds_token_column_reads_as_token_blocks():
+    path = os.path.join(MDS, "tokens")  # sample i: arange(100 i, 100 i + 16), int32
+    per_sample = chute.StreamingDataset(path, item_loader=chute.TokensLoader(block_size=16))
+    assert len(per_sample) == 40
+    assert all(np.asarray(per_sample[i]).tolist() == list(range(100 * i, 100 * i + 16)) for i in range(40))
+    longer = chute.StreamingDataset(path, item_loader=chute.TokensLoader(block_size=24))
+    assert len(longer) == 40 * 16 // 24  # blocks run on across samples and shards
+    assert np.asarray(longer[1]).tolist() == list(range(108, 116)) + list(range(200, 216))

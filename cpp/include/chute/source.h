@@ -83,6 +83,10 @@ class CHUTE_API Source {
   virtual const std::string& compression() const = 0;
   // What lists the chunks, for messages (chute: "index.json").
   virtual const std::string& index_name() const = 0;
+  // Token blocks (tokens.h) of this format never cross chunks: each chunk holds
+  // floor(its tokens / block_size) blocks and its remainder is never read (litdata's
+  // TokensLoader). Otherwise blocks run on across document and chunk boundaries.
+  virtual bool token_blocks_within_chunks() const { return false; }
   // The bytes at the start of chunk c that open it (header and tables): an on-demand
   // reader fetches that much in the first request.
   virtual uint64_t TablesSizeHint(uint32_t c) const = 0;

@@ -151,6 +151,7 @@ class LitdataSource final : public Source {
     return 24 + 4 * (chunks_[c].num_items + 1) + 24 * chunks_[c].num_items;  // classic or framed tables
   }
   uint64_t NumCheckFlags(uint32_t) const override { return 0; }
+  bool token_blocks_within_chunks() const override { return true; }  // as litdata's TokensLoader reads them
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
                                                  bool, std::atomic<uint8_t>*) const override {
     return litdata::OpenChunk(config_, std::move(bytes), url, chunks_[c].num_items, raw_sizes_[c]);
@@ -265,6 +266,11 @@ Result<std::shared_ptr<Source>> OpenLitdata(const SourceLocation& location, cons
       if (found == stored.end()) return Status::NotFound(storage.Url(JoinPath(location.root, info.file)) +
                                                          " does not exist (index.json lists it)");
       info.num_bytes = found->second;
+    }
+    if (cfg->tokens) {  // "dim": the chunk's tokens
+      const json::Value* dim = Member(chunk, "dim");
+      if (!dim || !dim->integer()) return Status::Corrupt(where + ": token chunk " + info.file + " has no dim");
+      info.num_tokens = *dim->integer();
     }
     raw_sizes.push_back(static_cast<uint64_t>(*bytes->integer()));
     chunks.push_back(std::move(info));

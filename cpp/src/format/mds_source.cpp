@@ -411,6 +411,11 @@ Result<std::shared_ptr<Source>> OpenMds(const SourceLocation& location, const st
       info.file = *StringAt(*raw, "basename");
       info.num_bytes = s.raw_bytes;
     }
+    // One fixed-length 1-D integer ndarray column: a token dataset (TokensLoader).
+    const ColumnSpec& only = columns[0];
+    if (columns.size() == 1 && only.kind == Column::kArray && only.type && only.shape.size() == 1 &&
+        (only.type->dtype.code == DType::kInt || only.type->dtype.code == DType::kUInt))
+      info.num_tokens = static_cast<int64_t>(info.num_items) * only.shape[0];
     chunks.push_back(std::move(info));
     shard_info.push_back(std::move(s));
   }

@@ -125,6 +125,15 @@ struct TokenBlocks::Impl {
   uint64_t num_tokens = 0;
   std::vector<uint64_t> chunk_token_starts;  // + end
   std::vector<uint64_t> blocks_per_chunk;
+  std::vector<uint64_t> chunk_block_starts;  // blocks within chunks: first block of each chunk + end
+  uint64_t num_blocks = 0;
+
+  // The first token of block b.
+  uint64_t FirstToken(uint64_t b) const {
+    if (chunk_block_starts.empty()) return b * block_size;
+    size_t c = RangeOf(chunk_block_starts, b);
+    return chunk_token_starts[c] + (b - chunk_block_starts[c]) * block_size;
+  }
 
   // Token offset of each document of a chunk (+ end), for the chunks read lately.
   using DocStartsPtr = std::shared_ptr<const std::vector<uint64_t>>;
@@ -174,13 +183,23 @@ Result<std::shared_ptr<TokenBlocks>> TokenBlocks::Make(std::shared_ptr<Dataset> 
     impl->chunk_token_starts.push_back(impl->chunk_token_starts.back() + static_cast<uint64_t>(c.num_tokens));
   }
   impl->num_tokens = impl->chunk_token_starts.back();
-  uint64_t num_blocks = impl->num_tokens / block_size;
-  impl->blocks_per_chunk.assign(dataset->chunks().size(), 0);
-  for (size_t c = 0; c < dataset->chunks().size(); ++c) {
-    // blocks b with start b * block_size in [start(c), start(c+1)), b < num_blocks
-    auto first = (impl->chunk_token_starts[c] + block_size - 1) / block_size;
-    auto end = std::min(num_blocks, (impl->chunk_token_starts[c + 1] + block_size - 1) / block_size);
-    impl->blocks_per_chunk[c] = end > first ? end - first : 0;
+  const size_t num_chunks = dataset->chunks().size();
+  impl->blocks_per_chunk.assign(num_chunks, 0);
+  if (dataset->source().token_blocks_within_chunks()) {
+    impl->chunk_block_starts.push_back(0);
+    for (size_t c = 0; c < num_chunks; ++c) {
+      impl->blocks_per_chunk[c] = static_cast<uint64_t>(dataset->chunks()[c].num_tokens) / block_size;
+      impl->chunk_block_starts.push_back(impl->chunk_block_starts.back() + impl->blocks_per_chunk[c]);
+    }
+    impl->num_blocks = impl->chunk_block_starts.back();
+  } else {
+    impl->num_blocks = impl->num_tokens / block_size;
+    for (size_t c = 0; c < num_chunks; ++c) {
+      // blocks b with start b * block_size in [start(c), start(c+1)), b < num_blocks
+      auto first = (impl->chunk_token_starts[c] + block_size - 1) / block_size;
+      auto end = std::min(impl->num_blocks, (impl->chunk_token_starts[c + 1] + block_size - 1) / block_size);
+      impl->blocks_per_chunk[c] = end > first ? end - first : 0;
+    }
   }
   impl->dataset = std::move(dataset);
   return std::shared_ptr<TokenBlocks>(new TokenBlocks(std::move(impl)));
@@ -190,7 +209,7 @@ const std::shared_ptr<Dataset>& TokenBlocks::dataset() const { return impl_->dat
 uint32_t TokenBlocks::ChunkOfToken(uint64_t t) const { return impl_->ChunkOfToken(t); }
 uint64_t TokenBlocks::block_size() const { return impl_->block_size; }
 uint64_t TokenBlocks::num_tokens() const { return impl_->num_tokens; }
-uint64_t TokenBlocks::num_blocks() const { return impl_->num_tokens / impl_->block_size; }
+uint64_t TokenBlocks::num_blocks() const { return impl_->num_blocks; }
 const std::vector<uint64_t>& TokenBlocks::blocks_per_chunk() const { return impl_->blocks_per_chunk; }
 const std::vector<uint64_t>& TokenBlocks::chunk_token_starts() const { return impl_->chunk_token_starts; }
 
@@ -211,7 +230,7 @@ Status TokenBlocks::Gather(std::span<const uint64_t> ids, DType out_dtype, std::
     if (ids[row] >= num_blocks())
       return Status::Invalid("block " + std::to_string(ids[row]) + " out of range (" + std::to_string(num_blocks()) +
                              " blocks)");
-    uint64_t token = ids[row] * m.block_size, left = m.block_size;
+    uint64_t token = m.FirstToken(ids[row]), left = m.block_size;
     std::byte* dst = out + row * m.block_size * out_item;
     uint32_t c = m.ChunkOfToken(token);
     while (left > 0) {

@@ -4,7 +4,8 @@ not chute dependencies; run this in an environment that has them, e.g. the bench
 
     python tests/data/peers/make_fixtures.py [mds] [litdata]  # mosaicml-streaming 0.13.0, litdata 0.2.76
 
-Writes tests/data/peers/mds/<variant>/ (MDSWriter output: uncompressed, zstd, gz) and
+Writes tests/data/peers/mds/<variant>/ (MDSWriter output: uncompressed, zstd, gz; a token
+dataset of one ndarray:int32:16 column, sample i = arange(100 i, 100 i + 16)) and
 tests/data/peers/mds/<variant>.expected.pkl (the samples as Mosaic's StreamingDataset
 returns them, PIL images as (mode, size, pixel bytes)). Rerunning writes the same data (the
 gzip shards differ in their header's timestamp). Likewise tests/data/peers/litdata/<variant>/
@@ -135,6 +136,12 @@ def mds_fixtures():
         with open(os.path.join(HERE, "mds", f"{variant}.expected.pkl"), "wb") as f:
             pickle.dump(got, f, protocol=4)
         print(variant, len(got), "samples,", len(os.listdir(out)) - 1, "shards")
+    out = os.path.join(HERE, "mds", "tokens")  # a token dataset: one fixed ndarray column
+    shutil.rmtree(out, ignore_errors=True)
+    with MDSWriter(out=out, columns={"tokens": "ndarray:int32:16"}, size_limit=700) as writer:
+        for i in range(40):
+            writer.write({"tokens": np.arange(i * 100, i * 100 + 16, dtype=np.int32)})
+    print("tokens", len(os.listdir(out)) - 1, "shards")
 
 
 def main():
