@@ -23,6 +23,9 @@ waits --first-byte-ms, then --mbps-per-connection per connection), each library 
 into a fresh directory (epoch 1 downloads, epoch 2 reads its cache); WebDataset streams
 its shards with curl. chute also runs with threads only (`chute-threads`: num_workers=0,
 the in-process path). Epoch 1's time and first batch include opening the dataset.
+`chute@litdata`, `chute@mosaic` and `chute@webdataset` are chute reading those libraries'
+own copies in place (litdata's index and chunks, MDS shards, tar shards); the summary
+compares each with the library that wrote it.
 
 Peak memory is sampled from /proc over the process and its DataLoader workers: RSS
 (counting mapped file pages, e.g. chunks read through mmap) and anonymous RSS (private
@@ -151,10 +154,15 @@ def _read_epochs(make_loader, epochs=2):
     return out
 
 
+def _copy_of(lib):
+    """The copy of the data `lib` reads: "chute@litdata" reads litdata's (in place)."""
+    return lib.split("@")[1] if "@" in lib else lib.split("-")[0]
+
+
 def write_bytes_datasets(args, libs):
     """Each library's copy of the same samples under --dir/bytes/<lib>, written once."""
     workdir = os.path.join(args.dir, "bytes")
-    for lib in dict.fromkeys(lib.split("-")[0] for lib in libs):
+    for lib in dict.fromkeys(_copy_of(lib) for lib in libs):
         path = os.path.join(workdir, lib)
         if os.path.exists(os.path.join(path, "done")):
             continue
@@ -203,8 +211,8 @@ def _import_streaming():
 def bytes_loader(lib, args):
     """A function making the DataLoader of `lib` over its copy of the data, read from local
     disk or (--endpoint) from the S3 bench server into a fresh cache directory."""
-    local = os.path.join(args.dir, "bytes", lib.split("-")[0])
-    remote = f"s3://bytes/{lib.split('-')[0]}" if args.endpoint else None
+    local = os.path.join(args.dir, "bytes", _copy_of(lib))
+    remote = f"s3://bytes/{_copy_of(lib)}" if args.endpoint else None
     cache = tempfile.mkdtemp(prefix=f"{lib}-cache-", dir=args.dir) if remote else None
     workers = 0 if lib == "chute-threads" else args.workers
     if lib.startswith("chute"):
@@ -410,6 +418,12 @@ def main():
             for key in ("peak_rss_mb", "peak_anon_mb"):
                 print(f"{key}: chute {mine[key]:,.0f}, peers " +
                       ", ".join(f"{p} {results[p][key]:,.0f}" for p in peers))
+        for peer in peers:  # in place: chute reading the peer's own copy, against the peer
+            if f"chute@{peer}" in results:
+                mine = results[f"chute@{peer}"]
+                ratios = [mine["epochs"][e]["samples_per_s"] / results[peer]["epochs"][e]["samples_per_s"]
+                          for e in (0, 1)]
+                print(f"in place, {peer}'s dataset: chute / {peer}: epoch 1 {ratios[0]:.1f}x, epoch 2 {ratios[1]:.1f}x")
         return
     for peer in ("litdata", "mosaic"):
         if "chute" in results and peer in results:

@@ -215,6 +215,20 @@ def leaf_decoder(entry: dict):
     return None
 
 
+_WDS_DECODERS = {**dict.fromkeys(("cls", "cls2", "index", "inx", "id"), lambda b: int(bytes(b))),
+                 **dict.fromkeys(("txt", "text", "transcript"), lambda b: bytes(b).decode()),
+                 **dict.fromkeys(("json", "jsn"), lambda b: json.loads(bytes(b))),
+                 "npy": lambda b: np.load(io.BytesIO(b), allow_pickle=False)}
+
+
+def webdataset_sample(sample: dict, decode: bool) -> dict:
+    """A WebDataset sample as WebDataset hands it out: without the fields it lacks, and with
+    decode, its common extensions decoded like WebDataset's default decoder."""
+    if not decode:
+        return {k: v for k, v in sample.items() if v is not None}
+    return {k: (_WDS_DECODERS[k](v) if k in _WDS_DECODERS else v) for k, v in sample.items() if v is not None}
+
+
 def _decode_pil_raw(data: bytes):
     """litdata's / MDS's raw PIL image: u32 width, u32 height, u32 mode length, the mode,
     then PIL's raw pixels."""

@@ -16,7 +16,7 @@ from torch.utils.data import IterableDataset
 
 from chute import _core, _profile
 from chute._distributed import current_layout
-from chute._serialize import Decoder
+from chute._serialize import Decoder, webdataset_sample
 from chute._units import parse_size, storage_options_to_strings
 from chute.tokens import TokensLoader
 
@@ -62,8 +62,14 @@ class StreamingDataset(IterableDataset):
             need next fetched into the cache in the background, in the epoch's order.
         item_loader: :class:`chute.TokensLoader` to read a token dataset as blocks of
             consecutive tokens (items are then blocks: ``len``, ``ds[i]``, order, resume).
-        format: what wrote the dataset: ``"chute"``, or ``"mds"`` (Mosaic Streaming's
-            ``MDSWriter``, read in place); by default recognized from its index.json.
+        format: what wrote the dataset, read in place: ``"chute"``, ``"litdata"``
+            (``litdata.optimize``), ``"mds"`` (Mosaic Streaming's ``MDSWriter``) or
+            ``"webdataset"`` (a directory of ``*.tar`` shards); by default recognized from
+            what is there.
+        decode: WebDataset samples: decode ``cls``/``cls2``/``index``/``inx``/``id`` to
+            int, ``txt``/``text``/``transcript`` to str, ``json``/``jsn`` to its value and
+            ``npy`` to an array, as WebDataset's default decoder does; otherwise every
+            field is bytes. Fields a sample lacks are absent, as in WebDataset.
 
     ``len(ds)`` is the number of samples this rank yields per epoch; ``ds[i]`` (and
     negative indices and slices) index the whole dataset. Array leaves are read-only
@@ -74,7 +80,7 @@ class StreamingDataset(IterableDataset):
                  transform=None, partitions: int = _DEFAULTS["partitions"], shuffle_window=1,
                  verify_checksums: bool = True, storage_options=None, part_size=_DEFAULTS["part_size"],
                  max_concurrency: int = _DEFAULTS["concurrency"], item_loader=None, cache_dir=None,
-                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"], format=None):
+                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"], format=None, decode=False):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
         if max_concurrency < 1:
@@ -97,6 +103,7 @@ class StreamingDataset(IterableDataset):
         self.shuffle_window = shuffle_window
         self.verify_checksums = verify_checksums
         self.format = format or ""
+        self.decode = decode
         # (epoch, first epoch position to read), shared with DataLoader workers (also
         # persistent ones) through inherited shared memory.
         self._position = multiprocessing.RawArray("q", 2)
@@ -112,6 +119,7 @@ class StreamingDataset(IterableDataset):
         if self._core.cache_path:
             _clean_up_at_exit()
         self._decoder = Decoder(json.loads(self._core.schema_json))
+        self._tar_samples = self._core.format == "webdataset"
         self._blocks = None
         if self.item_loader is not None:
             self._blocks = _core.TokenBlocks(self._core, self.item_loader.block_size)
@@ -149,7 +157,7 @@ class StreamingDataset(IterableDataset):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_core", "_decoder", "_blocks", "_pid"):
+        for key in ("_core", "_decoder", "_blocks", "_pid", "_tar_samples"):
             state.pop(key)
         return state
 
@@ -225,6 +233,8 @@ class StreamingDataset(IterableDataset):
 
     def _decode(self, leaves):
         sample = self._decoder.decode(leaves)
+        if self._tar_samples:
+            sample = webdataset_sample(sample, self.decode)
         return self.transform(sample) if self.transform is not None else sample
 
     def __getitem__(self, index):

@@ -237,3 +237,53 @@ def test_mds_token_column_reads_as_token_blocks():
     longer = chute.StreamingDataset(path, item_loader=chute.TokensLoader(block_size=24))
     assert len(longer) == 40 * 16 // 24  # blocks run on across samples and shards
     assert np.asarray(longer[1]).tolist() == list(range(108, 116)) + list(range(200, 216))
+
+
+WEBDATASET = os.path.join(PEERS, "webdataset", "plain")  # 24 samples in 4 shards, a long (PAX) key
+
+
+def test_webdataset_samples_equal_what_webdataset_reads():
+    expected = _expected("plain", os.path.join(PEERS, "webdataset"))
+    ds = chute.StreamingDataset(WEBDATASET)  # no index: recognized by its *.tar shards
+    assert ds.core.format == "webdataset" and len(ds) == len(expected) == 24
+    for i, want in enumerate(expected):
+        want = {k: v for k, v in want.items() if k != "__local_path__"}
+        assert ds[i] == want, f"sample {i}"
+    decoded = chute.StreamingDataset(WEBDATASET, decode=True)
+    assert decoded[8] == {"__key__": "000008", "cls": 3, "txt": "caption 8", "json": {"i": 8},
+                          "bin": expected[8]["bin"]}
+
+
+def test_webdataset_order_resume_and_s3(s3_server, tmp_path):
+    reference = global_batches(run_layout(WEBDATASET, 1, 1, 0, transform=_key_only)[0])
+    assert sorted(sum(reference, [])) == list(range(24))
+    assert global_batches(run_layout(WEBDATASET, 1, 2, 2, transform=_key_only)[0]) == reference
+    import boto3
+
+    bucket = f"wds-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    for name in os.listdir(WEBDATASET):
+        s3.upload_file(os.path.join(WEBDATASET, name), bucket, f"shards/{name}")
+    remote = chute.StreamingDataset(f"s3://{bucket}/shards", storage_options=s3_options(s3_server.endpoint),
+                                    cache_dir=str(tmp_path / "cache"))
+    local = chute.StreamingDataset(WEBDATASET)
+    assert remote.core.format == "webdataset" and remote[13] == local[13]  # one ranged read
+    loader = chute.StreamingDataLoader(remote, batch_size=5, num_workers=2, collate_fn=list)
+    assert sorted((s["__key__"] for b in loader for s in b)) == sorted(s["__key__"] for s in local)
+
+
+def _key_only(sample):
+    return {"i": int(sample["__key__"].rsplit("-", 1)[-1])}
+
+
+def test_webdataset_refusals(tmp_path):
+    (tmp_path / "a.tar").write_bytes(b"x" * 1024)
+    with pytest.raises(Exception, match=r"a\.tar: bad tar header checksum at offset 0"):
+        chute.StreamingDataset(str(tmp_path))
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    (gz / "shard.tar.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(Exception, match=r"shard\.tar\.gz: compressed tar shards are not read yet"):
+        chute.StreamingDataset(str(gz))

@@ -1,5 +1,8 @@
 // Source registry (chute/source.h): a factory per format name, like storage backends.
 #include "chute/source.h"
+
+#include <algorithm>
+
 #include "util/json.h"
 #include "util/registry.h"
 
@@ -11,14 +14,26 @@ void RegisterSource(const std::string& format, SourceFactory factory) {
 
 namespace {
 
-// The format of the dataset whose index.json reads `text`: MDS's lists "shards", litdata's
-// has "config" and "chunks", chute's the rest.
+// The format of the dataset whose index.json (or description) reads `text`: the one it
+// names ("format": chute's index, a WebDataset scan), MDS if it lists "shards", litdata if
+// it has "config" and "chunks", else chute (whose parser then says what is wrong).
 std::string DetectFormat(const std::string& text) {
   Result<json::Value> index = json::Parse(text);
   if (!index.ok() || !index->object()) return "chute";  // whose parser says what is wrong
+  if (const json::Value* named = index->get("format"); named && named->string()) return *named->string();
   if (index->get("shards")) return "mds";
-  if (index->get("config") && index->get("chunks") && !index->get("format")) return "litdata";
+  if (index->get("config") && index->get("chunks")) return "litdata";
   return "chute";
+}
+
+// WebDataset has no index: a directory of tar files.
+bool HasTarShards(Storage& storage, const std::string& root) {
+  Result<std::vector<ObjectInfo>> listing = storage.List(root);
+  if (!listing.ok()) return false;
+  return std::any_of(listing->begin(), listing->end(), [](const ObjectInfo& o) {
+    const std::string& p = o.path;
+    return p.find(".tar") != std::string::npos || (p.size() > 4 && p.compare(p.size() - 4, 4, ".tgz") == 0);
+  });
 }
 
 }  // namespace
@@ -33,7 +48,7 @@ Result<std::shared_ptr<Source>> OpenSource(const std::string& requested, const S
       Result<std::string> text = location.storage->ReadAll(path);
       if (!text.ok()) {
         if (text.status().code() != StatusCode::kNotFound) return text.status();
-        format = "chute";  // which says what is missing
+        format = HasTarShards(*location.storage, location.root) ? "webdataset" : "chute";  // chute's says what is missing
       } else {
         index = std::move(*text);
       }

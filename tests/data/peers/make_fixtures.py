@@ -144,12 +144,38 @@ def mds_fixtures():
     print("tokens", len(os.listdir(out)) - 1, "shards")
 
 
+def webdataset_fixtures():
+    """ShardWriter shards (ustar; a PAX long name and a GNU-style long path appear through
+    long keys) and what webdataset's own reader yields, undecoded."""
+    import webdataset as wds
+
+    print("webdataset", wds.__version__ if hasattr(wds, "__version__") else "")
+    out = os.path.join(HERE, "webdataset", "plain")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    with wds.ShardWriter(os.path.join(out, "shard-%06d.tar"), maxcount=7, mtime=1_700_000_000, verbose=0) as sink:
+        for i in range(24):
+            rng = np.random.default_rng(i)
+            key = f"{i:06d}" if i % 10 != 9 else f"dir/{'long' * 30}-{i:06d}"  # > 100 bytes: a PAX path
+            sample = {"__key__": key, "cls": i % 5, "txt": f"caption {i}", "bin": bytes(rng.integers(0, 256, i * 3, np.uint8))}
+            if i % 4 == 0:
+                sample["json"] = {"i": i}
+            sink.write(sample)
+    urls = sorted(os.path.join(out, f) for f in os.listdir(out))
+    got = [{k: v for k, v in s.items() if k != "__url__"} for s in wds.WebDataset(urls, shardshuffle=False)]
+    with open(os.path.join(HERE, "webdataset", "plain.expected.pkl"), "wb") as f:
+        pickle.dump(got, f, protocol=4)
+    print("webdataset", len(got), "samples,", len(urls), "shards")
+
+
 def main():
-    which = sys.argv[1:] or ["mds", "litdata"]
+    which = sys.argv[1:] or ["mds", "litdata", "webdataset"]
     if "mds" in which:
         mds_fixtures()
     if "litdata" in which:
         litdata_fixtures()
+    if "webdataset" in which:
+        webdataset_fixtures()
 
 
 if __name__ == "__main__":
