@@ -210,6 +210,14 @@ def leaf_decoder(entry: dict):
         return json.loads
     if kind == "pil_raw":
         return _decode_pil_raw
+    if kind == "image_list":  # u32 0 if reserved, u32 n, u32 len[n], the elements
+        element = _decode_pil_raw if entry["element"] == "pil_raw" else _decode_image
+        skip = 4 if entry["reserved"] else 0
+        return lambda data: [element(e) for e in _length_prefixed(data, skip)]
+    if kind == "decimal":
+        import decimal
+
+        return decimal.Decimal
     if kind == "litdata_json":
         return _decode_litdata_json
     return None
@@ -227,6 +235,17 @@ def webdataset_sample(sample: dict, decode: bool) -> dict:
     if not decode:
         return {k: v for k, v in sample.items() if v is not None}
     return {k: (_WDS_DECODERS[k](v) if k in _WDS_DECODERS else v) for k, v in sample.items() if v is not None}
+
+
+def _length_prefixed(data, at: int) -> list:
+    """u32 n, u32 len[n], then n byte strings (from offset `at`)."""
+    (n,) = struct.unpack_from("<I", data, at)
+    lengths = struct.unpack_from(f"<{n}I", data, at + 4)
+    out, at = [], at + 4 + 4 * n
+    for length in lengths:
+        out.append(bytes(data[at:at + length]))
+        at += length
+    return out
 
 
 def _decode_pil_raw(data: bytes):

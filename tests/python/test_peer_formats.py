@@ -46,6 +46,8 @@ def _same_as_peer(got, want, where):
                 f"{where}[{key}]"
         elif isinstance(value, dict):
             _same_as_peer(mine, value, f"{where}[{key}]")
+        elif isinstance(value, list) and value and isinstance(value[0], tuple):  # a list of images
+            assert [(m.mode, m.size, m.tobytes()) for m in mine] == [v[1:] for v in value], f"{where}[{key}]"
         elif isinstance(value, float) and math.isnan(value):
             assert math.isnan(mine), f"{where}[{key}]"
         else:
@@ -287,3 +289,20 @@ def test_webdataset_refusals(tmp_path):
     (gz / "shard.tar.gz").write_bytes(b"\x1f\x8b")
     with pytest.raises(Exception, match=r"shard\.tar\.gz: compressed tar shards are not read yet"):
         chute.StreamingDataset(str(gz))
+
+
+def _tree_i(sample):
+    return {"i": sample["i"]}
+
+
+def test_litdata_order_on_any_layout_and_mixing_formats():
+    path = os.path.join(LITDATA, "tree")
+    reference = global_batches(run_layout(path, 1, 1, 0, transform=_tree_i)[0])
+    assert sorted(sum(reference, [])) == list(range(25))
+    assert global_batches(run_layout(path, 1, 2, 2, transform=_tree_i)[0])[:3] == reference[:3]
+    mixed = chute.CombinedStreamingDataset(
+        [chute.StreamingDataset(path, transform=_tree_i),
+         chute.StreamingDataset(os.path.join(MDS, "plain"), transform=lambda s: {"i": 1000 + s["i"]})],
+        weights=[0.5, 0.5], seed=3)
+    seen = [i for batch in chute.StreamingDataLoader(mixed, batch_size=4) for i in batch["i"].tolist()]
+    assert sorted(seen) == list(range(25)) + list(range(1000, 1030))  # both formats, each sample once

@@ -5,10 +5,11 @@
 // variable-size column, then every column's bytes, columns in index order.
 //
 // A sample becomes a dict of its columns (chute's Python schema, docs/format.md):
-// bytes -> bytes, str -> str, int / str_int -> int, str_float -> float, the numpy scalar
-// encodings -> numpy scalars, json -> the parsed value, jpeg / png -> PIL images,
-// ndarray[:dtype[:shape]] -> numpy arrays, as Mosaic's reader returns them. pkl, pil,
-// jpeg_array, list[...] and str_decimal columns are refused when the dataset is opened.
+// bytes -> bytes, str -> str, int / str_int -> int, str_float -> float, str_decimal ->
+// Decimal, the numpy scalar encodings -> numpy scalars, json -> the parsed value, jpeg /
+// png / pil -> PIL images, jpeg_array / list[jpeg|png|pil] -> lists of them,
+// ndarray[:dtype[:shape]] -> numpy arrays, as Mosaic's reader returns them. pkl columns are
+// refused when the dataset is opened.
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -22,7 +23,8 @@ namespace chute {
 
 namespace {
 
-enum class Column : uint8_t { kBytes, kStr, kInt, kScalar, kStrInt, kStrFloat, kJson, kImage, kArray };
+// kBytes / kStr columns may be decoded further in Python (ColumnSpec::decoded).
+enum class Column : uint8_t { kBytes, kStr, kInt, kScalar, kStrInt, kStrFloat, kJson, kArray };
 
 struct NumpyType {
   const char* name;
@@ -50,6 +52,7 @@ struct ColumnSpec {
   int64_t fixed_size = -1;        // column_sizes[i], or -1 (a u32 size in each sample)
   const NumpyType* type = nullptr;  // scalars; ndarray with a dtype in its spec
   std::vector<int64_t> shape;     // ndarray with a shape in its spec
+  json::Object decoded{{"type", "bytes"}};  // kBytes / kStr: the schema field's type (docs/format.md)
 };
 
 Result<ColumnSpec> ParseColumn(const std::string& name, const std::string& encoding, const std::string& where) {
@@ -57,13 +60,21 @@ Result<ColumnSpec> ParseColumn(const std::string& name, const std::string& encod
   auto refuse = [&](const std::string& why) {
     return Status::Unsupported(where + ": column '" + name + "' has encoding '" + encoding + "': " + why);
   };
+  auto image_list = [&](bool reserved, const char* element) {
+    c.decoded = {{"type", "image_list"}, {"reserved", reserved}, {"element", element}};
+  };
   if (encoding == "bytes") c.kind = Column::kBytes;
-  else if (encoding == "str") c.kind = Column::kStr;
+  else if (encoding == "str") c.kind = Column::kStr, c.decoded = {{"type", "str"}};
+  else if (encoding == "str_decimal") c.kind = Column::kStr, c.decoded = {{"type", "decimal"}};
+  else if (encoding == "jpeg" || encoding == "png") c.decoded = {{"type", "image"}};
+  else if (encoding == "pil") c.decoded = {{"type", "pil_raw"}};
+  else if (encoding == "jpeg_array" || encoding == "jpegarray") image_list(false, "image");
+  else if (encoding == "list[jpeg]" || encoding == "list[png]") image_list(true, "image");
+  else if (encoding == "list[pil]") image_list(true, "pil_raw");
   else if (encoding == "int") c.kind = Column::kInt;
   else if (encoding == "str_int") c.kind = Column::kStrInt;
   else if (encoding == "str_float") c.kind = Column::kStrFloat;
   else if (encoding == "json") c.kind = Column::kJson;
-  else if (encoding == "jpeg" || encoding == "png") c.kind = Column::kImage;
   else if ((c.type = NumpyTypeNamed(encoding))) c.kind = Column::kScalar;
   else if (encoding == "ndarray" || encoding.rfind("ndarray:", 0) == 0) {
     c.kind = Column::kArray;
@@ -85,8 +96,8 @@ Result<ColumnSpec> ParseColumn(const std::string& name, const std::string& encod
   } else if (encoding == "pkl") {
     return refuse("pickled columns are not read (unsafe; Mosaic refuses them too unless allow_unsafe_types=True)");
   } else {
-    return refuse("not supported (supported: bytes, str, int, the numpy scalar types, str_int, str_float, json, "
-                  "jpeg, png, ndarray)");
+    return refuse("not supported (supported: bytes, str, int, the numpy scalar types, str_int, str_float, "
+                  "str_decimal, json, jpeg, png, pil, jpeg_array, list[jpeg|png|pil], ndarray)");
   }
   return c;
 }
@@ -98,13 +109,12 @@ std::string SchemaJson(const std::vector<ColumnSpec>& columns) {
     tree.push_back(json::Array{c.name, "*"});
     json::Object field{{"name", c.name}};
     switch (c.kind) {
-      case Column::kBytes: field.emplace_back("type", "bytes"); break;
-      case Column::kStr: field.emplace_back("type", "str"); break;
+      case Column::kBytes:
+      case Column::kStr: field.insert(field.end(), c.decoded.begin(), c.decoded.end()); break;
       case Column::kInt:
       case Column::kStrInt: field.emplace_back("type", "int"); break;
       case Column::kStrFloat: field.emplace_back("type", "float"); break;
       case Column::kJson: field.emplace_back("type", "json"); break;
-      case Column::kImage: field.emplace_back("type", "image"); break;
       case Column::kScalar:
         field.emplace_back("type", "numpy_scalar");
         field.emplace_back("dtype", c.type->descr);
@@ -189,8 +199,7 @@ class MdsChunkReader final : public ChunkReader {
       return Corrupt("sample " + std::to_string(j) + ": column '" + c.name + "' (" + c.encoding + ") " + why);
     };
     switch (c.kind) {
-      case Column::kBytes:
-      case Column::kImage: leaf.kind = LeafKind::kBytes; break;
+      case Column::kBytes: leaf.kind = LeafKind::kBytes; break;
       case Column::kStr:
       case Column::kJson: leaf.kind = LeafKind::kString; break;
       case Column::kInt:

@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import types
+from decimal import Decimal
 
 import numpy as np
 from PIL import Image
@@ -28,7 +29,8 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLUMNS = {"i": "int", "id": "int", "name": "str", "blob": "bytes", "label": "int32", "score": "float64",
            "small": "uint8", "meta": "json", "count": "str_int", "ratio": "str_float", "photo": "jpeg", "mask": "png",
-           "arr": "ndarray", "tok": "ndarray:int32:16", "half": "ndarray:float16"}
+           "arr": "ndarray", "tok": "ndarray:int32:16", "half": "ndarray:float16", "raw": "pil",
+           "frames": "jpeg_array", "masks": "list[png]", "dec": "str_decimal"}
 N = 30
 
 
@@ -42,7 +44,15 @@ def sample(i: int) -> dict:
             "ratio": float(i) / 3 if i % 9 else float("inf"), "photo": Image.fromarray(pixels),
             "mask": Image.fromarray(pixels[..., 0]),
             "arr": rng.standard_normal((i % 3 + 1, 4)).astype([np.float32, np.int64, np.uint16][i % 3]),
-            "tok": np.arange(i, i + 16, dtype=np.int32), "half": rng.standard_normal(i % 5 + 1).astype(np.float16)}
+            "tok": np.arange(i, i + 16, dtype=np.int32), "half": rng.standard_normal(i % 5 + 1).astype(np.float16),
+            "raw": Image.fromarray(pixels[:3, :2]), "frames": [jpeg_bytes(pixels)] * (1 + i % 3),
+            "masks": [Image.fromarray(pixels[..., 1])] * (1 + i % 2), "dec": Decimal(i) / 8}
+
+
+def jpeg_bytes(pixels) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG")
+    return out.getvalue()
 
 
 def plain(value):
@@ -57,6 +67,8 @@ def plain(value):
 def as_plain(value):
     if isinstance(value, Image.Image):
         return ("PIL", value.mode, value.size, value.tobytes())
+    if isinstance(value, list):
+        return [as_plain(v) for v in value]
     return value
 
 
@@ -126,7 +138,7 @@ def mds_fixtures():
     for variant, compression in (("plain", None), ("zstd", "zstd:7"), ("gz", "gz")):
         out = os.path.join(HERE, "mds", variant)
         shutil.rmtree(out, ignore_errors=True)
-        with MDSWriter(out=out, columns=COLUMNS, compression=compression, size_limit=4000) as writer:
+        with MDSWriter(out=out, columns=COLUMNS, compression=compression, size_limit=16000) as writer:
             for i in range(N):
                 writer.write(sample(i))
         with tempfile.TemporaryDirectory() as copy:  # Mosaic decompresses shards next to the originals
