@@ -231,10 +231,22 @@ _WDS_DECODERS = {**dict.fromkeys(("cls", "cls2", "index", "inx", "id"), lambda b
 
 def webdataset_sample(sample: dict, decode: bool) -> dict:
     """A WebDataset sample as WebDataset hands it out: without the fields it lacks, and with
-    decode, its common extensions decoded like WebDataset's default decoder."""
+    decode, its common extensions decoded like WebDataset's default decoder (by the last
+    part of the extension; "x.json.gz" is gunzipped, then decoded as json)."""
     if not decode:
         return {k: v for k, v in sample.items() if v is not None}
-    return {k: (_WDS_DECODERS[k](v) if k in _WDS_DECODERS else v) for k, v in sample.items() if v is not None}
+    return {k: _webdataset_decode(k, v) for k, v in sample.items() if v is not None}
+
+
+def _webdataset_decode(ext: str, value):
+    if ext.startswith("__"):
+        return value
+    if ext.endswith(".gz") or ext == "gz":
+        import gzip
+
+        value, ext = gzip.decompress(value), ext[:-3]
+    decoder = _WDS_DECODERS.get(ext.rsplit(".", 1)[-1])
+    return decoder(value) if decoder else value
 
 
 def _length_prefixed(data, at: int) -> list:
@@ -242,6 +254,8 @@ def _length_prefixed(data, at: int) -> list:
     (n,) = struct.unpack_from("<I", data, at)
     lengths = struct.unpack_from(f"<{n}I", data, at + 4)
     out, at = [], at + 4 + 4 * n
+    if at + sum(lengths) != len(data):
+        raise ValueError(f"a list of {n} images does not match its {len(data)} bytes")
     for length in lengths:
         out.append(bytes(data[at:at + length]))
         at += length

@@ -111,8 +111,9 @@ class StreamingDataset(IterableDataset):
         self._open()
         self.window_items = self._window_items(shuffle_window)
 
-    def _open(self, description: str = ""):
-        self._core = _core.Dataset.open(self.input_dir, format=self.format, verify_checksums=self.verify_checksums,
+    def _open(self, description: str = "", format: str | None = None):
+        self._core = _core.Dataset.open(self.input_dir, format=format or self.format,
+                                        verify_checksums=self.verify_checksums,
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
                                         max_cache_size=self.max_cache_size, description=description)
@@ -152,7 +153,7 @@ class StreamingDataset(IterableDataset):
         of an object inherited through fork); a local one is shared with forked workers,
         with the record of which chunks were verified."""
         if self._pid != os.getpid() and not self._core.is_local:
-            self._open(self._core.description)  # the parent's copy: no need to read it again
+            self._open(self._core.description, self._core.format)  # the parent's copy: not read again
         return self._core
 
     def __getstate__(self):

@@ -306,3 +306,21 @@ def test_litdata_order_on_any_layout_and_mixing_formats():
         weights=[0.5, 0.5], seed=3)
     seen = [i for batch in chute.StreamingDataLoader(mixed, batch_size=4) for i in batch["i"].tolist()]
     assert sorted(seen) == list(range(25)) + list(range(1000, 1030))  # both formats, each sample once
+
+
+def test_mds_array_shape_that_overflows_is_corrupt(tmp_path):
+    """An ndarray whose dims multiply past 2**64 (a damaged or hostile shard) is an error,
+    not a zero-size view of arbitrary memory."""
+    import struct
+
+    array = bytes([(2 << 2) | 3]) + struct.pack("<QQ", 1 << 32, 1 << 32)  # int8, shape (2^32, 2^32), no values
+    sample = struct.pack("<I", len(array)) + array  # the column's size, then the column
+    header = struct.pack("<III", 1, 12, 12 + len(sample))
+    (tmp_path / "shard.00000.mds").write_bytes(header + sample)
+    (tmp_path / "index.json").write_text(json.dumps({"version": 2, "shards": [{
+        "column_encodings": ["ndarray:int8"], "column_names": ["a"], "column_sizes": [None], "compression": None,
+        "format": "mds", "hashes": [], "raw_data": {"basename": "shard.00000.mds", "bytes": len(header + sample),
+                                                     "hashes": {}},
+        "samples": 1, "size_limit": None, "version": 2, "zip_data": None}]}))
+    with pytest.raises(Exception, match=r"shard\.00000\.mds: sample 0: ndarray column 'a' has a shape too large"):
+        chute.StreamingDataset(str(tmp_path))[0]

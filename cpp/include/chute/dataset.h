@@ -49,8 +49,9 @@ namespace chute {
 inline constexpr size_t kItemThreadsPerRequest = 4;
 
 struct DatasetOptions {
-  // The registered source (chute/source.h) that reads the dataset ("chute", "litdata", "mds"); ""
-  // recognizes it from the dataset's index.json.
+  // The registered source (chute/source.h) that reads the dataset ("chute", "litdata",
+  // "mds", "webdataset"); "" recognizes it from its index.json, or from *.tar files and no
+  // index (WebDataset).
   std::string format;
   // Verify each chunk's checksum the first time this process opens it.
   bool verify_checksums = true;

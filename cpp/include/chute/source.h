@@ -119,7 +119,8 @@ using SourceFactory =
 CHUTE_API void RegisterSource(const std::string& format, SourceFactory factory);
 // Opens the dataset at `location` with the source registered as `format`; "" picks it
 // from the dataset's index.json (Mosaic's MDS lists "shards", litdata's has "config" and
-// "chunks", chute's says "format": "chute").
+// "chunks", chute's says "format": "chute"), or, with no index.json, from *.tar files
+// there (WebDataset).
 CHUTE_API Result<std::shared_ptr<Source>> OpenSource(const std::string& format, const SourceLocation& location,
                                                      const std::string& description = "");
 

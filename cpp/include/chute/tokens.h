@@ -1,7 +1,8 @@
 // Token datasets for LLM pre-training: every item is one 1-D integer array (a document),
 // and the dataset is read as one token stream cut into blocks of `block_size`
 // consecutive tokens. Blocks cross document and chunk boundaries; only the final
-// remainder (< block_size tokens) is never read.
+// remainder (< block_size tokens) is never read — unless the format keeps blocks within
+// chunks (Source::token_blocks_within_chunks, litdata): then each chunk's remainder is.
 //
 // Lifetime: TokenBlocks keeps its Dataset alive.
 // Thread-safety: all const methods may be called concurrently.
@@ -47,6 +48,8 @@ class CHUTE_API TokenBlocks {
   const std::vector<uint64_t>& chunk_token_starts() const;
   // The chunk holding token `t` (< num_tokens()).
   uint32_t ChunkOfToken(uint64_t t) const;
+  // The first token of block `b` (< num_blocks()).
+  uint64_t FirstToken(uint64_t b) const;
   // The stored token dtype (of the first document).
   Result<DType> token_dtype() const;
 

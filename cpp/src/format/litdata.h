@@ -34,6 +34,8 @@ struct Leaf {
   DType dtype;  // kNumpy1d / kTensor1d: from the data_format suffix
 };
 
+// zstd by compression_level: whole files ("chunk": their names hold ".<compression>."),
+// frames of compression_batch_size items ("batch"), or each item ("sample").
 enum class Compression : uint8_t { kNone, kWholeFile, kBatch, kSample };
 
 struct Config {
@@ -41,12 +43,14 @@ struct Config {
   std::vector<std::string> names;  // a flat dict sample: its keys, in leaf order (else empty)
   bool tokens = false;  // TokensLoader: an item is one raw 1-D array (leaves[0]), no size header
   Compression compression = Compression::kNone;
+  uint64_t batch_size = 256;  // compression_batch_size
 };
 
-// Opens chunk bytes of a litdata dataset (litdata_chunk.cpp). `file_size`: the size of the
-// stored file; `raw_size`: index.json's chunk_bytes (the decompressed size for whole-file zstd).
+// Opens chunk bytes of a litdata dataset (litdata_chunk.cpp). `raw_size`: index.json's
+// chunk_bytes (the decompressed size of a whole-file zstd chunk, `whole_file`).
 Result<std::shared_ptr<ChunkReader>> OpenChunk(std::shared_ptr<const Config> config, std::shared_ptr<ChunkBytes> bytes,
-                                               const std::string& url, uint64_t num_items, uint64_t raw_size);
+                                               const std::string& url, uint64_t num_items, uint64_t raw_size,
+                                               bool whole_file);
 
 // The dtypes of litdata's numpy and torch index tables; false if `index` is not a plain
 // numeric one (object, bytes, str, void).

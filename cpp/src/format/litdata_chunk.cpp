@@ -14,32 +14,21 @@
 #include <mutex>
 
 #include "format/litdata.h"
+#include "util/bytes.h"
 #include "util/codec.h"
 
 namespace chute::litdata {
 
 namespace {
 
-uint32_t U32(const std::byte* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 uint32_t U32BigEndian(const std::byte* p) {
   auto b = reinterpret_cast<const uint8_t*>(p);
   return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
 }
 
-uint64_t U64(const std::byte* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 // The decompressed size a zstd frame declares in its header (litdata's writers record it).
 Result<uint64_t> ZstdContentSize(const std::byte* p, size_t n) {
-  if (n < 6 || U32(p) != 0xFD2FB528u) return Status::Corrupt("not a zstd frame");
+  if (n < 6 || LoadU32(p) != 0xFD2FB528u) return Status::Corrupt("not a zstd frame");
   auto descriptor = static_cast<uint8_t>(p[4]);
   unsigned fcs_flag = descriptor >> 6, single_segment = (descriptor >> 5) & 1, dict_flag = descriptor & 3;
   size_t at = 5 + (single_segment ? 0 : 1) + (dict_flag == 3 ? 4 : dict_flag);
@@ -51,19 +40,19 @@ Result<uint64_t> ZstdContentSize(const std::byte* p, size_t n) {
   return width == 2 ? size + 256 : size;
 }
 
-// Decompresses one zstd frame into a new buffer.
+// Decompresses one zstd frame of `size` bytes (as the file says) into a new buffer.
 Result<std::shared_ptr<std::vector<std::byte>>> Inflate(const std::byte* p, size_t n, uint64_t size) {
-  CHUTE_ASSIGN_OR_RETURN(auto codec, Codec::ForFamily("zstd"));
-  auto out = std::make_shared<std::vector<std::byte>>(size);
-  CHUTE_RETURN_NOT_OK(codec->Decompress(p, n, out->data(), out->size()));
+  static const Result<std::shared_ptr<Codec>> zstd = Codec::ForFamily("zstd");
+  CHUTE_RETURN_NOT_OK(zstd.status());
+  std::shared_ptr<std::vector<std::byte>> out;
+  try {
+    out = std::make_shared<std::vector<std::byte>>(size);
+  } catch (const std::exception&) {
+    return Status::Corrupt("a zstd frame claims " + std::to_string(size) + " decompressed bytes");
+  }
+  CHUTE_RETURN_NOT_OK((*zstd)->Decompress(p, n, out->data(), out->size()));
   return out;
 }
-
-// Item memory: the bytes leaves point into, plus scalars widened to 8 bytes (bool).
-struct ItemMemory {
-  std::shared_ptr<const void> bytes;
-  std::vector<int64_t> scalars;
-};
 
 // Leaf views over a pytree item's bytes [p, p + n) (or, with `tokens`, over a raw array).
 Result<Item> DecodeItem(const Config& config, const std::byte* p, uint64_t n, std::shared_ptr<const void> owner,
@@ -79,7 +68,7 @@ Result<Item> DecodeItem(const Config& config, const std::byte* p, uint64_t n, st
   uint64_t left = n - (at - p);
   for (size_t k = 0; k < num_leaves; ++k) {
     const Leaf& spec = config.leaves[k];
-    uint64_t size = config.tokens ? left : U32(sizes + 4 * k);
+    uint64_t size = config.tokens ? left : LoadU32(sizes + 4 * k);
     if (size > left) return Status::Corrupt(where + ": leaf " + std::to_string(k) + " runs past the item's end");
     LeafView leaf;
     leaf.data = at;
@@ -118,22 +107,18 @@ Result<Item> DecodeItem(const Config& config, const std::byte* p, uint64_t n, st
         // big-endian since 0.2.76, little before: the reading whose sizes add up wins.
         bool numpy = spec.serializer == Serializer::kNumpy;
         bool found = false;
-        for (bool big : numpy ? std::vector<bool>{false} : std::vector<bool>{true, false}) {
-          auto u32 = [&](uint64_t i) { return big ? U32BigEndian(at + 4 * i) : U32(at + 4 * i); };
-          if (size < 8) break;
+        for (int reading = numpy ? 1 : 0; reading < 2 && size >= 8; ++reading) {
+          bool big = reading == 0;
+          auto u32 = [&](uint64_t i) { return big ? U32BigEndian(at + 4 * i) : LoadU32(at + 4 * i); };
           uint32_t index = u32(0), ndim = u32(1);
           if (ndim > 64 || 8 + 4 * uint64_t{ndim} > size) continue;
           DType dtype;
           std::string unused;
           if (!(numpy ? NumpyDType(index, &dtype, &unused) : TorchDType(index, &dtype, &unused))) continue;
           std::vector<int64_t> shape;
-          uint64_t count = 1;
-          for (uint32_t d = 0; d < ndim; ++d) {
-            shape.push_back(u32(2 + d));
-            count *= u32(2 + d);
-          }
-          uint64_t header = 8 + 4 * uint64_t{ndim};
-          if (header + count * dtype.itemsize() != size) continue;
+          for (uint32_t d = 0; d < ndim; ++d) shape.push_back(u32(2 + d));
+          uint64_t header = 8 + 4 * uint64_t{ndim}, bytes = 0;
+          if (!ArrayBytes(shape, dtype.itemsize(), &bytes) || bytes != size - header) continue;
           leaf.kind = LeafKind::kArray;
           leaf.dtype = dtype;
           leaf.shape = std::move(shape);
@@ -166,7 +151,7 @@ class ClassicReader final : public ChunkReader {
   Result<Item> GetItem(uint64_t j) override {
     const std::string where = url_ + ": item " + std::to_string(j);
     CHUTE_RETURN_NOT_OK(Wait(4 + 4 * j, 8));
-    uint64_t begin = U32(data() + 4 + 4 * j), end = U32(data() + 8 + 4 * j);
+    uint64_t begin = LoadU32(data() + 4 + 4 * j), end = LoadU32(data() + 8 + 4 * j);
     if (begin > end || end > size()) return Status::Corrupt(where + ": offsets past the chunk's end");
     CHUTE_RETURN_NOT_OK(Wait(begin, end - begin));
     std::shared_ptr<const void> owner = inflated_ ? std::shared_ptr<const void>(inflated_) : bytes_;
@@ -207,11 +192,14 @@ class FramedReader final : public ChunkReader {
     const uint64_t frame = j / per_frame_, records = kHeader + 4 * (n_ + 1);
     if (frame >= frames_) return Status::Corrupt(where + ": past the chunk's frames");
     const std::byte* record = p + records + 24 * frame;
-    uint64_t first = U32(record), offset = U64(record + 8), length = U32(record + 16), raw = U32(record + 20);
-    uint64_t start = U32(p + kHeader + 4 * j) - U32(p + kHeader + 4 * first);
-    uint64_t end = U32(p + kHeader + 4 * (j + 1)) - U32(p + kHeader + 4 * first);
-    if (offset + length > bytes_->size() || end < start || end > raw)
+    uint64_t first = LoadU32(record), count = LoadU32(record + 4), offset = LoadU64(record + 8);
+    uint64_t length = LoadU32(record + 16), raw = LoadU32(record + 20);
+    if (first != frame * per_frame_ || j >= first + count || first + count > n_ || !InRange(offset, length, bytes_->size()))
       return Status::Corrupt(where + ": its frame record is out of range");
+    uint64_t base = LoadU32(p + kHeader + 4 * first), from = LoadU32(p + kHeader + 4 * j),
+             to = LoadU32(p + kHeader + 4 * (j + 1));
+    if (from < base || to < from || to - base > raw) return Status::Corrupt(where + ": its offsets are out of range");
+    uint64_t start = from - base, end = to - base;
     std::shared_ptr<const std::vector<std::byte>> inflated;
     {
       std::lock_guard lock(mu_);  // the last frame inflated, for the items after it
@@ -361,9 +349,9 @@ Result<std::shared_ptr<ChunkReader>> OpenArrowRows(const Config& config, std::sh
 }  // namespace
 
 Result<std::shared_ptr<ChunkReader>> OpenChunk(std::shared_ptr<const Config> config, std::shared_ptr<ChunkBytes> bytes,
-                                               const std::string& url, uint64_t n, uint64_t raw_size) {
+                                               const std::string& url, uint64_t n, uint64_t raw_size, bool whole_file) {
   std::shared_ptr<const std::vector<std::byte>> inflated;
-  if (config->compression == Compression::kWholeFile) {  // no random access inside
+  if (whole_file) {  // no random access inside
     CHUTE_RETURN_NOT_OK(bytes->Wait(0, bytes->size()));
     auto out = Inflate(bytes->data(), bytes->size(), raw_size);
     if (!out.ok()) return Status::Corrupt(url + ": " + out.status().message());
@@ -377,7 +365,7 @@ Result<std::shared_ptr<ChunkReader>> OpenChunk(std::shared_ptr<const Config> con
     if (size < FramedReader::kHeader) return Status::Corrupt(url + ": a truncated frame header");
     CHUTE_RETURN_NOT_OK(bytes->Wait(0, FramedReader::kHeader));
     uint32_t version = static_cast<uint32_t>(p[8]) | (static_cast<uint32_t>(p[9]) << 8);
-    uint64_t items = U32(p + 12), per_frame = U32(p + 16), frames = U32(p + 20);
+    uint64_t items = LoadU32(p + 12), per_frame = LoadU32(p + 16), frames = LoadU32(p + 20);
     if (version != 1) return Status::VersionMismatch(url + ": framed zstd chunk version " + std::to_string(version) +
                                                      " (chute reads version 1)");
     if (items != n || per_frame == 0 || frames != (n + per_frame - 1) / per_frame)
@@ -388,15 +376,19 @@ Result<std::shared_ptr<ChunkReader>> OpenChunk(std::shared_ptr<const Config> con
     return std::shared_ptr<ChunkReader>(std::make_shared<FramedReader>(config, std::move(bytes), url, n, per_frame,
                                                                        frames));
   }
-  if (U32(p) != n)
-    return Status::Corrupt(url + ": holds " + std::to_string(U32(p)) + " items, index.json says " + std::to_string(n));
+  if (LoadU32(p) != n)
+    return Status::Corrupt(url + ": holds " + std::to_string(LoadU32(p)) + " items, index.json says " + std::to_string(n));
   if (!inflated && size >= 12) {  // rows in an Arrow IPC footer?
     CHUTE_RETURN_NOT_OK(bytes->Wait(size - 12, 12));
-    if (std::memcmp(p + size - 8, kFooterMagic, 8) == 0) {
-      uint64_t blob = U32(p + size - 12);
-      if (blob + 12 > size) return Status::Corrupt(url + ": its Arrow footer is larger than the chunk");
-      CHUTE_RETURN_NOT_OK(bytes->Wait(size - 12 - blob, blob));
-      return OpenArrowRows(*config, std::move(bytes), url, n, blob);
+    uint64_t blob = LoadU32(p + size - 12);
+    // The footer's magic, a blob that fits after the (empty) items and starts like an
+    // Arrow IPC file: a classic chunk's last item may end with the magic too.
+    if (std::memcmp(p + size - 8, kFooterMagic, 8) == 0 && blob + 12 <= size && 4 + 4 * (n + 1) <= size - 12 - blob) {
+      uint64_t start = size - 12 - blob;
+      CHUTE_RETURN_NOT_OK(bytes->Wait(4 + 4 * n, 4));
+      CHUTE_RETURN_NOT_OK(bytes->Wait(start, blob));
+      if (LoadU32(p + 4 + 4 * n) <= start && blob >= 6 && std::memcmp(p + start, "ARROW1", 6) == 0)
+        return OpenArrowRows(*config, std::move(bytes), url, n, blob);
     }
   }
   if (4 + 4 * (n + 1) > size) return Status::Corrupt(url + ": truncated offsets table");

@@ -127,9 +127,9 @@ Result<json::Value> Tree(const json::Value& node, const std::string& path, std::
 class LitdataSource final : public Source {
  public:
   LitdataSource(std::string index_text, std::vector<ChunkInfo> chunks, std::vector<uint64_t> raw_sizes,
-                std::shared_ptr<const Config> config, std::string schema)
+                std::vector<bool> whole_file, std::shared_ptr<const Config> config, std::string schema)
       : index_text_(std::move(index_text)), chunks_(std::move(chunks)), raw_sizes_(std::move(raw_sizes)),
-        config_(std::move(config)), schema_(std::move(schema)) {}
+        whole_file_(std::move(whole_file)), config_(std::move(config)), schema_(std::move(schema)) {}
 
   const std::string& format() const override {
     static const std::string name = "litdata";
@@ -147,20 +147,24 @@ class LitdataSource final : public Source {
     return none;
   }
   uint64_t TablesSizeHint(uint32_t c) const override {
-    if (config_->compression == Compression::kWholeFile) return chunks_[c].num_bytes;
-    return 24 + 4 * (chunks_[c].num_items + 1) + 24 * chunks_[c].num_items;  // classic or framed tables
+    const uint64_t n = chunks_[c].num_items;
+    if (whole_file_[c]) return chunks_[c].num_bytes;
+    if (config_->compression == Compression::kBatch)  // the framed header, offsets and frame records
+      return 24 + 4 * (n + 1) + 24 * ((n + config_->batch_size - 1) / config_->batch_size);
+    return 4 + 4 * (n + 1);  // the classic offsets
   }
   uint64_t NumCheckFlags(uint32_t) const override { return 0; }
   bool token_blocks_within_chunks() const override { return true; }  // as litdata's TokensLoader reads them
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
                                                  bool, std::atomic<uint8_t>*) const override {
-    return litdata::OpenChunk(config_, std::move(bytes), url, chunks_[c].num_items, raw_sizes_[c]);
+    return litdata::OpenChunk(config_, std::move(bytes), url, chunks_[c].num_items, raw_sizes_[c], whole_file_[c]);
   }
 
  private:
   std::string index_text_;
   std::vector<ChunkInfo> chunks_;
   std::vector<uint64_t> raw_sizes_;
+  std::vector<bool> whole_file_;
   std::shared_ptr<const Config> config_;
   std::string schema_;
 };
@@ -192,10 +196,14 @@ Result<std::shared_ptr<Source>> OpenLitdata(const SourceLocation& location, cons
                                "TokensLoader ones are)");
   cfg->tokens = loader_name == "TokensLoader";
   const json::Value* compression = Member(*config, "compression");
+  std::string compression_name;  // as it appears in whole-file compressed chunks' names
   if (compression) {
     const std::string* spec = compression->string();
-    if (!spec || spec->substr(0, 4) != "zstd")
-      return Status::Unsupported(where + ": compression '" + (spec ? *spec : "?") + "' (only zstd is litdata's)");
+    if (!spec || (*spec != "zstd" && spec->rfind("zstd:", 0) != 0))
+      return Status::Unsupported(where + ": compression '" + (spec ? *spec : "?") + "' (litdata's is zstd)");
+    compression_name = *spec;
+    if (const json::Value* k = Member(*config, "compression_batch_size"); k && k->integer() && *k->integer() > 0)
+      cfg->batch_size = static_cast<uint64_t>(*k->integer());
     const json::Value* level = Member(*config, "compression_level");
     std::string mode = level && level->string() ? *level->string() : "chunk";
     if (mode == "chunk") cfg->compression = Compression::kWholeFile;
@@ -241,14 +249,12 @@ Result<std::shared_ptr<Source>> OpenLitdata(const SourceLocation& location, cons
     for (const json::Value& entry : *tree.get("dict")->array())
       if (!(*entry.array())[1].string()) flat_dict = false;
   if (flat_dict) cfg->names = names;
-  // The chunks; whole-file compressed ones are listed for their stored sizes.
+  // The chunks; whole-file compressed ones (named "....<compression>.bin"; 0.2.76 leaves
+  // Arrow-row chunks uncompressed) are listed for their stored sizes.
   std::map<std::string, uint64_t> stored;
-  if (cfg->compression == Compression::kWholeFile) {
-    CHUTE_ASSIGN_OR_RETURN(auto listing, storage.List(location.root));
-    for (const ObjectInfo& o : listing) stored[o.path.substr(o.path.rfind('/') + 1)] = o.size;
-  }
   std::vector<ChunkInfo> chunks;
   std::vector<uint64_t> raw_sizes;
+  std::vector<bool> whole_file;
   for (const json::Value& chunk : *chunk_list->array()) {
     const json::Value* file = Member(chunk, "filename");
     const json::Value* items = Member(chunk, "chunk_size");
@@ -261,7 +267,13 @@ Result<std::shared_ptr<Source>> OpenLitdata(const SourceLocation& location, cons
     info.num_items = static_cast<uint64_t>(*items->integer());
     info.num_bytes = static_cast<uint64_t>(*bytes->integer());
     info.has_checksum = false;
-    if (cfg->compression == Compression::kWholeFile) {
+    whole_file.push_back(cfg->compression == Compression::kWholeFile &&
+                         info.file.find("." + compression_name + ".") != std::string::npos);
+    if (whole_file.back()) {
+      if (stored.empty()) {
+        CHUTE_ASSIGN_OR_RETURN(auto listing, storage.List(location.root));
+        for (const ObjectInfo& o : listing) stored[o.path.substr(o.path.rfind('/') + 1)] = o.size;
+      }
       auto found = stored.find(info.file);
       if (found == stored.end()) return Status::NotFound(storage.Url(JoinPath(location.root, info.file)) +
                                                          " does not exist (index.json lists it)");
@@ -269,7 +281,8 @@ Result<std::shared_ptr<Source>> OpenLitdata(const SourceLocation& location, cons
     }
     if (cfg->tokens) {  // "dim": the chunk's tokens
       const json::Value* dim = Member(chunk, "dim");
-      if (!dim || !dim->integer()) return Status::Corrupt(where + ": token chunk " + info.file + " has no dim");
+      if (!dim || !dim->integer() || *dim->integer() < 0)
+        return Status::Corrupt(where + ": token chunk " + info.file + " has no dim");
       info.num_tokens = *dim->integer();
     }
     raw_sizes.push_back(static_cast<uint64_t>(*bytes->integer()));
@@ -277,7 +290,8 @@ Result<std::shared_ptr<Source>> OpenLitdata(const SourceLocation& location, cons
   }
   std::string schema = json::Dump(json::Object{{"tree", std::move(tree)}, {"fields", std::move(fields)}});
   return std::shared_ptr<Source>(std::make_shared<LitdataSource>(std::move(*text), std::move(chunks),
-                                                                 std::move(raw_sizes), std::move(cfg), std::move(schema)));
+                                                                 std::move(raw_sizes), std::move(whole_file), std::move(cfg),
+                                                                 std::move(schema)));
 }
 
 const bool registered = (RegisterSource("litdata", OpenLitdata), true);

@@ -1,16 +1,17 @@
-// WebDataset shards as a source (chute/source.h): a directory or prefix of *.tar files
-// (POSIX ustar, PAX and GNU long names), no index. Opening scans each shard's 512-byte
-// member headers only (ranged reads of 1 MiB windows for remote shards, shards in
-// parallel), groups consecutive members sharing a key (the path up to the first dot of its
-// basename) into samples, and keeps each sample's byte range; the scan is the source's
-// description, so worker processes do not scan again. A sample is one ranged read; its
-// fields are its members' bytes keyed by (lower-cased) extension, plus "__key__" (str).
-// Fields missing from a sample are None. Compressed shards (.tar.gz, ...) are refused.
+// WebDataset shards as a source (chute/source.h): the *.tar files of a directory (local or
+// in a bucket; POSIX ustar, PAX and GNU long names), no index. Opening scans each shard's
+// 512-byte member headers only (ranged reads of 1 MiB windows for remote shards, up to
+// kScanThreads shards at once), groups consecutive members sharing a key (the path up to
+// the first dot of its basename) into samples, and keeps each sample's byte range; the scan
+// is the source's description, so worker processes do not scan again. A sample is one
+// ranged read; its fields are its members' bytes keyed by (lower-cased) extension, plus
+// "__key__" (str); fields a sample lacks are null leaves (the Python layer drops them).
+// Compressed shards (.tar.gz, ...) and GNU sparse members are refused.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <future>
-#include <map>
 #include <set>
 
 #include "chute/source.h"
@@ -22,6 +23,8 @@ namespace {
 
 constexpr uint64_t kBlock = 512;
 constexpr uint64_t kWindow = uint64_t{1} << 20;
+constexpr size_t kScanThreads = 32;
+constexpr uint64_t kMaxMemberSize = uint64_t{1} << 50;  // sizes past this are damage, not data
 
 uint64_t Padded(uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
 
@@ -29,17 +32,18 @@ uint64_t Padded(uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
 bool ParseNumber(const std::byte* p, size_t n, uint64_t* out) {
   auto b = reinterpret_cast<const uint8_t*>(p);
   uint64_t v = 0;
-  if (b[0] & 0x80) {  // base-256
+  if (b[0] & 0x80) {  // base-256 (0xff: negative)
+    if (b[0] == 0xff) return false;
     for (size_t i = 1; i < n; ++i) v = (v << 8) | b[i];
     *out = v;
-    return true;
+    return v <= kMaxMemberSize;
   }
   size_t i = 0;
   while (i < n && b[i] == ' ') ++i;
   for (; i < n && b[i] >= '0' && b[i] <= '7'; ++i) v = v * 8 + (b[i] - '0');
   if (i < n && b[i] != 0 && b[i] != ' ') return false;
   *out = v;
-  return true;
+  return v <= kMaxMemberSize;
 }
 
 std::string Field(const std::byte* p, size_t n) {
@@ -83,16 +87,18 @@ Status Walk(Get&& get, uint64_t pos, uint64_t end, const std::string& url, const
       if (!prefix.empty()) name = prefix + "/" + name;
     }
     uint64_t data = pos + kBlock;
-    if (type == 'x' || type == 'L' || type == 'g') {  // extended attributes or a GNU long name for the next member
-      if (data + size > end) return Status::Corrupt(url + ": a tar header runs past the end of the file");
+    if (type == 'S') return Status::Unsupported(url + ": member " + name + " is a GNU sparse file, which is not read");
+    if (type == 'x' || type == 'g' || type == 'L' || type == 'K') {  // PAX attributes, GNU long name / link name
+      if (data > end || size > end - data) return Status::Corrupt(url + ": a tar header runs past the end of the file");
       CHUTE_ASSIGN_OR_RETURN(const std::byte* d, get(data, size));
       std::string text(reinterpret_cast<const char*>(d), size);
       if (type == 'L') long_name = text.substr(0, text.find('\0'));
-      for (size_t at = 0; type == 'x' && at < text.size();) {  // "<len> <key>=<value>\n"
+      // "<len> <key>=<value>\n" records; a global header ('g') applies to no member here.
+      for (size_t at = 0; type == 'x' && at < text.size();) {
         size_t space = text.find(' ', at);
         if (space == std::string::npos) break;
         size_t len = std::strtoull(text.c_str() + at, nullptr, 10);
-        if (len == 0 || at + len > text.size()) break;
+        if (len < space - at + 2 || at + len > text.size()) break;
         std::string record = text.substr(space + 1, at + len - space - 2);
         size_t eq = record.find('=');
         if (eq != std::string::npos) {
@@ -106,7 +112,8 @@ Status Walk(Get&& get, uint64_t pos, uint64_t end, const std::string& url, const
     }
     if (!long_name.empty()) name = std::exchange(long_name, "");
     if (long_size != UINT64_MAX) size = std::exchange(long_size, UINT64_MAX);
-    if (data + size > end) return Status::Corrupt(url + ": member " + name + " runs past the end of the file");
+    if (data > end || size > end - data)
+      return Status::Corrupt(url + ": member " + name + " runs past the end of the file");
     bool regular = (type == '0' || type == '\0' || type == '7') && !name.empty() && name.back() != '/';
     CHUTE_RETURN_NOT_OK(visit(Member{name, first, data, size, regular}));
     pos = data + Padded(size);
@@ -171,29 +178,33 @@ Status ScanShard(Storage& storage, const std::string& path, uint64_t size, std::
   });
 }
 
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;  // each sample's [begin, end) in its shard
+
 class TarSampleReader final : public ChunkReader {
  public:
-  TarSampleReader(std::shared_ptr<ChunkBytes> bytes, std::string url, std::vector<std::pair<uint64_t, uint64_t>> ranges,
-                  const std::vector<std::string>& fields)
-      : bytes_(std::move(bytes)), url_(std::move(url)), ranges_(std::move(ranges)), fields_(fields) {}
+  TarSampleReader(std::shared_ptr<ChunkBytes> bytes, std::string url, std::shared_ptr<const Ranges> ranges,
+                  std::shared_ptr<const std::vector<std::string>> fields)
+      : bytes_(std::move(bytes)), url_(std::move(url)), ranges_(std::move(ranges)), fields_(std::move(fields)) {}
 
   Result<Item> GetItem(uint64_t j) override {
-    auto [begin, end] = ranges_[j];
-    if (end > bytes_->size()) return Status::Corrupt(url_ + ": sample " + std::to_string(j) + " runs past the shard");
+    auto [begin, end] = (*ranges_)[j];
+    if (begin > end || end > bytes_->size())
+      return Status::Corrupt(url_ + ": sample " + std::to_string(j) + " runs past the shard");
     CHUTE_RETURN_NOT_OK(bytes_->Wait(begin, end - begin));
     const std::byte* base = bytes_->data();
     Item item;
-    item.leaves.resize(fields_.size() + 1);  // "__key__", then the fields; kNull where missing
+    const std::vector<std::string>& fields = *fields_;
+    item.leaves.resize(fields.size() + 1);  // "__key__", then the fields; kNull where missing
     auto key_text = std::make_shared<std::string>();
     auto get = [&](uint64_t offset, uint64_t) -> Result<const std::byte*> { return base + offset; };
     CHUTE_RETURN_NOT_OK(Walk(get, begin, end, url_, [&](Member m) -> Status {
       std::string key, ext;
       if (!m.regular || !KeyAndExtension(m.name, &key, &ext)) return Status::OK();
       *key_text = key;
-      auto at = std::lower_bound(fields_.begin(), fields_.end(), ext);
-      if (at == fields_.end() || *at != ext) return Status::Corrupt(url_ + ": member " + m.name + " was not there when "
+      auto at = std::lower_bound(fields.begin(), fields.end(), ext);
+      if (at == fields.end() || *at != ext) return Status::Corrupt(url_ + ": member " + m.name + " was not there when "
                                                                     "the dataset was opened (the shard changed)");
-      LeafView& leaf = item.leaves[1 + (at - fields_.begin())];
+      LeafView& leaf = item.leaves[1 + (at - fields.begin())];
       leaf.kind = LeafKind::kBytes;
       leaf.data = base + m.data;
       leaf.size = m.size;
@@ -210,18 +221,18 @@ class TarSampleReader final : public ChunkReader {
  private:
   std::shared_ptr<ChunkBytes> bytes_;
   std::string url_;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges_;
-  const std::vector<std::string>& fields_;  // the source's, which outlives its readers
+  std::shared_ptr<const Ranges> ranges_;
+  std::shared_ptr<const std::vector<std::string>> fields_;
 };
 
 class WebDatasetSource final : public Source {
  public:
   WebDatasetSource(std::string description, std::vector<ChunkInfo> chunks,
-                   std::vector<std::vector<std::pair<uint64_t, uint64_t>>> ranges, std::vector<std::string> fields)
+                   std::vector<std::shared_ptr<const Ranges>> ranges, std::vector<std::string> fields)
       : description_(std::move(description)), chunks_(std::move(chunks)), ranges_(std::move(ranges)),
-        fields_(std::move(fields)) {
+        fields_(std::make_shared<const std::vector<std::string>>(std::move(fields))) {
     json::Array tree{json::Array{"__key__", "*"}}, schema_fields{json::Object{{"name", "__key__"}, {"type", "str"}}};
-    for (const std::string& f : fields_) {
+    for (const std::string& f : *fields_) {
       tree.push_back(json::Array{f, "*"});
       schema_fields.push_back(json::Object{{"name", f}, {"type", "bytes"}});
     }
@@ -245,7 +256,7 @@ class WebDatasetSource final : public Source {
     return none;
   }
   uint64_t TablesSizeHint(uint32_t c) const override {
-    return ranges_[c].empty() ? 0 : ranges_[c][0].second;  // the first sample
+    return ranges_[c]->empty() ? 0 : (*ranges_[c])[0].second;  // the first sample
   }
   uint64_t NumCheckFlags(uint32_t) const override { return 0; }
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
@@ -259,8 +270,8 @@ class WebDatasetSource final : public Source {
  private:
   std::string description_, schema_;
   std::vector<ChunkInfo> chunks_;
-  std::vector<std::vector<std::pair<uint64_t, uint64_t>>> ranges_;  // per shard: each sample's byte range
-  std::vector<std::string> fields_;  // sorted extensions
+  std::vector<std::shared_ptr<const Ranges>> ranges_;  // per shard
+  std::shared_ptr<const std::vector<std::string>> fields_;  // sorted extensions
 };
 
 bool EndsWith(const std::string& s, const char* suffix) {
@@ -284,17 +295,16 @@ Result<std::string> Describe(const SourceLocation& location) {
   std::sort(shards.begin(), shards.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.path < b.path; });
   std::vector<std::vector<Sample>> samples(shards.size());
   std::vector<std::set<std::string>> fields(shards.size());
-  std::vector<std::future<Status>> scans;
-  for (size_t s = 0; s < shards.size(); ++s)
-    scans.push_back(std::async(std::launch::async, [&, s] {
-      return ScanShard(storage, shards[s].path, shards[s].size, &samples[s], &fields[s]);
+  std::vector<Status> scanned(shards.size());
+  std::atomic<size_t> next{0};
+  std::vector<std::future<void>> scanners;
+  for (size_t t = 0; t < std::min(kScanThreads, shards.size()); ++t)
+    scanners.push_back(std::async(std::launch::async, [&] {
+      for (size_t s; (s = next.fetch_add(1)) < shards.size();)
+        scanned[s] = ScanShard(storage, shards[s].path, shards[s].size, &samples[s], &fields[s]);
     }));
-  Status failed;
-  for (auto& scan : scans) {
-    Status st = scan.get();
-    if (failed.ok()) failed = st;
-  }
-  CHUTE_RETURN_NOT_OK(failed);
+  for (auto& scanner : scanners) scanner.get();
+  for (const Status& st : scanned) CHUTE_RETURN_NOT_OK(st);
   std::set<std::string> all;
   for (auto& f : fields) all.insert(f.begin(), f.end());
   json::Array shard_list;
@@ -320,25 +330,34 @@ Result<std::shared_ptr<Source>> OpenWebDataset(const SourceLocation& location, c
     CHUTE_ASSIGN_OR_RETURN(text, Describe(location));
   }
   CHUTE_ASSIGN_OR_RETURN(json::Value d, json::Parse(text));
+  const Status malformed = Status::Corrupt(location.url + ": a malformed WebDataset scan (open the dataset again)");
   const json::Value* fields = d.get("fields");
   const json::Value* shards = d.get("shards");
-  if (!fields || !fields->array() || !shards || !shards->array())
-    return Status::Corrupt(location.url + ": a malformed WebDataset description");
+  if (!fields || !fields->array() || !shards || !shards->array()) return malformed;
   std::vector<std::string> field_names;
-  for (const json::Value& f : *fields->array()) field_names.push_back(*f.string());
+  for (const json::Value& f : *fields->array()) {
+    if (!f.string()) return malformed;
+    field_names.push_back(*f.string());
+  }
   std::vector<ChunkInfo> chunks;
-  std::vector<std::vector<std::pair<uint64_t, uint64_t>>> ranges;
+  std::vector<std::shared_ptr<const Ranges>> ranges;
   for (const json::Value& shard : *shards->array()) {
-    const json::Array& s = *shard.array();
+    const json::Array* fields_of = shard.array();
+    if (!fields_of || fields_of->size() != 3 || !(*fields_of)[0].string() || !(*fields_of)[1].integer() ||
+        !(*fields_of)[2].array())
+      return malformed;
+    const json::Array& s = *fields_of;
     ChunkInfo info;
     info.file = *s[0].string();
     info.num_bytes = static_cast<uint64_t>(*s[1].integer());
     info.has_checksum = false;
     const json::Array& r = *s[2].array();
-    std::vector<std::pair<uint64_t, uint64_t>> shard_ranges;
-    for (size_t i = 0; i + 1 < r.size(); i += 2)
-      shard_ranges.emplace_back(static_cast<uint64_t>(*r[i].integer()), static_cast<uint64_t>(*r[i + 1].integer()));
-    info.num_items = shard_ranges.size();
+    auto shard_ranges = std::make_shared<Ranges>();
+    for (size_t i = 0; i + 1 < r.size(); i += 2) {
+      if (!r[i].integer() || !r[i + 1].integer()) return malformed;
+      shard_ranges->emplace_back(static_cast<uint64_t>(*r[i].integer()), static_cast<uint64_t>(*r[i + 1].integer()));
+    }
+    info.num_items = shard_ranges->size();
     chunks.push_back(std::move(info));
     ranges.push_back(std::move(shard_ranges));
   }

@@ -29,13 +29,18 @@ namespace chute {
 
 namespace {
 
-// 16 hex digits of a digest of the chunk list and checksums.
-std::string Fingerprint(const std::vector<ChunkInfo>& chunks) {
+// 16 hex digits of a digest of the chunk list and checksums. Formats without checksums
+// add their whole description (index), so that a dataset rewritten with the same sizes
+// does not reuse another's cache.
+std::string Fingerprint(const Source& source) {
   ChecksumStream digest;
-  for (auto& c : chunks) {
+  bool checksummed = true;
+  for (auto& c : source.chunks()) {
     uint64_t fields[3] = {c.num_items, c.num_bytes, c.checksum};
     digest.Update(fields, sizeof fields);
+    checksummed = checksummed && c.has_checksum;
   }
+  if (!checksummed) digest.Update(source.description().data(), source.description().size());
   return ChecksumToHex(digest.Digest());
 }
 
@@ -234,7 +239,7 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   const auto& chunks = impl->source->chunks();
   impl->starts.push_back(0);
   for (auto& c : chunks) impl->starts.push_back(impl->starts.back() + c.num_items);
-  impl->fingerprint = Fingerprint(chunks);
+  impl->fingerprint = Fingerprint(*impl->source);
   const size_t concurrency = std::max<size_t>(1, options.concurrency);
   if (!impl->storage->is_local()) {
     impl->download_pool = std::make_unique<IoPool>("chute-download", concurrency, kBackgroundNice);

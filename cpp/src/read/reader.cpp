@@ -95,7 +95,7 @@ struct Reader::Impl {
       add(order.ChunkOf(id));
       return;
     }
-    uint64_t first = id * blocks->block_size();
+    uint64_t first = blocks->FirstToken(id);
     for (uint32_t c = blocks->ChunkOfToken(first), last = blocks->ChunkOfToken(first + blocks->block_size() - 1);
          c <= last; ++c)
       add(c);

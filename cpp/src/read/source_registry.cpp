@@ -2,6 +2,7 @@
 #include "chute/source.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "util/json.h"
 #include "util/registry.h"
@@ -31,8 +32,11 @@ bool HasTarShards(Storage& storage, const std::string& root) {
   Result<std::vector<ObjectInfo>> listing = storage.List(root);
   if (!listing.ok()) return false;
   return std::any_of(listing->begin(), listing->end(), [](const ObjectInfo& o) {
-    const std::string& p = o.path;
-    return p.find(".tar") != std::string::npos || (p.size() > 4 && p.compare(p.size() - 4, 4, ".tgz") == 0);
+    for (const char* suffix : {".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"}) {
+      size_t n = std::strlen(suffix);
+      if (o.path.size() > n && o.path.compare(o.path.size() - n, n, suffix) == 0) return true;
+    }
+    return false;
   });
 }
 

@@ -207,6 +207,7 @@ Result<std::shared_ptr<TokenBlocks>> TokenBlocks::Make(std::shared_ptr<Dataset> 
 
 const std::shared_ptr<Dataset>& TokenBlocks::dataset() const { return impl_->dataset; }
 uint32_t TokenBlocks::ChunkOfToken(uint64_t t) const { return impl_->ChunkOfToken(t); }
+uint64_t TokenBlocks::FirstToken(uint64_t b) const { return impl_->FirstToken(b); }
 uint64_t TokenBlocks::block_size() const { return impl_->block_size; }
 uint64_t TokenBlocks::num_tokens() const { return impl_->num_tokens; }
 uint64_t TokenBlocks::num_blocks() const { return impl_->num_blocks; }
