@@ -33,3 +33,13 @@ add_library(chute_arrow_s3 SHARED IMPORTED)
 set_target_properties(chute_arrow_s3 PROPERTIES
   IMPORTED_LOCATION "${CHUTE_ARROW_S3_LIBRARY}"
   INTERFACE_LINK_LIBRARIES chute_arrow)
+
+# Parquet (reading Parquet datasets in place) likewise.
+string(REPLACE "libarrow.so" "libparquet.so" CHUTE_PARQUET_LIBRARY "${CHUTE_ARROW_LIBRARY}")
+if(NOT EXISTS "${CHUTE_PARQUET_LIBRARY}")
+  message(FATAL_ERROR "no ${CHUTE_PARQUET_LIBRARY}: this pyarrow was built without Parquet")
+endif()
+add_library(chute_parquet SHARED IMPORTED)
+set_target_properties(chute_parquet PROPERTIES
+  IMPORTED_LOCATION "${CHUTE_PARQUET_LIBRARY}"
+  INTERFACE_LINK_LIBRARIES chute_arrow)

@@ -63,9 +63,10 @@ class StreamingDataset(IterableDataset):
         item_loader: :class:`chute.TokensLoader` to read a token dataset as blocks of
             consecutive tokens (items are then blocks: ``len``, ``ds[i]``, order, resume).
         format: what wrote the dataset, read in place: ``"chute"``, ``"litdata"``
-            (``litdata.optimize``), ``"mds"`` (Mosaic Streaming's ``MDSWriter``) or
-            ``"webdataset"`` (a directory of ``*.tar`` shards); by default recognized from
-            what is there.
+            (``litdata.optimize``), ``"mds"`` (Mosaic Streaming's ``MDSWriter``),
+            ``"webdataset"`` (a directory of ``*.tar`` shards) or ``"parquet"`` (a directory
+            of ``*.parquet`` files, or their ``data/`` subdirectory: a file is a chunk, its
+            rows the samples); by default recognized from what is there.
         decode: WebDataset samples: decode ``cls``/``cls2``/``index``/``inx``/``id`` to
             int, ``txt``/``text``/``transcript`` to str, ``json``/``jsn`` to its value and
             ``npy`` to an array, as WebDataset's default decoder does; otherwise every

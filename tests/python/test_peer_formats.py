@@ -324,3 +324,77 @@ def test_mds_array_shape_that_overflows_is_corrupt(tmp_path):
         "samples": 1, "size_limit": None, "version": 2, "zip_data": None}]}))
     with pytest.raises(Exception, match=r"shard\.00000\.mds: sample 0: ndarray column 'a' has a shape too large"):
         chute.StreamingDataset(str(tmp_path))[0]
+
+
+def _write_parquet(root, files=3, rows=40, row_group_size=7):
+    """A Hugging Face style layout written by pyarrow: root/data/train-0000K-of-0000N.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(os.path.join(root, "data"))
+    expected = []
+    for k in range(files):
+        rng = np.random.default_rng(k)
+        ids = range(k * rows, (k + 1) * rows)
+        table = pa.table({
+            "id": pa.array(list(ids), pa.int64()),
+            "text": pa.array([None if i % 9 == 0 else f"row {i} ü" for i in ids], pa.string()),
+            "image": pa.array([bytes(rng.integers(0, 256, i % 13, np.uint8)) for i in ids], pa.binary()),
+            "score": pa.array([i / 3 for i in ids], pa.float32()),
+            "small": pa.array([i % 100 - 50 for i in ids], pa.int8()),
+            "flag": pa.array([i % 2 == 0 for i in ids]),
+            "embedding": pa.array([[float(i)] * 4 for i in ids], pa.list_(pa.float32(), 4)),
+            "tokens": pa.array([list(range(i % 5)) for i in ids], pa.list_(pa.int32())),
+        })
+        pq.write_table(table, os.path.join(root, "data", f"train-{k:05d}-of-{files:05d}.parquet"),
+                       row_group_size=row_group_size)
+        expected += table.to_pylist()
+    return expected
+
+
+def test_parquet_rows_equal_pyarrows(tmp_path):
+    expected = _write_parquet(tmp_path / "hf")
+    ds = chute.StreamingDataset(str(tmp_path / "hf"))  # no index; the files are in data/
+    assert ds.core.format == "parquet" and len(ds) == len(expected) == 120
+    for i, want in enumerate(expected):
+        got = ds[i]
+        for key in ("embedding", "tokens"):  # lists of numbers come back as numpy arrays
+            assert isinstance(got[key], np.ndarray) and got[key].tolist() == pytest.approx(want.pop(key)), (i, key)
+            got.pop(key)
+        assert got == pytest.approx(want), f"row {i}"
+    assert [s["id"] for s in ds] == list(range(120))
+
+
+def test_parquet_order_resume_and_s3(s3_server, tmp_path):
+    _write_parquet(tmp_path / "hf")
+    path = str(tmp_path / "hf")
+
+    def only_id(sample):
+        return {"i": sample["id"]}
+
+    reference = global_batches(run_layout(path, 1, 1, 0, transform=only_id)[0])
+    assert sorted(sum(reference, [])) == list(range(120))
+    assert global_batches(run_layout(path, 1, 2, 2, transform=only_id)[0]) == reference
+    import boto3
+
+    bucket = f"pq-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    for name in os.listdir(tmp_path / "hf" / "data"):
+        s3.upload_file(str(tmp_path / "hf" / "data" / name), bucket, f"hf/data/{name}")
+    remote = chute.StreamingDataset(f"s3://{bucket}/hf", storage_options=s3_options(s3_server.endpoint),
+                                    cache_dir=str(tmp_path / "cache"), shuffle=True, transform=only_id)
+    assert remote.core.format == "parquet" and remote[77] == {"i": 77}  # ranged reads of one row group
+    loader = chute.StreamingDataLoader(remote, batch_size=8, num_workers=2)
+    assert sorted(i for b in loader for i in b["i"].tolist()) == list(range(120))
+
+
+def test_parquet_unsupported_column_is_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1], "m": pa.array([{"x": 1}], pa.struct([("x", pa.int64())]))}),
+                   str(tmp_path / "t.parquet"))
+    with pytest.raises(Exception, match=r"t\.parquet: column 'm' has type struct<x: int64>, which chute does not read"):
+        chute.StreamingDataset(str(tmp_path))

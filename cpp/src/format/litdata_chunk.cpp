@@ -13,6 +13,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "format/arrow_rows.h"
 #include "format/litdata.h"
 #include "util/bytes.h"
 #include "util/codec.h"
@@ -236,61 +237,7 @@ class ArrowRowsReader final : public ChunkReader {
 
   Result<Item> GetItem(uint64_t j) override {
     size_t b = static_cast<size_t>(std::upper_bound(starts_.begin(), starts_.end(), j) - starts_.begin()) - 1;
-    const arrow::RecordBatch& batch = *batches_[b];
-    const int64_t row = static_cast<int64_t>(j - starts_[b]);
-    auto memory = std::make_shared<ItemMemory>();
-    memory->bytes = batches_[b];
-    memory->scalars.reserve(columns_.size());
-    Item item;
-    for (int c : columns_) {
-      const arrow::Array& column = *batch.column(c);
-      LeafView leaf;
-      if (column.IsNull(row)) {
-        item.leaves.push_back(leaf);  // kNull
-        continue;
-      }
-      switch (column.type_id()) {
-        case arrow::Type::BINARY:
-        case arrow::Type::STRING: {
-          auto& a = static_cast<const arrow::BinaryArray&>(column);
-          auto view = a.GetView(row);
-          leaf.kind = column.type_id() == arrow::Type::STRING ? LeafKind::kString : LeafKind::kBytes;
-          leaf.data = reinterpret_cast<const std::byte*>(view.data());
-          leaf.size = view.size();
-          break;
-        }
-        case arrow::Type::LARGE_BINARY:
-        case arrow::Type::LARGE_STRING: {
-          auto& a = static_cast<const arrow::LargeBinaryArray&>(column);
-          auto view = a.GetView(row);
-          leaf.kind = column.type_id() == arrow::Type::LARGE_STRING ? LeafKind::kString : LeafKind::kBytes;
-          leaf.data = reinterpret_cast<const std::byte*>(view.data());
-          leaf.size = view.size();
-          break;
-        }
-        case arrow::Type::INT64:
-        case arrow::Type::DOUBLE: {
-          auto& a = static_cast<const arrow::PrimitiveArray&>(column);
-          leaf.kind = column.type_id() == arrow::Type::INT64 ? LeafKind::kInt : LeafKind::kFloat;
-          leaf.data = reinterpret_cast<const std::byte*>(a.values()->data()) + 8 * (a.offset() + row);
-          leaf.size = 8;
-          break;
-        }
-        case arrow::Type::BOOL:
-          memory->scalars.push_back(static_cast<const arrow::BooleanArray&>(column).Value(row));
-          leaf.kind = LeafKind::kBool;
-          leaf.data = reinterpret_cast<const std::byte*>(&memory->scalars.back());
-          leaf.size = 8;
-          break;
-        case arrow::Type::NA: break;
-        default:
-          return Status::Unsupported(url_ + ": column '" + batch.schema()->field(c)->name() + "' has Arrow type " +
-                                     column.type()->ToString() + ", which chute does not read from litdata rows yet");
-      }
-      item.leaves.push_back(std::move(leaf));
-    }
-    item.owner = std::move(memory);
-    return item;
+    return ArrowRowItem(batches_[b], static_cast<int64_t>(j - starts_[b]), columns_, url_);
   }
 
  private:

@@ -27,17 +27,25 @@ std::string DetectFormat(const std::string& text) {
   return "chute";
 }
 
-// WebDataset has no index: a directory of tar files.
-bool HasTarShards(Storage& storage, const std::string& root) {
-  Result<std::vector<ObjectInfo>> listing = storage.List(root);
-  if (!listing.ok()) return false;
-  return std::any_of(listing->begin(), listing->end(), [](const ObjectInfo& o) {
-    for (const char* suffix : {".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"}) {
-      size_t n = std::strlen(suffix);
-      if (o.path.size() > n && o.path.compare(o.path.size() - n, n, suffix) == 0) return true;
+bool EndsWith(const std::string& s, const char* suffix) {
+  size_t n = std::strlen(suffix);
+  return s.size() > n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+// Formats without an index: tar shards (WebDataset) or Parquet files (there or in data/);
+// else chute, whose error says that index.json is missing.
+std::string NoIndexFormat(Storage& storage, const std::string& root) {
+  for (const std::string& dir : {root, JoinPath(root, "data")}) {
+    Result<std::vector<ObjectInfo>> listing = storage.List(dir);
+    if (!listing.ok()) continue;
+    for (const ObjectInfo& o : *listing) {
+      if (dir == root)
+        for (const char* suffix : {".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"})
+          if (EndsWith(o.path, suffix)) return "webdataset";
+      if (EndsWith(o.path, ".parquet")) return "parquet";
     }
-    return false;
-  });
+  }
+  return "chute";
 }
 
 }  // namespace
@@ -52,7 +60,7 @@ Result<std::shared_ptr<Source>> OpenSource(const std::string& requested, const S
       Result<std::string> text = location.storage->ReadAll(path);
       if (!text.ok()) {
         if (text.status().code() != StatusCode::kNotFound) return text.status();
-        format = HasTarShards(*location.storage, location.root) ? "webdataset" : "chute";  // chute's says what is missing
+        format = NoIndexFormat(*location.storage, location.root);
       } else {
         index = std::move(*text);
       }

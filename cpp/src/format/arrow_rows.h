@@ -1,0 +1,28 @@
+// Rows of Arrow record batches as items (litdata's Arrow row chunks, Parquet row groups):
+// one leaf per column, pointing into the batch's buffers (the item keeps the batch alive).
+#pragma once
+
+#include <arrow/record_batch.h>
+#include <arrow/type.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chute/format.h"
+#include "chute/status.h"
+#include "util/json.h"
+
+namespace chute {
+
+// Row `row` of `batch`, one leaf per entry of `columns` (column indices): binary/string
+// -> bytes/str, integers -> int, floating point -> float, bool, null, and lists of numbers
+// -> 1-D arrays. `url` names the data in errors.
+Result<Item> ArrowRowItem(const std::shared_ptr<arrow::RecordBatch>& batch, int64_t row, const std::vector<int>& columns,
+                          const std::string& url);
+
+// The schema entry (docs/format.md) of a column of `type`, or Unsupported naming `where`
+// and the column.
+Result<json::Object> ArrowColumnSchema(const std::string& name, const arrow::DataType& type, const std::string& where);
+
+}  // namespace chute
