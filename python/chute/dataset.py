@@ -67,6 +67,8 @@ class StreamingDataset(IterableDataset):
             ``"webdataset"`` (a directory of ``*.tar`` shards) or ``"parquet"`` (a directory
             of ``*.parquet`` files, or their ``data/`` subdirectory: a file is a chunk, its
             rows the samples); by default recognized from what is there.
+        columns: Parquet datasets: read only these columns (only their byte ranges are
+            fetched); default all.
         decode: WebDataset samples: decode ``cls``/``cls2``/``index``/``inx``/``id`` to
             int, ``txt``/``text``/``transcript`` to str, ``json``/``jsn`` to its value and
             ``npy`` to an array, as WebDataset's default decoder does; otherwise every
@@ -81,7 +83,7 @@ class StreamingDataset(IterableDataset):
                  transform=None, partitions: int = _DEFAULTS["partitions"], shuffle_window=1,
                  verify_checksums: bool = True, storage_options=None, part_size=_DEFAULTS["part_size"],
                  max_concurrency: int = _DEFAULTS["concurrency"], item_loader=None, cache_dir=None,
-                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"], format=None, decode=False):
+                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"], format=None, columns=None, decode=False):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
         if max_concurrency < 1:
@@ -104,6 +106,7 @@ class StreamingDataset(IterableDataset):
         self.shuffle_window = shuffle_window
         self.verify_checksums = verify_checksums
         self.format = format or ""
+        self.columns = list(columns or [])
         self.decode = decode
         # (epoch, first epoch position to read), shared with DataLoader workers (also
         # persistent ones) through inherited shared memory.
@@ -117,7 +120,8 @@ class StreamingDataset(IterableDataset):
                                         verify_checksums=self.verify_checksums,
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
-                                        max_cache_size=self.max_cache_size, description=description)
+                                        max_cache_size=self.max_cache_size, description=description,
+                                        columns=self.columns)
         if self._core.cache_path:
             _clean_up_at_exit()
         self._decoder = Decoder(json.loads(self._core.schema_json))

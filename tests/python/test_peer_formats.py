@@ -398,3 +398,33 @@ def test_parquet_unsupported_column_is_named(tmp_path):
                    str(tmp_path / "t.parquet"))
     with pytest.raises(Exception, match=r"t\.parquet: column 'm' has type struct<x: int64>, which chute does not read"):
         chute.StreamingDataset(str(tmp_path))
+
+
+def test_parquet_columns_reads_only_those(s3_server, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bucket = f"pqc-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(s3_server.endpoint, bucket)
+    big = pa.table({"id": list(range(64)), "blob": [os.urandom(200_000) for _ in range(64)]})
+    pq.write_table(big, str(tmp_path / "t.parquet"), row_group_size=64, compression="none")
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").upload_file(str(tmp_path / "t.parquet"), bucket, "p/t.parquet")
+
+    def fetched(**kwargs):
+        before = chute._core.trace_counters()["bytes_fetched"]
+        ds = chute.StreamingDataset(f"s3://{bucket}/p", storage_options=s3_options(s3_server.endpoint),
+                                    cache_dir=str(tmp_path / f"cache-{len(kwargs)}"), **kwargs)
+        sample = ds[10]
+        return sample, chute._core.trace_counters()["bytes_fetched"] - before
+
+    only_id, few = fetched(columns=["id"])
+    everything, many = fetched()
+    assert only_id == {"id": 10} and everything["blob"] == big.column("blob")[10].as_py()
+    assert few < 1_000_000 < 12_000_000 < many  # the blob column chunk (12.8 MB) was not fetched
+    with pytest.raises(Exception, match=r"t\.parquet has no column 'nope' \(its columns"):
+        chute.StreamingDataset(str(tmp_path), columns=["nope"])
+    with pytest.raises(Exception, match=r"columns= selects columns of Parquet datasets only"):
+        chute.StreamingDataset(os.path.join(MDS, "plain"), columns=["i"])

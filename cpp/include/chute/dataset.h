@@ -75,6 +75,9 @@ struct DatasetOptions {
   // Source::description() of an earlier open of the same URL (e.g. in a forked worker
   // reopening its parent's dataset): the index is not read again.
   std::string description;
+  // The columns to read, for formats that can read fewer (Parquet: only their byte
+  // ranges are fetched); empty: all. Invalid for the others.
+  std::vector<std::string> columns;
 };
 
 // Leaves every node cache this process uses: drops its chunk references and its

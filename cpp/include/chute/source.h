@@ -108,6 +108,7 @@ struct SourceLocation {
   std::string url;                   // as given by the user, for messages
   std::shared_ptr<Storage> storage;  // the dataset's storage
   std::string root;                  // the dataset's path inside `storage`
+  std::vector<std::string> columns;  // DatasetOptions::columns: read only these (empty: all)
 };
 
 // Makes a source for the dataset at `location`; `description` is Source::description()

@@ -1,8 +1,6 @@
-// Mosaic Streaming's MDS datasets as a source (chute/source.h), read in place: index.json
-// with "shards", each shard "shard.NNNNN.mds" (optionally compressed whole, e.g.
-// ".mds.zstd"). Layout (../docs/migrating.md links the reference): u32 n, u32 off[n+1]
-// (absolute), the writer's JSON, then the samples; a sample is a u32 size per
-// variable-size column, then every column's bytes, columns in index order.
+// Mosaic Streaming's MDS datasets as a source (chute/source.h, mds.h), read in place:
+// index.json with "shards", each shard "shard.NNNNN.mds" (optionally compressed whole,
+// e.g. ".mds.zstd"), read by mds_chunk.cpp.
 //
 // A sample becomes a dict of its columns (chute's Python schema, docs/format.md):
 // bytes -> bytes, str -> str, int / str_int -> int, str_float -> float, str_decimal ->
@@ -10,50 +8,15 @@
 // png / pil -> PIL images, jpeg_array / list[jpeg|png|pil] -> lists of them,
 // ndarray[:dtype[:shape]] -> numpy arrays, as Mosaic's reader returns them. pkl columns are
 // refused when the dataset is opened.
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 
-#include "chute/source.h"
+#include "format/mds.h"
 #include "util/bytes.h"
 #include "util/codec.h"
-#include "util/json.h"
 
-namespace chute {
+namespace chute::mds {
 
 namespace {
-
-// kBytes / kStr columns may be decoded further in Python (ColumnSpec::decoded).
-enum class Column : uint8_t { kBytes, kStr, kInt, kScalar, kStrInt, kStrFloat, kJson, kArray };
-
-struct NumpyType {
-  const char* name;
-  uint8_t code;  // MDS's dtype code in dynamic ndarrays
-  DType dtype;
-  const char* descr;  // numpy dtype.str
-};
-constexpr NumpyType kNumpyTypes[] = {
-    {"uint8", 8, {DType::kUInt, 8}, "|u1"},      {"int8", 9, {DType::kInt, 8}, "|i1"},
-    {"uint16", 16, {DType::kUInt, 16}, "<u2"},   {"int16", 17, {DType::kInt, 16}, "<i2"},
-    {"float16", 18, {DType::kFloat, 16}, "<f2"}, {"uint32", 32, {DType::kUInt, 32}, "<u4"},
-    {"int32", 33, {DType::kInt, 32}, "<i4"},     {"float32", 34, {DType::kFloat, 32}, "<f4"},
-    {"uint64", 64, {DType::kUInt, 64}, "<u8"},   {"int64", 65, {DType::kInt, 64}, "<i8"},
-    {"float64", 66, {DType::kFloat, 64}, "<f8"}};
-
-const NumpyType* NumpyTypeNamed(const std::string& name) {
-  for (const NumpyType& t : kNumpyTypes)
-    if (name == t.name) return &t;
-  return nullptr;
-}
-
-struct ColumnSpec {
-  std::string name, encoding;
-  Column kind = Column::kBytes;
-  int64_t fixed_size = -1;        // column_sizes[i], or -1 (a u32 size in each sample)
-  const NumpyType* type = nullptr;  // scalars; ndarray with a dtype in its spec
-  std::vector<int64_t> shape;     // ndarray with a shape in its spec
-  json::Object decoded{{"type", "bytes"}};  // kBytes / kStr: the schema field's type (docs/format.md)
-};
 
 Result<ColumnSpec> ParseColumn(const std::string& name, const std::string& encoding, const std::string& where) {
   ColumnSpec c{name, encoding};
@@ -129,146 +92,6 @@ std::string SchemaJson(const std::vector<ColumnSpec>& columns) {
   return json::Dump(json::Object{{"tree", json::Object{{"dict", std::move(tree)}}}, {"fields", std::move(fields)}});
 }
 
-using Columns = std::shared_ptr<const std::vector<ColumnSpec>>;
-
-class MdsChunkReader final : public ChunkReader {
- public:
-  MdsChunkReader(std::shared_ptr<ChunkBytes> bytes, std::shared_ptr<const std::vector<std::byte>> inflated,
-                 std::string url, Columns columns)
-      : bytes_(std::move(bytes)), inflated_(std::move(inflated)), url_(std::move(url)), columns_(std::move(columns)) {}
-
-  Result<Item> GetItem(uint64_t j) override {
-    const std::byte* base = data();
-    uint64_t size = this->size();
-    uint64_t table = 4 + 4 * (j + 1);
-    CHUTE_RETURN_NOT_OK(Wait(table - 4, 8));
-    uint64_t begin = LoadU32(base + table - 4), end = LoadU32(base + table);
-    if (begin > end || end > size) return Corrupt("sample " + std::to_string(j) + " has offsets past the shard");
-    CHUTE_RETURN_NOT_OK(Wait(begin, end - begin));
-    const std::byte* p = base + begin;
-    uint64_t left = end - begin, sizes_bytes = 0;
-    for (const ColumnSpec& c : *columns_) sizes_bytes += c.fixed_size < 0 ? 4 : 0;
-    if (sizes_bytes > left) return Corrupt("sample " + std::to_string(j) + " is shorter than its column sizes");
-    auto memory = std::make_shared<ItemMemory>();
-    memory->bytes = inflated_ ? std::shared_ptr<const void>(inflated_) : std::shared_ptr<const void>(bytes_);
-    memory->scalars.reserve(columns_->size());  // numbers parsed from text; stable addresses for the leaves
-    Item item;
-    item.leaves.reserve(columns_->size());
-    const std::byte* sizes = p;
-    const std::byte* at = p + sizes_bytes;
-    left -= sizes_bytes;
-    for (const ColumnSpec& c : *columns_) {
-      uint64_t n = c.fixed_size >= 0 ? static_cast<uint64_t>(c.fixed_size) : LoadU32(sizes);
-      if (c.fixed_size < 0) sizes += 4;
-      if (n > left)
-        return Corrupt("sample " + std::to_string(j) + ": column '" + c.name + "' runs past the sample's end");
-      CHUTE_ASSIGN_OR_RETURN(LeafView leaf, Leaf(c, at, n, memory.get(), j));
-      item.leaves.push_back(std::move(leaf));
-      at += n;
-      left -= n;
-    }
-    if (left != 0) return Corrupt("sample " + std::to_string(j) + " has bytes after its last column");
-    item.owner = std::move(memory);
-    return item;
-  }
-
- private:
-  const std::byte* data() const { return inflated_ ? inflated_->data() : bytes_->data(); }
-  uint64_t size() const { return inflated_ ? inflated_->size() : bytes_->size(); }
-  Status Wait(uint64_t offset, uint64_t length) const {
-    if (offset + length > size()) return Corrupt("a read past the end of the shard");
-    return inflated_ ? Status::OK() : bytes_->Wait(offset, length);
-  }
-  Status Corrupt(const std::string& what) const { return Status::Corrupt(url_ + ": " + what); }
-
-  Result<LeafView> Leaf(const ColumnSpec& c, const std::byte* p, uint64_t n, ItemMemory* memory, uint64_t j) const {
-    LeafView leaf;
-    leaf.data = p;
-    leaf.size = n;
-    auto bad = [&](const std::string& why) {
-      return Corrupt("sample " + std::to_string(j) + ": column '" + c.name + "' (" + c.encoding + ") " + why);
-    };
-    switch (c.kind) {
-      case Column::kBytes: leaf.kind = LeafKind::kBytes; break;
-      case Column::kStr:
-      case Column::kJson: leaf.kind = LeafKind::kString; break;
-      case Column::kInt:
-        if (n != 8) return bad("is not 8 bytes");
-        leaf.kind = LeafKind::kInt;
-        break;
-      case Column::kStrInt:
-      case Column::kStrFloat: {
-        std::string text(reinterpret_cast<const char*>(p), n);
-        char* end = nullptr;
-        errno = 0;
-        int64_t bits = 0;
-        if (c.kind == Column::kStrInt) {
-          bits = std::strtoll(text.c_str(), &end, 10);
-        } else {
-          double v = std::strtod(text.c_str(), &end);
-          std::memcpy(&bits, &v, sizeof v);
-        }
-        if (text.empty() || *end != '\0' || errno == ERANGE) return bad("is not a number: '" + text + "'");
-        memory->scalars.push_back(bits);
-        leaf.kind = c.kind == Column::kStrInt ? LeafKind::kInt : LeafKind::kFloat;
-        leaf.data = reinterpret_cast<const std::byte*>(&memory->scalars.back());
-        leaf.size = 8;
-        break;
-      }
-      case Column::kScalar:
-        if (n != c.type->dtype.itemsize()) return bad("has the wrong size");
-        leaf.kind = LeafKind::kArray;
-        leaf.dtype = c.type->dtype;
-        break;
-      case Column::kArray: return ArrayLeaf(c, p, n, j);
-    }
-    return leaf;
-  }
-
-  // ndarray: [dtype code if not in the spec][shape byte + dims if not in the spec][values].
-  Result<LeafView> ArrayLeaf(const ColumnSpec& c, const std::byte* p, uint64_t n, uint64_t j) const {
-    auto bad = [&](const std::string& why) {
-      return Corrupt("sample " + std::to_string(j) + ": ndarray column '" + c.name + "' " + why);
-    };
-    const std::byte* end = p + n;
-    const NumpyType* type = c.type;
-    if (!type) {
-      if (p == end) return bad("is empty");
-      uint8_t code = static_cast<uint8_t>(*p++);
-      for (const NumpyType& t : kNumpyTypes)
-        if (t.code == code) type = &t;
-      if (!type) return bad("has unknown dtype code " + std::to_string(code));
-    }
-    LeafView leaf;
-    leaf.kind = LeafKind::kArray;
-    leaf.dtype = type->dtype;
-    leaf.shape = c.shape;
-    if (c.shape.empty()) {
-      if (p == end) return bad("has no shape");
-      uint8_t head = static_cast<uint8_t>(*p++);
-      unsigned ndim = head >> 2, width = 1u << (head & 3);
-      if (ndim == 0 || static_cast<uint64_t>(end - p) < uint64_t{ndim} * width) return bad("has a bad shape");
-      for (unsigned d = 0; d < ndim; ++d, p += width) {
-        uint64_t v = 0;
-        std::memcpy(&v, p, width);  // little-endian
-        leaf.shape.push_back(static_cast<int64_t>(v));
-      }
-    }
-    uint64_t bytes = 0;
-    if (!ArrayBytes(leaf.shape, type->dtype.itemsize(), &bytes)) return bad("has a shape too large");
-    if (bytes != static_cast<uint64_t>(end - p))
-      return bad("holds " + std::to_string(end - p) + " bytes of values, not " + std::to_string(bytes));
-    leaf.data = p;
-    leaf.size = static_cast<size_t>(end - p);
-    return leaf;
-  }
-
-  std::shared_ptr<ChunkBytes> bytes_;
-  std::shared_ptr<const std::vector<std::byte>> inflated_;  // a compressed shard, decompressed
-  std::string url_;
-  Columns columns_;
-};
-
 struct Shard {
   uint64_t raw_bytes = 0;
   std::string compression;  // the family of zip_data, or ""
@@ -329,8 +152,7 @@ class MdsSource final : public Source {
     if (LoadU32(base) != info.num_items)
       return Status::Corrupt(url + ": holds " + std::to_string(LoadU32(base)) + " samples, index.json says " +
                              std::to_string(info.num_items));
-    return std::shared_ptr<ChunkReader>(
-        std::make_shared<MdsChunkReader>(std::move(bytes), std::move(inflated), url, columns_));
+    return OpenShard(std::move(bytes), std::move(inflated), url, columns_);
   }
 
  private:
@@ -437,4 +259,4 @@ const bool registered = (RegisterSource("mds", OpenMds), true);
 
 }  // namespace
 
-}  // namespace chute
+}  // namespace chute::mds

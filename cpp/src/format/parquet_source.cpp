@@ -4,7 +4,9 @@
 // read from its row group, which the reader fetches by the byte ranges of its column
 // chunks (Arrow's Parquet reader over the chunk's bytes) and keeps while rows of it are
 // read. Every file must have the first one's columns. Columns: binary, string, numbers,
-// bool, null, lists of numbers (numpy arrays); others are refused when opened.
+// bool, null, lists of numbers (numpy arrays); others are refused when opened. With
+// SourceLocation::columns, only those columns are described and read (only their column
+// chunks are fetched).
 #include <arrow/buffer.h>
 #include <arrow/io/interfaces.h>
 #include <arrow/table.h>
@@ -97,13 +99,15 @@ class RangeFile final : public arrow::io::RandomAccessFile {
 
 class ParquetChunkReader final : public ChunkReader {
  public:
-  ParquetChunkReader(std::unique_ptr<parquet::arrow::FileReader> reader, std::string url)
-      : reader_(std::move(reader)), url_(std::move(url)) {
+  // `leaves`: the Parquet leaf columns to read (those of the selected fields).
+  ParquetChunkReader(std::unique_ptr<parquet::arrow::FileReader> reader, std::string url, std::vector<int> leaves,
+                     size_t num_fields)
+      : reader_(std::move(reader)), url_(std::move(url)), leaves_(std::move(leaves)) {
     auto metadata = reader_->parquet_reader()->metadata();
     starts_.push_back(0);
     for (int g = 0; g < metadata->num_row_groups(); ++g)
       starts_.push_back(starts_.back() + static_cast<uint64_t>(metadata->RowGroup(g)->num_rows()));
-    for (int c = 0; c < metadata->schema()->group_node()->field_count(); ++c) columns_.push_back(c);
+    for (size_t c = 0; c < num_fields; ++c) columns_.push_back(static_cast<int>(c));
   }
 
   Result<Item> GetItem(uint64_t j) override {
@@ -114,7 +118,7 @@ class ParquetChunkReader final : public ChunkReader {
       std::lock_guard lock(mu_);  // one row group kept: rows are mostly read in order
       if (g != cached_group_) {
         std::shared_ptr<arrow::Table> table;
-        arrow::Status st = reader_->ReadRowGroup(g, &table);
+        arrow::Status st = reader_->ReadRowGroup(g, leaves_, &table);
         auto combined = st.ok() ? table->CombineChunksToBatch() : arrow::Result<std::shared_ptr<arrow::RecordBatch>>(st);
         if (!combined.ok())
           return Status::Corrupt(url_ + ": row group " + std::to_string(g) + ": " + combined.status().message());
@@ -129,8 +133,9 @@ class ParquetChunkReader final : public ChunkReader {
  private:
   std::unique_ptr<parquet::arrow::FileReader> reader_;
   std::string url_;
+  std::vector<int> leaves_;
   std::vector<uint64_t> starts_;  // first row of each row group, then the rows
-  std::vector<int> columns_;
+  std::vector<int> columns_;      // of the row group's table: all it holds
   std::mutex mu_;
   int cached_group_ = -1;
   std::shared_ptr<arrow::RecordBatch> cached_;
@@ -138,8 +143,10 @@ class ParquetChunkReader final : public ChunkReader {
 
 class ParquetSource final : public Source {
  public:
-  ParquetSource(std::string description, std::vector<ChunkInfo> chunks, std::string schema)
-      : description_(std::move(description)), chunks_(std::move(chunks)), schema_(std::move(schema)) {}
+  ParquetSource(std::string description, std::vector<ChunkInfo> chunks, std::string schema,
+                std::vector<std::string> fields)
+      : description_(std::move(description)), chunks_(std::move(chunks)), schema_(std::move(schema)),
+        fields_(std::move(fields)) {}
 
   const std::string& format() const override {
     static const std::string name = "parquet";
@@ -162,12 +169,24 @@ class ParquetSource final : public Source {
                                                  bool, std::atomic<uint8_t>*) const override {
     auto reader = parquet::arrow::OpenFile(std::make_shared<RangeFile>(std::move(bytes)), arrow::default_memory_pool());
     if (!reader.ok()) return Status::Corrupt(url + ": not a readable Parquet file: " + reader.status().message());
-    return std::shared_ptr<ChunkReader>(std::make_shared<ParquetChunkReader>(std::move(*reader), url));
+    std::shared_ptr<arrow::Schema> schema;
+    if (auto st = (*reader)->GetSchema(&schema); !st.ok()) return Status::Corrupt(url + ": " + st.message());
+    std::vector<int> fields;
+    for (const std::string& name : fields_) {
+      int f = schema->GetFieldIndex(name);
+      if (f < 0) return Status::Corrupt(url + ": has no column '" + name + "' (the dataset changed)");
+      fields.push_back(f);
+    }
+    auto leaves = (*reader)->manifest().GetFieldIndices(fields);
+    if (!leaves.ok()) return Status::Corrupt(url + ": " + leaves.status().message());
+    return std::shared_ptr<ChunkReader>(
+        std::make_shared<ParquetChunkReader>(std::move(*reader), url, std::move(*leaves), fields.size()));
   }
 
  private:
   std::string description_, schema_;
   std::vector<ChunkInfo> chunks_;
+  std::vector<std::string> fields_;  // the columns read, in their order in the files
 };
 
 bool IsParquet(const std::string& path) {
@@ -210,8 +229,15 @@ Result<std::string> Describe(const SourceLocation& location) {
     }));
   for (auto& r : readers) r.get();
   for (const Status& st : read) CHUTE_RETURN_NOT_OK(st);
+  for (const std::string& name : location.columns)
+    if (schemas[0]->GetFieldIndex(name) < 0)
+      return Status::Invalid(storage.Url(files[0].path) + " has no column '" + name + "' (its columns: " +
+                             schemas[0]->ToString() + ")");
   json::Array tree, fields;
   for (const auto& field : schemas[0]->fields()) {
+    if (!location.columns.empty() &&
+        std::find(location.columns.begin(), location.columns.end(), field->name()) == location.columns.end())
+      continue;  // not selected: neither described nor read
     CHUTE_ASSIGN_OR_RETURN(json::Object entry, ArrowColumnSchema(field->name(), *field->type(),
                                                                  storage.Url(files[0].path)));
     tree.push_back(json::Array{field->name(), "*"});
@@ -241,6 +267,13 @@ Result<std::shared_ptr<Source>> OpenParquet(const SourceLocation& location, cons
   const json::Value* schema = d.get("schema");
   const json::Value* files = d.get("files");
   if (!schema || !schema->object() || !files || !files->array()) return malformed;
+  std::vector<std::string> fields;  // the selected columns: the schema tree's keys
+  const json::Value* tree = schema->get("tree") ? schema->get("tree")->get("dict") : nullptr;
+  if (!tree || !tree->array()) return malformed;
+  for (const json::Value& entry : *tree->array()) {
+    if (!entry.array() || entry.array()->empty() || !(*entry.array())[0].string()) return malformed;
+    fields.push_back(*(*entry.array())[0].string());
+  }
   std::vector<ChunkInfo> chunks;
   for (const json::Value& file : *files->array()) {
     const json::Array* f = file.array();
@@ -252,7 +285,8 @@ Result<std::shared_ptr<Source>> OpenParquet(const SourceLocation& location, cons
     info.has_checksum = false;
     chunks.push_back(std::move(info));
   }
-  return std::shared_ptr<Source>(std::make_shared<ParquetSource>(std::move(text), std::move(chunks), json::Dump(*schema)));
+  return std::shared_ptr<Source>(
+      std::make_shared<ParquetSource>(std::move(text), std::move(chunks), json::Dump(*schema), std::move(fields)));
 }
 
 const bool registered = (RegisterSource("parquet", OpenParquet), true);

@@ -71,6 +71,9 @@ Result<std::shared_ptr<Source>> OpenSource(const std::string& requested, const S
   if (!factory)
     return Status::Invalid(location.url + ": unknown dataset format '" + format + "' (known: " + registry.Names() +
                            ")");
+  if (!location.columns.empty() && format != "parquet")
+    return Status::Invalid(location.url + ": columns= selects columns of Parquet datasets only (this one is " + format +
+                           "): select fields in a transform");
   return (*factory)(location, index);
 }
 
