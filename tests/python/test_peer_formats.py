@@ -272,12 +272,26 @@ def test_webdataset_order_resume_and_s3(s3_server, tmp_path):
                                     cache_dir=str(tmp_path / "cache"))
     local = chute.StreamingDataset(WEBDATASET)
     assert remote.core.format == "webdataset" and remote[13] == local[13]  # one ranged read
+    # The scan is kept in the cache directory: the next open reads no shard bytes.
+    before = chute._core.trace_counters()["bytes_fetched"]
+    again = chute.StreamingDataset(f"s3://{bucket}/shards", storage_options=s3_options(s3_server.endpoint),
+                                   cache_dir=str(tmp_path / "cache"))
+    assert chute._core.trace_counters()["bytes_fetched"] == before and len(again) == 24
+    assert os.listdir(tmp_path / "cache" / "webdataset-scans")
     loader = chute.StreamingDataLoader(remote, batch_size=5, num_workers=2, collate_fn=list)
     assert sorted((s["__key__"] for b in loader for s in b)) == sorted(s["__key__"] for s in local)
 
 
 def _key_only(sample):
     return {"i": int(sample["__key__"].rsplit("-", 1)[-1])}
+
+
+def test_webdataset_scan_is_redone_when_a_shard_changes(tmp_path):
+    shards = shutil.copytree(WEBDATASET, tmp_path / "shards")
+    cache = str(tmp_path / "cache")
+    assert len(chute.StreamingDataset(str(shards), cache_dir=cache)) == 24
+    os.remove(shards / "shard-000003.tar")  # 3 samples fewer
+    assert len(chute.StreamingDataset(str(shards), cache_dir=cache)) == 21
 
 
 def test_webdataset_refusals(tmp_path):

@@ -109,6 +109,9 @@ struct SourceLocation {
   std::shared_ptr<Storage> storage;  // the dataset's storage
   std::string root;                  // the dataset's path inside `storage`
   std::vector<std::string> columns;  // DatasetOptions::columns: read only these (empty: all)
+  // Where a source may keep what it derives from the data across runs (WebDataset's scan
+  // of tar headers): DatasetOptions::cache_dir, or empty (nothing kept).
+  std::string cache_dir;
 };
 
 // Makes a source for the dataset at `location`; `description` is Source::description()

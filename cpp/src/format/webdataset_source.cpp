@@ -3,19 +3,27 @@
 // 512-byte member headers only (ranged reads of 1 MiB windows for remote shards, up to
 // kScanThreads shards at once), groups consecutive members sharing a key (the path up to
 // the first dot of its basename) into samples, and keeps each sample's byte range; the scan
-// is the source's description, so worker processes do not scan again. A sample is one
+// is the source's description, so worker processes do not scan again, and it is kept in
+// the cache directory (SourceLocation::cache_dir) for the next runs, reused while the
+// shards' names and sizes are those it was made from. A sample is one
 // ranged read; its fields are its members' bytes keyed by (lower-cased) extension, plus
 // "__key__" (str); fields a sample lacks are null leaves (the Python layer drops them).
 // Compressed shards (.tar.gz, ...) and GNU sparse members are refused.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <set>
 
+#include <fstream>
+#include <sstream>
+
 #include "chute/source.h"
+#include "util/checksum.h"
 #include "util/json.h"
+#include "util/posix_file.h"
 
 namespace chute {
 
@@ -293,6 +301,31 @@ Result<std::string> Describe(const SourceLocation& location) {
   }
   if (shards.empty()) return Status::NotFound(location.url + ": no *.tar shards there (not a WebDataset dataset)");
   std::sort(shards.begin(), shards.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.path < b.path; });
+  const std::string prefix = location.root.empty() ? "" : location.root + "/";
+  auto relative = [&](const std::string& path) {
+    return path.compare(0, prefix.size(), prefix) == 0 ? path.substr(prefix.size()) : path;
+  };
+  // A scan kept by an earlier run, if it was made from these shards.
+  std::string kept;
+  if (!location.cache_dir.empty()) {
+    kept = JoinPath(JoinPath(location.cache_dir, "webdataset-scans"),
+                    ChecksumToHex(Checksum(location.url.data(), location.url.size())) + ".json");
+    std::ifstream in(kept);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (Result<json::Value> scan = json::Parse(text.str()); in && scan.ok() && scan->get("shards") &&
+                                                               scan->get("shards")->array()) {
+      const json::Array& listed = *scan->get("shards")->array();
+      bool same = listed.size() == shards.size();
+      for (size_t s = 0; same && s < shards.size(); ++s) {
+        const json::Array* entry = listed[s].array();
+        same = entry && entry->size() == 3 && (*entry)[0].string() && (*entry)[1].integer() &&
+               *(*entry)[0].string() == relative(shards[s].path) &&
+               static_cast<uint64_t>(*(*entry)[1].integer()) == shards[s].size;
+      }
+      if (same) return text.str();
+    }
+  }
   std::vector<std::vector<Sample>> samples(shards.size());
   std::vector<std::set<std::string>> fields(shards.size());
   std::vector<Status> scanned(shards.size());
@@ -308,20 +341,25 @@ Result<std::string> Describe(const SourceLocation& location) {
   std::set<std::string> all;
   for (auto& f : fields) all.insert(f.begin(), f.end());
   json::Array shard_list;
-  const std::string prefix = location.root.empty() ? "" : location.root + "/";
   for (size_t s = 0; s < shards.size(); ++s) {
     json::Array ranges;
     for (const Sample& sample : samples[s]) {
       ranges.push_back(sample.begin);
       ranges.push_back(sample.end);
     }
-    std::string file = shards[s].path.compare(0, prefix.size(), prefix) == 0 ? shards[s].path.substr(prefix.size())
-                                                                              : shards[s].path;
-    shard_list.push_back(json::Array{file, shards[s].size, std::move(ranges)});
+    shard_list.push_back(json::Array{relative(shards[s].path), shards[s].size, std::move(ranges)});
   }
   json::Array field_list(all.begin(), all.end());
-  return json::Dump(json::Object{{"format", "webdataset"}, {"fields", std::move(field_list)},
-                                 {"shards", std::move(shard_list)}});
+  std::string scan = json::Dump(json::Object{{"format", "webdataset"}, {"fields", std::move(field_list)},
+                                             {"shards", std::move(shard_list)}});
+  if (!kept.empty()) {  // best effort: a cache that cannot be written only costs a scan next time
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(kept).parent_path(), ec);
+    if (auto writer = AtomicFileWriter::Open(kept); writer.ok()) {
+      if ((*writer)->Write(std::as_bytes(std::span(scan.data(), scan.size()))).ok()) (void)(*writer)->Close();
+    }
+  }
+  return scan;
 }
 
 Result<std::shared_ptr<Source>> OpenWebDataset(const SourceLocation& location, const std::string& description) {

@@ -235,7 +235,8 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   impl->options = options;
   impl->options.description.clear();  // kept once, by the source
   CHUTE_ASSIGN_OR_RETURN(impl->source,
-                         OpenSource(options.format, SourceLocation{url, impl->storage, impl->root, options.columns},
+                         OpenSource(options.format,
+                                    SourceLocation{url, impl->storage, impl->root, options.columns, options.cache_dir},
                                     options.description));
   const auto& chunks = impl->source->chunks();
   impl->starts.push_back(0);
