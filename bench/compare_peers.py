@@ -24,8 +24,9 @@ into a fresh directory (epoch 1 downloads, epoch 2 reads its cache); WebDataset 
 its shards with curl. chute also runs with threads only (`chute-threads`: num_workers=0,
 the in-process path). Epoch 1's time and first batch include opening the dataset.
 `chute@litdata`, `chute@mosaic` and `chute@webdataset` are chute reading those libraries'
-own copies in place (litdata's index and chunks, MDS shards, tar shards); the summary
-compares each with the library that wrote it.
+own copies in place (litdata's index and chunks, MDS shards, tar shards; for tokens,
+litdata's TokensLoader dataset and Mosaic's ndarray:int32 blocks, after those libraries'
+runs wrote them); the summary compares each with the library that wrote it.
 
 Peak memory is sampled from /proc over the process and its DataLoader workers: RSS
 (counting mapped file pages, e.g. chunks read through mmap) and anonymous RSS (private
@@ -79,10 +80,13 @@ def _document(i):
 
 # ---- one library per process -----------------------------------------------------------
 
-def run_chute(args, workdir, out_dtype):
+def run_chute(args, workdir, out_dtype, copy="chute"):
+    """chute reading its own copy, or (copy "litdata" / "mosaic") that library's, in place."""
     import chute
 
-    path = os.path.join(workdir, "chute")
+    path = os.path.join(workdir, copy)
+    if copy != "chute" and not os.path.exists(os.path.join(path, "index.json")):
+        sys.exit(f"chute@{copy} reads {copy}'s copy of the tokens: run {copy} first (--libs {copy} chute@{copy})")
     if not os.path.exists(os.path.join(path, "index.json")):
         chute.optimize(_document, range(len(_DOCS[1]) - 1), path, chunk_bytes="64MB", num_workers=2,
                        progress=False, overwrite=True)
@@ -325,6 +329,8 @@ def run_one(lib, args):
         first, seconds, blocks = run_chute(args, workdir, "int32")
     elif lib == "chute-int64":
         first, seconds, blocks = run_chute(args, workdir, "int64")
+    elif lib.startswith("chute@"):
+        first, seconds, blocks = run_chute(args, workdir, "int32", copy=lib.split("@")[1])
     elif lib == "litdata":
         first, seconds, blocks = run_litdata(args, workdir)
     else:
@@ -428,6 +434,9 @@ def main():
     for peer in ("litdata", "mosaic"):
         if "chute" in results and peer in results:
             print(f"chute / {peer}: {results['chute']['tokens_per_s'] / results[peer]['tokens_per_s']:.1f}x tokens/s")
+        if f"chute@{peer}" in results and peer in results:
+            print(f"in place, {peer}'s dataset: chute / {peer}: "
+                  f"{results[f'chute@{peer}']['tokens_per_s'] / results[peer]['tokens_per_s']:.1f}x tokens/s")
 
 
 if __name__ == "__main__":
