@@ -26,6 +26,19 @@ LITDATA_VARIANTS = ["rows", "tree", "tree-zstd-batch", "tree-zstd-sample", "tree
 VARIANTS = ["plain", "zstd", "gz"]  # uncompressed shards; whole shards compressed with zstd:7, gzip
 
 
+def _upload(server, local_dir, prefix):
+    """Copies the files of `local_dir` to s3://<new bucket>/<prefix>/ on `server`; the bucket."""
+    import boto3
+
+    bucket = f"peers-{uuid.uuid4().hex[:12]}"
+    create_s3_bucket(server.endpoint, bucket)
+    s3 = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    for name in os.listdir(local_dir):
+        s3.upload_file(os.path.join(local_dir, name), bucket, f"{prefix}/{name}")
+    return bucket
+
+
 def _expected(variant, root=MDS):
     with open(os.path.join(root, f"{variant}.expected.pkl"), "rb") as f:
         return pickle.load(f)
@@ -84,16 +97,8 @@ def test_mds_order_and_resume_on_any_layout():
 
 
 def test_mds_from_s3_through_the_node_cache(s3_server, tmp_path):
-    import boto3
-
-    bucket = f"mds-{uuid.uuid4().hex[:12]}"
-    create_s3_bucket(s3_server.endpoint, bucket)
-    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
     for variant in ("plain", "zstd"):
-        root = os.path.join(MDS, variant)
-        for name in os.listdir(root):
-            s3.upload_file(os.path.join(root, name), bucket, f"{variant}/{name}")
+        bucket = _upload(s3_server, os.path.join(MDS, variant), variant)
         ds = chute.StreamingDataset(f"s3://{bucket}/{variant}", storage_options=s3_options(s3_server.endpoint),
                                     cache_dir=str(tmp_path / "cache"), shuffle=True, seed=3)
         expected = _expected(variant)
@@ -169,16 +174,8 @@ def test_litdata_samples_equal_what_litdata_reads(variant):
 
 
 def test_litdata_from_s3_with_workers(s3_server, tmp_path):
-    import boto3
-
-    bucket = f"lit-{uuid.uuid4().hex[:12]}"
-    create_s3_bucket(s3_server.endpoint, bucket)
-    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
     for variant in ("rows", "tree-zstd-batch", "tree-zstd-chunk"):
-        root = os.path.join(LITDATA, variant)
-        for name in os.listdir(root):
-            s3.upload_file(os.path.join(root, name), bucket, f"{variant}/{name}")
+        bucket = _upload(s3_server, os.path.join(LITDATA, variant), variant)
         ds = chute.StreamingDataset(f"s3://{bucket}/{variant}", storage_options=s3_options(s3_server.endpoint),
                                     cache_dir=str(tmp_path / "cache"), shuffle=True)
         expected = _expected(variant, LITDATA)
@@ -260,14 +257,7 @@ def test_webdataset_order_resume_and_s3(s3_server, tmp_path):
     reference = global_batches(run_layout(WEBDATASET, 1, 1, 0, transform=_key_only)[0])
     assert sorted(sum(reference, [])) == list(range(24))
     assert global_batches(run_layout(WEBDATASET, 1, 2, 2, transform=_key_only)[0]) == reference
-    import boto3
-
-    bucket = f"wds-{uuid.uuid4().hex[:12]}"
-    create_s3_bucket(s3_server.endpoint, bucket)
-    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
-    for name in os.listdir(WEBDATASET):
-        s3.upload_file(os.path.join(WEBDATASET, name), bucket, f"shards/{name}")
+    bucket = _upload(s3_server, WEBDATASET, "shards")
     remote = chute.StreamingDataset(f"s3://{bucket}/shards", storage_options=s3_options(s3_server.endpoint),
                                     cache_dir=str(tmp_path / "cache"))
     local = chute.StreamingDataset(WEBDATASET)
@@ -389,14 +379,7 @@ def test_parquet_order_resume_and_s3(s3_server, tmp_path):
     reference = global_batches(run_layout(path, 1, 1, 0, transform=only_id)[0])
     assert sorted(sum(reference, [])) == list(range(120))
     assert global_batches(run_layout(path, 1, 2, 2, transform=only_id)[0]) == reference
-    import boto3
-
-    bucket = f"pq-{uuid.uuid4().hex[:12]}"
-    create_s3_bucket(s3_server.endpoint, bucket)
-    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
-    for name in os.listdir(tmp_path / "hf" / "data"):
-        s3.upload_file(str(tmp_path / "hf" / "data" / name), bucket, f"hf/data/{name}")
+    bucket = _upload(s3_server, str(tmp_path / "hf" / "data"), "hf/data")
     remote = chute.StreamingDataset(f"s3://{bucket}/hf", storage_options=s3_options(s3_server.endpoint),
                                     cache_dir=str(tmp_path / "cache"), shuffle=True, transform=only_id)
     assert remote.core.format == "parquet" and remote[77] == {"i": 77}  # ranged reads of one row group
@@ -418,14 +401,10 @@ def test_parquet_columns_reads_only_those(s3_server, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    bucket = f"pqc-{uuid.uuid4().hex[:12]}"
-    create_s3_bucket(s3_server.endpoint, bucket)
     big = pa.table({"id": list(range(64)), "blob": [os.urandom(200_000) for _ in range(64)]})
-    pq.write_table(big, str(tmp_path / "t.parquet"), row_group_size=64, compression="none")
-    import boto3
-
-    boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").upload_file(str(tmp_path / "t.parquet"), bucket, "p/t.parquet")
+    os.makedirs(tmp_path / "p")
+    pq.write_table(big, str(tmp_path / "p" / "t.parquet"), row_group_size=64, compression="none")
+    bucket = _upload(s3_server, str(tmp_path / "p"), "p")
 
     def fetched(**kwargs):
         before = chute._core.trace_counters()["bytes_fetched"]
@@ -439,6 +418,6 @@ def test_parquet_columns_reads_only_those(s3_server, tmp_path):
     assert only_id == {"id": 10} and everything["blob"] == big.column("blob")[10].as_py()
     assert few < 1_000_000 < 12_000_000 < many  # the blob column chunk (12.8 MB) was not fetched
     with pytest.raises(Exception, match=r"t\.parquet has no column 'nope' \(its columns"):
-        chute.StreamingDataset(str(tmp_path), columns=["nope"])
+        chute.StreamingDataset(str(tmp_path / "p"), columns=["nope"])
     with pytest.raises(Exception, match=r"columns= selects columns of Parquet datasets only"):
         chute.StreamingDataset(os.path.join(MDS, "plain"), columns=["i"])

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "format/foreign_source.h"
 #include "format/litdata.h"
 #include "util/json.h"
 
@@ -124,49 +125,30 @@ Result<json::Value> Tree(const json::Value& node, const std::string& path, std::
   return json::Value(json::Object{{container, std::move(out)}});
 }
 
-class LitdataSource final : public Source {
+class LitdataSource final : public ForeignSource {
  public:
   LitdataSource(std::string index_text, std::vector<ChunkInfo> chunks, std::vector<uint64_t> raw_sizes,
                 std::vector<bool> whole_file, std::shared_ptr<const Config> config, std::string schema)
-      : index_text_(std::move(index_text)), chunks_(std::move(chunks)), raw_sizes_(std::move(raw_sizes)),
-        whole_file_(std::move(whole_file)), config_(std::move(config)), schema_(std::move(schema)) {}
+      : ForeignSource("litdata", "index.json", std::move(index_text), std::move(chunks), std::move(schema)),
+        raw_sizes_(std::move(raw_sizes)), whole_file_(std::move(whole_file)), config_(std::move(config)) {}
 
-  const std::string& format() const override {
-    static const std::string name = "litdata";
-    return name;
-  }
-  const std::string& index_name() const override {
-    static const std::string name = "index.json";
-    return name;
-  }
-  const std::vector<ChunkInfo>& chunks() const override { return chunks_; }
-  const std::string& schema_json() const override { return schema_; }
-  const std::string& description() const override { return index_text_; }
-  const std::string& compression() const override {
-    static const std::string none;
-    return none;
-  }
   uint64_t TablesSizeHint(uint32_t c) const override {
-    const uint64_t n = chunks_[c].num_items;
-    if (whole_file_[c]) return chunks_[c].num_bytes;
+    const uint64_t n = chunks()[c].num_items;
+    if (whole_file_[c]) return chunks()[c].num_bytes;
     if (config_->compression == Compression::kBatch)  // the framed header, offsets and frame records
       return 24 + 4 * (n + 1) + 24 * ((n + config_->batch_size - 1) / config_->batch_size);
     return 4 + 4 * (n + 1);  // the classic offsets
   }
-  uint64_t NumCheckFlags(uint32_t) const override { return 0; }
   bool token_blocks_within_chunks() const override { return true; }  // as litdata's TokensLoader reads them
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
                                                  bool, std::atomic<uint8_t>*) const override {
-    return litdata::OpenChunk(config_, std::move(bytes), url, chunks_[c].num_items, raw_sizes_[c], whole_file_[c]);
+    return litdata::OpenChunk(config_, std::move(bytes), url, chunks()[c].num_items, raw_sizes_[c], whole_file_[c]);
   }
 
  private:
-  std::string index_text_;
-  std::vector<ChunkInfo> chunks_;
   std::vector<uint64_t> raw_sizes_;
   std::vector<bool> whole_file_;
   std::shared_ptr<const Config> config_;
-  std::string schema_;
 };
 
 const json::Value* Member(const json::Value& v, const char* key) {

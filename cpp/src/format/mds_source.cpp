@@ -10,6 +10,7 @@
 // refused when the dataset is opened.
 #include <cstdlib>
 
+#include "format/foreign_source.h"
 #include "format/mds.h"
 #include "util/bytes.h"
 #include "util/codec.h"
@@ -97,37 +98,19 @@ struct Shard {
   std::string compression;  // the family of zip_data, or ""
 };
 
-class MdsSource final : public Source {
+class MdsSource final : public ForeignSource {
  public:
-  MdsSource(std::string index_text, std::vector<ChunkInfo> chunks, std::vector<Shard> shards,
-            std::vector<ColumnSpec> columns)
-      : index_text_(std::move(index_text)), chunks_(std::move(chunks)), shards_(std::move(shards)),
-        columns_(std::make_shared<const std::vector<ColumnSpec>>(std::move(columns))),
-        schema_(SchemaJson(*columns_)) {}
+  MdsSource(std::string index_text, std::vector<ChunkInfo> chunks, std::vector<Shard> shards, Columns columns)
+      : ForeignSource("mds", "index.json", std::move(index_text), std::move(chunks), SchemaJson(*columns)),
+        shards_(std::move(shards)), columns_(std::move(columns)) {}
 
-  const std::string& format() const override {
-    static const std::string name = "mds";
-    return name;
-  }
-  const std::string& index_name() const override {
-    static const std::string name = "index.json";
-    return name;
-  }
-  const std::vector<ChunkInfo>& chunks() const override { return chunks_; }
-  const std::string& schema_json() const override { return schema_; }
-  const std::string& description() const override { return index_text_; }
-  const std::string& compression() const override {
-    static const std::string none;
-    return none;  // chute's own compression; MDS's is whole-file, undone when a shard is opened
-  }
   uint64_t TablesSizeHint(uint32_t c) const override {
-    return shards_[c].compression.empty() ? 4 + 4 * (chunks_[c].num_items + 1) : chunks_[c].num_bytes;
+    return shards_[c].compression.empty() ? 4 + 4 * (chunks()[c].num_items + 1) : chunks()[c].num_bytes;
   }
-  uint64_t NumCheckFlags(uint32_t) const override { return 0; }
 
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
                                                  bool, std::atomic<uint8_t>*) const override {
-    const ChunkInfo& info = chunks_[c];
+    const ChunkInfo& info = chunks()[c];
     std::shared_ptr<std::vector<std::byte>> inflated;
     const std::byte* base = bytes->data();
     if (!shards_[c].compression.empty()) {  // no random access inside: the whole shard, decompressed
@@ -156,11 +139,8 @@ class MdsSource final : public Source {
   }
 
  private:
-  std::string index_text_;
-  std::vector<ChunkInfo> chunks_;
   std::vector<Shard> shards_;
   Columns columns_;
-  std::string schema_;
 };
 
 const std::string* StringAt(const json::Value& v, const char* key) {
@@ -252,7 +232,8 @@ Result<std::shared_ptr<Source>> OpenMds(const SourceLocation& location, const st
   }
   if (chunks.empty()) return invalid("it lists no shards");
   return std::shared_ptr<Source>(
-      std::make_shared<MdsSource>(std::move(*text), std::move(chunks), std::move(shard_info), std::move(columns)));
+      std::make_shared<MdsSource>(std::move(*text), std::move(chunks), std::move(shard_info),
+                                  std::make_shared<const std::vector<ColumnSpec>>(std::move(columns))));
 }
 
 const bool registered = (RegisterSource("mds", OpenMds), true);

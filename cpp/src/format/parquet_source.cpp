@@ -22,6 +22,7 @@
 
 #include "chute/source.h"
 #include "format/arrow_rows.h"
+#include "format/foreign_source.h"
 #include "util/json.h"
 
 namespace chute {
@@ -141,30 +142,14 @@ class ParquetChunkReader final : public ChunkReader {
   std::shared_ptr<arrow::RecordBatch> cached_;
 };
 
-class ParquetSource final : public Source {
+class ParquetSource final : public ForeignSource {
  public:
   ParquetSource(std::string description, std::vector<ChunkInfo> chunks, std::string schema,
                 std::vector<std::string> fields)
-      : description_(std::move(description)), chunks_(std::move(chunks)), schema_(std::move(schema)),
+      : ForeignSource("parquet", "*.parquet", std::move(description), std::move(chunks), std::move(schema)),
         fields_(std::move(fields)) {}
 
-  const std::string& format() const override {
-    static const std::string name = "parquet";
-    return name;
-  }
-  const std::string& index_name() const override {
-    static const std::string name = "*.parquet";
-    return name;
-  }
-  const std::vector<ChunkInfo>& chunks() const override { return chunks_; }
-  const std::string& schema_json() const override { return schema_; }
-  const std::string& description() const override { return description_; }
-  const std::string& compression() const override {
-    static const std::string none;
-    return none;
-  }
-  uint64_t TablesSizeHint(uint32_t c) const override { return std::min<uint64_t>(chunks_[c].num_bytes, 64 << 10); }
-  uint64_t NumCheckFlags(uint32_t) const override { return 0; }
+  uint64_t TablesSizeHint(uint32_t c) const override { return std::min<uint64_t>(chunks()[c].num_bytes, 64 << 10); }
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
                                                  bool, std::atomic<uint8_t>*) const override {
     auto reader = parquet::arrow::OpenFile(std::make_shared<RangeFile>(std::move(bytes)), arrow::default_memory_pool());
@@ -184,8 +169,6 @@ class ParquetSource final : public Source {
   }
 
  private:
-  std::string description_, schema_;
-  std::vector<ChunkInfo> chunks_;
   std::vector<std::string> fields_;  // the columns read, in their order in the files
 };
 

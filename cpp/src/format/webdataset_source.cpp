@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "chute/source.h"
+#include "format/foreign_source.h"
 #include "util/checksum.h"
 #include "util/json.h"
 #include "util/posix_file.h"
@@ -233,51 +234,35 @@ class TarSampleReader final : public ChunkReader {
   std::shared_ptr<const std::vector<std::string>> fields_;
 };
 
-class WebDatasetSource final : public Source {
+// The schema: "__key__" (str), then each extension (bytes).
+std::string TarSchema(const std::vector<std::string>& fields) {
+  json::Array tree{json::Array{"__key__", "*"}}, schema_fields{json::Object{{"name", "__key__"}, {"type", "str"}}};
+  for (const std::string& f : fields) {
+    tree.push_back(json::Array{f, "*"});
+    schema_fields.push_back(json::Object{{"name", f}, {"type", "bytes"}});
+  }
+  return json::Dump(json::Object{{"tree", json::Object{{"dict", std::move(tree)}}}, {"fields", std::move(schema_fields)}});
+}
+
+class WebDatasetSource final : public ForeignSource {
  public:
   WebDatasetSource(std::string description, std::vector<ChunkInfo> chunks,
                    std::vector<std::shared_ptr<const Ranges>> ranges, std::vector<std::string> fields)
-      : description_(std::move(description)), chunks_(std::move(chunks)), ranges_(std::move(ranges)),
-        fields_(std::make_shared<const std::vector<std::string>>(std::move(fields))) {
-    json::Array tree{json::Array{"__key__", "*"}}, schema_fields{json::Object{{"name", "__key__"}, {"type", "str"}}};
-    for (const std::string& f : *fields_) {
-      tree.push_back(json::Array{f, "*"});
-      schema_fields.push_back(json::Object{{"name", f}, {"type", "bytes"}});
-    }
-    schema_ = json::Dump(json::Object{{"tree", json::Object{{"dict", std::move(tree)}}},
-                                      {"fields", std::move(schema_fields)}});
-  }
+      : ForeignSource("webdataset", "*.tar", std::move(description), std::move(chunks), TarSchema(fields)),
+        ranges_(std::move(ranges)), fields_(std::make_shared<const std::vector<std::string>>(std::move(fields))) {}
 
-  const std::string& format() const override {
-    static const std::string name = "webdataset";
-    return name;
-  }
-  const std::string& index_name() const override {
-    static const std::string name = "*.tar";
-    return name;
-  }
-  const std::vector<ChunkInfo>& chunks() const override { return chunks_; }
-  const std::string& schema_json() const override { return schema_; }
-  const std::string& description() const override { return description_; }
-  const std::string& compression() const override {
-    static const std::string none;
-    return none;
-  }
   uint64_t TablesSizeHint(uint32_t c) const override {
     return ranges_[c]->empty() ? 0 : (*ranges_[c])[0].second;  // the first sample
   }
-  uint64_t NumCheckFlags(uint32_t) const override { return 0; }
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
                                                  bool, std::atomic<uint8_t>*) const override {
-    if (bytes->size() != chunks_[c].num_bytes)
+    if (bytes->size() != chunks()[c].num_bytes)
       return Status::Corrupt(url + ": " + std::to_string(bytes->size()) + " bytes, " +
-                             std::to_string(chunks_[c].num_bytes) + " when the dataset was opened (the shard changed)");
+                             std::to_string(chunks()[c].num_bytes) + " when the dataset was opened (the shard changed)");
     return std::shared_ptr<ChunkReader>(std::make_shared<TarSampleReader>(std::move(bytes), url, ranges_[c], fields_));
   }
 
  private:
-  std::string description_, schema_;
-  std::vector<ChunkInfo> chunks_;
   std::vector<std::shared_ptr<const Ranges>> ranges_;  // per shard
   std::shared_ptr<const std::vector<std::string>> fields_;  // sorted extensions
 };

@@ -11,13 +11,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
 #include <vector>
 
-#include "storage/upload_pool.h"
+#include "storage/stream_writer.h"
 #include "util/process_owner.h"
 #include "chute/trace.h"
 
@@ -215,7 +214,12 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
       ARROW_ASSIGN_OR_RAISE(stream, fs.OpenOutputStream(target));
       return arrow::Status::OK();
     }));
-    return std::unique_ptr<ObjectWriter>(new StreamWriter(shared_from_this(), path, target, std::move(stream)));
+    auto self = shared_from_this();
+    return MakeStreamWriter(self, path, target, std::move(stream), scheme_ == "s3",
+                            [self](const std::string& from, const std::string& to) {  // retried: copying again is harmless
+                              return self->Retry(to, "copy into place",
+                                                 [&](arrow::fs::FileSystem& fs) { return fs.CopyFile(from, to); });
+                            });
   }
 
   Status Delete(const std::string& path) override {
@@ -223,88 +227,6 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   }
 
  private:
-  // Arrow's output stream: a multipart upload for S3 (parts sent in the background while
-  // the caller writes), completed by Close() so that the object appears whole; Abort()
-  // cancels it. For S3, Write() hands Arrow at most kPieceBytes at a time and then waits
-  // until the process's S3 upload buffers fit in kBudgetBytes (upload_pool.h), so memory
-  // stays bounded while parts keep flowing; a Flush() every kFlushBytes reports a failed
-  // part within that much instead of at Close(). (GCS streams upload as they are written.)
-  class StreamWriter final : public ObjectWriter {
-   public:
-    static constexpr uint64_t kPieceBytes = uint64_t{16} << 20;
-    static constexpr int64_t kBudgetBytes = int64_t{128} << 20;
-    static constexpr uint64_t kFlushBytes = uint64_t{1} << 30;
-    // Writes `target` (`path`, or a temporary name copied to `path` on Close()).
-    StreamWriter(std::shared_ptr<ArrowStorage> storage, std::string path, std::string target,
-                 std::shared_ptr<arrow::io::OutputStream> stream)
-        : storage_(std::move(storage)), path_(std::move(path)), target_(std::move(target)), stream_(std::move(stream)) {
-      if (storage_->scheme_ == "s3") counted_.emplace();
-    }
-    ~StreamWriter() override { (void)Abort(); }
-
-    Status Write(std::span<const std::byte> data) override {
-      if (!stream_) return Status::Invalid(storage_->Url(path_) + ": written after it was closed or failed");
-      while (!data.empty()) {  // in pieces, so that even one huge write waits for room
-        size_t n = static_cast<size_t>(std::min<uint64_t>(data.size(), kPieceBytes));
-        arrow::Status st = stream_->Write(data.data(), static_cast<int64_t>(n));
-        if (st.ok() && (unflushed_ += n) >= kFlushBytes) {
-          st = stream_->Flush();
-          unflushed_ = 0;
-        }
-        if (st.ok() && counted_ &&
-            !S3UploadPool::Get().WaitForRoom(kBudgetBytes, std::chrono::seconds(kStallSeconds)))
-          st = arrow::Status::IOError("uploads made no progress for ", kStallSeconds, " s");
-        if (!st.ok()) {
-          (void)Abort();  // nothing partial is left
-          return Failed("write", st);
-        }
-        data = data.subspan(n);
-      }
-      return Status::OK();
-    }
-    Status Close() override {
-      if (!stream_) return Status::Invalid(storage_->Url(path_) + ": closed twice, or after a failure");
-      std::shared_ptr<arrow::io::OutputStream> stream = std::exchange(stream_, nullptr);
-      if (arrow::Status st = stream->Close(); !st.ok()) {
-        (void)stream->Abort();  // a multipart upload left open would keep its parts
-        RemoveTarget();
-        return Failed("write", st);
-      }
-      if (target_ == path_) return Status::OK();
-      // Copied (retried: copying again is harmless), then the temporary removed once.
-      Status copied = storage_->Retry(path_, "copy into place", [&](arrow::fs::FileSystem& fs) {
-        return fs.CopyFile(target_, path_);
-      });
-      RemoveTarget();
-      return copied;
-    }
-    Status Abort() override {
-      if (!stream_) return Status::OK();
-      arrow::Status st = std::exchange(stream_, nullptr)->Abort();
-      RemoveTarget();
-      return st.ok() ? Status::OK() : Failed("abort the upload of", st);
-    }
-
-   private:
-    // Streams are not retried (a part cannot be sent again by this stream): the caller
-    // saves again.
-    Status Failed(const char* what, const arrow::Status& st) const {
-      return Status::IOError(storage_->Url(path_) + ": " + what + " failed: " + st.message() +
-                             " (nothing was left behind; save again)");
-    }
-    // The temporary object, if any (never `path`: an object there before stays).
-    void RemoveTarget() {
-      if (target_ != path_) (void)storage_->Delete(target_);
-    }
-
-    std::shared_ptr<ArrowStorage> storage_;
-    std::string path_, target_;
-    std::shared_ptr<arrow::io::OutputStream> stream_;
-    uint64_t unflushed_ = 0;
-    std::optional<S3UploadPool::Writer> counted_;  // S3: its part buffer widens the budget
-    static constexpr int kStallSeconds = 600;
-  };
-
   std::shared_ptr<arrow::fs::FileSystem> Client() {
     std::lock_guard lock(mu_);
     return fs_;
