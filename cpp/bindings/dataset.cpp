@@ -49,11 +49,12 @@ void init_dataset(nb::module_& m) {
                   [](const std::string& url, const std::string& format, bool verify_checksums,
                      const StorageOptions& storage_options, uint64_t part_size, size_t concurrency,
                      const std::string& cache_dir, uint64_t max_cache_size, const std::string& description,
-                     const std::vector<std::string>& columns) {
+                     const std::vector<std::string>& columns, bool allow_missing) {
                     DatasetOptions o;
                     o.format = format;
                     o.description = description;
                     o.columns = columns;
+                    o.allow_missing = allow_missing;
                     o.verify_checksums = verify_checksums;
                     o.part_size = part_size;
                     o.concurrency = concurrency;
@@ -65,7 +66,8 @@ void init_dataset(nb::module_& m) {
                   "url"_a, "format"_a = kDefaults.format, "verify_checksums"_a = kDefaults.verify_checksums,
                   "storage_options"_a = StorageOptions{}, "part_size"_a = kDefaults.part_size,
                   "concurrency"_a = kDefaults.concurrency, "cache_dir"_a = "", "max_cache_size"_a = 0,
-                  "description"_a = "", "columns"_a = std::vector<std::string>{})
+                  "description"_a = "", "columns"_a = std::vector<std::string>{},
+                  "allow_missing"_a = kDefaults.allow_missing)
       .def("__len__", &Dataset::num_items)
       .def_prop_ro("is_local", &Dataset::is_local, "Local files: usable in forked processes.")
       .def_prop_ro("description", [](const Dataset& d) { return d.source().description(); },
@@ -96,9 +98,11 @@ void init_dataset(nb::module_& m) {
                nb::gil_scoped_release release;
                return d.ReadItem(i);
              }();
-             return ToPython(Unwrap(std::move(item)));
+             Item got = Unwrap(std::move(item));
+             return got.missing ? nb::none() : nb::object(ToPython(std::move(got)));
            },
-           "i"_a, "The leaves of item i, for random access: an uncached remote chunk is read only in part.");
+           "i"_a, "The leaves of item i, for random access: an uncached remote chunk is read only in part. None: "
+           "its objects are missing (raw objects with allow_missing).");
 }
 
 }  // namespace chute::bindings

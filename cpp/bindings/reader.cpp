@@ -40,8 +40,8 @@ struct PyReader {
   uint64_t block_size = 0;  // token mode
   DType token_dtype;
 
-  // The next batch: a list of items' leaves, or a [n, block_size] array of tokens;
-  // None at the end.
+  // The next batch: a list of items' leaves (or, for an item skipped because its objects
+  // are missing, its global id), or a [n, block_size] array of tokens; None at the end.
   nb::object Next() {
     Batch batch;
     Result<bool> more = [&] {
@@ -52,7 +52,12 @@ struct PyReader {
     if (block_size)
       return nb::cast(OwnedArray(std::move(batch.tokens), batch.ids.size(), block_size, token_dtype));
     nb::list out;
-    for (Item& item : batch.items) out.append(ToPython(std::move(item)));
+    for (size_t k = 0; k < batch.items.size(); ++k) {
+      if (batch.items[k].missing)
+        out.append(batch.ids[k]);
+      else
+        out.append(ToPython(std::move(batch.items[k])));
+    }
     return out;
   }
 };
@@ -95,7 +100,8 @@ void init_reader(nb::module_& m) {
            "batch_size"_a = kDefaults.batch_size, "start"_a = 0, "drop_last"_a = kDefaults.drop_last,
            "prefetch_bytes"_a = kDefaults.prefetch_bytes, "scheduled"_a = false)
       .def("next", &PyReader::Next,
-           "The next batch (a list of items' leaves, or a [n, block_size] token array), or None at the end.")
+           "The next batch (a list of items' leaves, or the global id of an item skipped for its missing objects; "
+           "or a [n, block_size] token array), or None at the end.")
       .def("schedule",
            [](PyReader& r, uint64_t start, uint64_t stride, uint64_t count) {
              Check(r.reader->Schedule(start, stride, count));

@@ -138,7 +138,20 @@ void init_storage(nb::module_& m) {
                names.push_back(o.path.starts_with(prefix) ? o.path.substr(prefix.size()) : o.path);
              return names;
            },
-           "dir"_a, "Names of the objects directly under `dir` (\"\": this storage's URL; not recursive).");
+           "dir"_a, "Names of the objects directly under `dir` (\"\": this storage's URL; not recursive).")
+      .def("walk",
+           [](const StorageLocation& s) {
+             Result<std::vector<ObjectInfo>> objects = [&] {
+               nb::gil_scoped_release release;
+               return s.storage->ListTree(s.path);
+             }();
+             nb::list out;
+             const std::string prefix = JoinPath(s.path, "");
+             for (auto& o : Unwrap(std::move(objects)))
+               out.append(nb::make_tuple(o.path.starts_with(prefix) ? o.path.substr(prefix.size()) : o.path, o.size));
+             return out;
+           },
+           "(name, size) of every object under this storage's URL, recursively, in no order.");
 }
 
 }  // namespace chute::bindings

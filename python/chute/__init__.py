@@ -18,6 +18,7 @@ from chute.dataset import StreamingDataset, at_exit
 from chute.executors import RayExecutor
 from chute.loader import StreamingDataLoader
 from chute.optimize import OptimizeError, optimize
+from chute.raw import StreamingRawDataset
 from chute.tokens import TokensLoader
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "RayExecutor",
     "StreamingDataLoader",
     "StreamingDataset",
+    "StreamingRawDataset",
     "TokensLoader",
     "cmake_prefix_path",
     "optimize",

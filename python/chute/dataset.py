@@ -23,6 +23,21 @@ from chute.tokens import TokensLoader
 _DEFAULTS = _core.DEFAULTS  # the C++ options' defaults (one definition)
 
 
+class _Skipped:
+    """Yielded in place of a sample skipped for its missing objects (raw objects with
+    allow_missing) under a StreamingDataLoader, so that batches keep their positions in the
+    epoch (resume counts them); the loader's collate drops it."""
+
+    def __reduce__(self):
+        return "SKIPPED"
+
+    def __repr__(self):
+        return "chute.dataset.SKIPPED"
+
+
+SKIPPED = _Skipped()
+
+
 class StreamingDataset(IterableDataset):
     """Streams the samples of a dataset written by :func:`chute.optimize`.
 
@@ -79,6 +94,8 @@ class StreamingDataset(IterableDataset):
     zero-copy views of the chunk (tensors share that memory too); copy before writing.
     """
 
+    _allow_missing = False  # raw datasets: skip samples whose objects are missing
+
     def __init__(self, input_dir, *, shuffle: bool = False, seed: int = _DEFAULTS["seed"], drop_last: bool = False,
                  transform=None, partitions: int = _DEFAULTS["partitions"], shuffle_window=1,
                  verify_checksums: bool = True, storage_options=None, part_size=_DEFAULTS["part_size"],
@@ -112,6 +129,7 @@ class StreamingDataset(IterableDataset):
         # persistent ones) through inherited shared memory.
         self._position = multiprocessing.RawArray("q", 2)
         self._batch_size = 1  # set by StreamingDataLoader: workers take whole batches
+        self._in_loader = False  # set by StreamingDataLoader: skipped samples are yielded as SKIPPED
         self._open()
         self.window_items = self._window_items(shuffle_window)
 
@@ -121,7 +139,7 @@ class StreamingDataset(IterableDataset):
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
                                         max_cache_size=self.max_cache_size, description=description,
-                                        columns=self.columns)
+                                        columns=self.columns, allow_missing=self._allow_missing)
         if self._core.cache_path:
             _clean_up_at_exit()
         self._decoder = Decoder(json.loads(self._core.schema_json))
@@ -218,7 +236,15 @@ class StreamingDataset(IterableDataset):
         """The samples of a Reader batch: decoded items, or the rows of a token batch."""
         if self.blocks is not None:
             return self._tokens(batch)
-        return (self._decode(leaves) for leaves in batch)
+        return (self._skip(leaves) if isinstance(leaves, int) else self._decode(leaves) for leaves in batch)
+
+    def _skip(self, item: int):
+        """SKIPPED for global item `item`, whose objects are missing (recorded)."""
+        self._note_skipped(item)
+        return SKIPPED
+
+    def _note_skipped(self, item: int) -> None:
+        pass  # only raw datasets skip items
 
     def epoch_order(self, epoch: int) -> _core.EpochOrder:
         """The order of epoch ``epoch`` (position -> global item or block id)."""
@@ -254,7 +280,11 @@ class StreamingDataset(IterableDataset):
             raise IndexError(f"index {index} out of range for {self.input_dir} ({n} samples)")
         if self.blocks is not None:
             return self._tokens(self.blocks.gather(np.array([i], dtype=np.uint64), self.item_loader.dtype))[0]
-        return self._decode(self.core.read(i))  # an uncached remote chunk is read only in part
+        leaves = self.core.read(i)  # an uncached remote chunk is read only in part
+        return self._missing(i) if leaves is None else self._decode(leaves)
+
+    def _missing(self, index: int):
+        raise FileNotFoundError(f"{self.input_dir}: sample {index} has a missing object")
 
     def _tokens(self, blocks):
         """A [n, block_size] token array from C++ as a tensor (no copy), transformed."""
@@ -271,7 +301,10 @@ class StreamingDataset(IterableDataset):
 
     def _read(self, reader):
         while (batch := reader.next()) is not None:
-            yield from self._samples(batch)
+            if self._in_loader:
+                yield from self._samples(batch)
+            else:
+                yield from (s for s in self._samples(batch) if s is not SKIPPED)
 
 
 _malloc_tuned_pid = None

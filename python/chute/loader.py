@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, default_collate
 from chute import _core, _profile
 from chute._distributed import current_layout
 from chute._shared_batch import SharedCollate, forget_exited_workers, worker_counters
-from chute.dataset import StreamingDataset, keep_freed_memory
+from chute.dataset import SKIPPED, StreamingDataset, keep_freed_memory
 
 STATE_VERSION = 1
 
@@ -73,10 +73,14 @@ class StreamingDataLoader(DataLoader):
             self._token_prefetch = kwargs.get("prefetch_factor") or 2
             super().__init__(dataset, batch_size=None, num_workers=0, pin_memory=kwargs.get("pin_memory", False))
         else:
+            dataset._in_loader = True
+            collate = _DropSkipped(kwargs.get("collate_fn") or default_collate)
             if num_workers > 0:
-                kwargs["collate_fn"] = self._collate = SharedCollate(kwargs.get("collate_fn") or default_collate)
+                kwargs["collate_fn"] = self._collate = SharedCollate(collate)
             elif profile_batches:
-                kwargs["collate_fn"] = _profile.Collate(kwargs.get("collate_fn") or default_collate)
+                kwargs["collate_fn"] = _profile.Collate(collate)
+            else:
+                kwargs["collate_fn"] = collate
             super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
         self._next_epoch = dataset.epoch
         self._resume_at = dataset._epoch_start()  # where the next iteration starts
@@ -196,6 +200,18 @@ class StreamingDataLoader(DataLoader):
 
 
 _END = object()
+
+
+class _DropSkipped:
+    """A collate function without the samples skipped for their missing objects (a batch of
+    raw objects with allow_missing may hold fewer samples; an all-skipped one is [])."""
+
+    def __init__(self, collate):
+        self.collate = collate
+
+    def __call__(self, samples):
+        kept = [s for s in samples if s is not SKIPPED]
+        return self.collate(kept) if kept else []
 
 
 def _diff(saved, now, path="") -> list:

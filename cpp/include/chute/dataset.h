@@ -78,6 +78,9 @@ struct DatasetOptions {
   // The columns to read, for formats that can read fewer (Parquet: only their byte
   // ranges are fetched); empty: all. Invalid for the others.
   std::vector<std::string> columns;
+  // Raw objects (format "raw"): an item whose object is missing is skipped (it comes back
+  // without leaves, and readers drop it) instead of failing with an error naming it.
+  bool allow_missing = false;
 };
 
 // Leaves every node cache this process uses: drops its chunk references and its

@@ -63,6 +63,9 @@ struct Item {
   // When the item is read in place from a file mapping (an uncompressed local or cached
   // chunk): that mapping, and the item's bytes in it; else both empty. See ReleaseMapping().
   std::span<const std::byte> mapping, mapped_bytes;
+  // Raw objects read with allow_missing: the item's objects are missing, it has no leaves
+  // and readers skip it.
+  bool missing = false;
 };
 
 // Unmaps the pages of `item`'s bytes (and the others within the 2 MiB the kernel may map

@@ -68,7 +68,7 @@ struct ReaderOptions {
 
 struct Batch {
   std::vector<uint64_t> ids;  // global item (or block) ids, in order
-  std::vector<Item> items;    // items mode
+  std::vector<Item> items;    // items mode (Item::missing ones are to be skipped)
   // Token mode: ids.size() x block_size tokens of ReaderOptions::token_dtype, C order,
   // 64-byte aligned.
   std::shared_ptr<std::byte> tokens;

@@ -65,6 +65,20 @@ class CHUTE_API ChunkReader {
   virtual void WillNeed(uint64_t j) const { (void)j; }
 };
 
+// Where the engine gets the bytes of a source's chunks.
+enum class ChunkSourcing : uint8_t {
+  // The object chunks()[c].file under the dataset's root: mapped in place when local,
+  // downloaded (into the node cache or memory) when remote.
+  kFile,
+  // The source fetches them (FetchChunk; FetchItem for single items): a chunk that is no
+  // object of its own — a block of index rows naming raw objects anywhere. Treated as
+  // remote: node cache, prefetch, pools.
+  kFetched,
+  // None: the chunk reader reads what it needs itself, in place (raw objects that are
+  // local files); OpenChunk gets empty bytes.
+  kInPlace,
+};
+
 class CHUTE_API Source {
  public:
   virtual ~Source() = default;
@@ -101,6 +115,16 @@ class CHUTE_API Source {
   virtual Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes,
                                                          const std::string& url, bool verify,
                                                          std::atomic<uint8_t>* check_flags) const = 0;
+
+  // Where chunk bytes come from (kFile unless the source fetches them itself).
+  virtual ChunkSourcing sourcing() const { return ChunkSourcing::kFile; }
+  // kFetched: writes chunk c's bytes into `fd`, a new empty file (a node cache file being
+  // fetched, or an anonymous one), blocking until they are all there. Errors name the
+  // object that failed.
+  virtual Status FetchChunk(uint32_t c, int fd) const;
+  // kFetched: item j of chunk c read on its own (random access, the first batch of an
+  // epoch), without its chunk.
+  virtual Result<Item> FetchItem(uint32_t c, uint64_t j) const;
 };
 
 // Where a source's dataset lives.
@@ -112,6 +136,13 @@ struct SourceLocation {
   // Where a source may keep what it derives from the data across runs (WebDataset's scan
   // of tar headers): DatasetOptions::cache_dir, or empty (nothing kept).
   std::string cache_dir;
+  // Sources that fetch objects themselves (ChunkSourcing::kFetched): the options of the
+  // objects' stores, and the requests they keep in flight.
+  StorageOptions storage_options;
+  size_t concurrency = 16;
+  // Raw objects: an item whose object is missing comes back without leaves (a reader
+  // skips it) instead of as a NotFound error.
+  bool allow_missing = false;
 };
 
 // Makes a source for the dataset at `location`; `description` is Source::description()

@@ -88,6 +88,8 @@ class CHUTE_API Storage {
   virtual Result<uint64_t> Size(const std::string& path) = 0;
   // Objects whose path starts with `dir` + "/" (not recursive).
   virtual Result<std::vector<ObjectInfo>> List(const std::string& dir) = 0;
+  // Every object under `dir` + "/", recursively (a prefix of raw objects), in no order.
+  virtual Result<std::vector<ObjectInfo>> ListTree(const std::string& dir);
   // Reads exactly `length` bytes at `offset`; a short object is Corrupt (truncated).
   virtual Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) = 0;
   // The same, into the open file `fd` at `file_offset` (a download into a cache file),

@@ -69,12 +69,22 @@ Status DownloadChunk(const std::shared_ptr<Storage>& storage, const std::string&
   return Status::OK();
 }
 
+// Has `source` fetch chunk c into the new file `temp`.
+Status FetchChunk(const Source& source, uint32_t c, const std::string& temp) {
+  trace::Span span("download");
+  trace::counters().chunks_downloaded.fetch_add(1, std::memory_order_relaxed);
+  int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError(ErrnoMessage(temp));
+  Status st = source.FetchChunk(c, fd);
+  ::close(fd);
+  return st;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<NodeCache>> NodeCache::Open(const NodeCacheOptions& options, const std::string& url,
                                                    const std::string& fingerprint, std::shared_ptr<Storage> storage,
-                                                   std::string root, const std::vector<ChunkInfo>& chunks,
-                                                   IoPool* parts) {
+                                                   std::string root, const Source& source, IoPool* parts) {
   std::unique_ptr<NodeCache> cache(new NodeCache());
   cache->path_ = options.cache_dir + "/" + ChecksumToHex(Checksum(url.data(), url.size())) + "-" + fingerprint;
   uint64_t capacity = options.max_size;
@@ -85,7 +95,7 @@ Result<std::unique_ptr<NodeCache>> NodeCache::Open(const NodeCacheOptions& optio
     capacity = ::statvfs(options.cache_dir.c_str(), &vfs) == 0 ? vfs.f_bavail * vfs.f_frsize / 2 : (uint64_t{1} << 34);
   }
   CHUTE_ASSIGN_OR_RETURN(cache->index_,
-                         ShmIndex::Attach(cache->path_, static_cast<uint32_t>(chunks.size()), capacity));
+                         ShmIndex::Attach(cache->path_, static_cast<uint32_t>(source.chunks().size()), capacity));
   // Which dataset this directory caches, for `chute cache ls` (written once; the index
   // keeps files named .chute-*).
   const std::string url_file = cache->path_ + "/" + kUrlFile;
@@ -95,7 +105,7 @@ Result<std::unique_ptr<NodeCache>> NodeCache::Open(const NodeCacheOptions& optio
   }
   cache->storage_ = std::move(storage);
   cache->root_ = std::move(root);
-  cache->chunks_ = &chunks;
+  cache->source_ = &source;
   cache->options_ = options;
   cache->parts_ = parts;
   cache->fetch_pool_ = std::make_unique<IoPool>("chute-fetch", std::max<size_t>(1, options.fetch_threads), kBackgroundNice);
@@ -103,12 +113,16 @@ Result<std::unique_ptr<NodeCache>> NodeCache::Open(const NodeCacheOptions& optio
 }
 
 Result<std::string> NodeCache::Acquire(uint32_t c) {
-  const ChunkInfo& info = (*chunks_)[c];
+  const ChunkInfo& info = source_->chunks()[c];
   std::string path = JoinPath(root_, info.file);
   auto fetch = [&](const std::string& temp) {
+    if (source_->sourcing() == ChunkSourcing::kFetched) return FetchChunk(*source_, c, temp);
     return DownloadChunk(storage_, path, info, options_.part_size, options_.verify, *parts_, temp);
   };
-  return index_->Acquire(c, info.num_bytes, storage_->timeout() + 30, fetch);
+  // Another process fetching it is waited for while it lives; a block of raw objects
+  // (many requests, each within the storage timeout of its own store) may take long.
+  const double timeout = source_->sourcing() == ChunkSourcing::kFetched ? 600 : storage_->timeout() + 30;
+  return index_->Acquire(c, info.num_bytes, timeout, fetch);
 }
 
 Result<std::shared_ptr<ChunkBytes>> NodeCache::Open(uint32_t c) {
@@ -134,7 +148,7 @@ Result<std::shared_ptr<ChunkBytes>> NodeCache::Open(uint32_t c) {
 
 void NodeCache::Prefetch(std::span<const uint32_t> chunks) {
   for (uint32_t c : chunks) {
-    if (c >= chunks_->size()) continue;
+    if (c >= source_->chunks().size()) continue;
     {
       std::lock_guard lock(mu_);
       if (!prefetching_.insert(c).second) continue;

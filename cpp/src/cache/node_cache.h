@@ -32,11 +32,12 @@ struct NodeCacheOptions {
 
 class NodeCache {
  public:
-  // `parts`: the pool the ranged reads of a download run on (outlives the cache).
+  // `source`'s chunks, under `root` in `storage` (or fetched by the source itself:
+  // ChunkSourcing::kFetched). `parts`: the pool the ranged reads of a download run on.
+  // Both outlive the cache.
   static Result<std::unique_ptr<NodeCache>> Open(const NodeCacheOptions& options, const std::string& url,
                                                  const std::string& fingerprint, std::shared_ptr<Storage> storage,
-                                                 std::string root, const std::vector<ChunkInfo>& chunks,
-                                                 IoPool* parts);
+                                                 std::string root, const Source& source, IoPool* parts);
 
   const std::string& path() const { return path_; }
   uint64_t capacity() const { return index_->capacity(); }
@@ -59,7 +60,7 @@ class NodeCache {
   std::string path_;
   std::shared_ptr<Storage> storage_;
   std::string root_;
-  const std::vector<ChunkInfo>* chunks_ = nullptr;  // the source's, which outlives this
+  const Source* source_ = nullptr;
   NodeCacheOptions options_;
   IoPool* parts_ = nullptr;
   std::shared_ptr<ShmIndex> index_;

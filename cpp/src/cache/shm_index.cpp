@@ -93,7 +93,7 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
     Entry& e = entries[c];
     if (e.state == kReady) {
       struct stat st;
-      if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == size) {
+      if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == e.size) {
         AddRefLocked(c);
         e.last_use = ++seg_->clock;
         Unlock();
@@ -137,10 +137,15 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
 
   std::string temp = TempPath(c, owner_.pid());
   Status st = fetch(temp);
+  // The size it has: `size` was an estimate for chunks that a source fetches itself.
+  struct stat fetched;
+  if (st.ok() && ::stat(temp.c_str(), &fetched) != 0) st = Status::IOError(ErrnoMessage(temp));
   if (st.ok() && ::rename(temp.c_str(), path.c_str()) != 0) st = Status::IOError(ErrnoMessage(path));
   Lock();
   Entry& e = entries[c];
   if (st.ok()) {
+    seg_->used = seg_->used - std::min(seg_->used, e.size) + static_cast<uint64_t>(fetched.st_size);
+    e.size = static_cast<uint64_t>(fetched.st_size);
     e.state = kReady;
     AddRefLocked(c);
     e.last_use = ++seg_->clock;

@@ -50,8 +50,8 @@ class ShmIndex {
   // segment. Idempotent; a no-op in a process that inherited the index through fork().
   void Detach();
 
-  // Makes chunk `c` (of `size` bytes) ready in the directory and holds a reference to
-  // it. If nobody has it, `fetch(temp_path)` is called in this thread to write the file;
+  // Makes chunk `c` (of `size` bytes, or about: the size of the file fetched is what
+  // counts from then on) ready in the directory and holds a reference to it. If nobody has it, `fetch(temp_path)` is called in this thread to write the file;
   // others wait for it (up to `timeout_s`, checking that the fetcher is alive). Makes
   // room first by evicting unreferenced chunks, least recently used first. Returns the
   // chunk's path.

@@ -1,5 +1,8 @@
 #include "read/chunk_bytes.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -24,6 +27,16 @@ auto Deadline(const Storage& storage) {
 }
 
 }  // namespace
+
+Result<std::shared_ptr<ChunkBytes>> FetchedChunkBytes(const Source& source, uint32_t c) {
+  int fd = ::memfd_create("chute-chunk", MFD_CLOEXEC);
+  if (fd < 0) return Status::IOError(ErrnoMessage("memfd_create"));
+  Status st = source.FetchChunk(c, fd);
+  auto file = st.ok() ? MappedFile::Open("/proc/self/fd/" + std::to_string(fd)) : Result<std::shared_ptr<MappedFile>>(st);
+  ::close(fd);
+  CHUTE_RETURN_NOT_OK(file.status());
+  return std::shared_ptr<ChunkBytes>(std::make_shared<MappedChunkBytes>(*file));
+}
 
 MappedChunkBytes::~MappedChunkBytes() {
   file_.reset();

@@ -2,6 +2,7 @@
 //   MappedChunkBytes    a local or node-cached file, mapped in place
 //   RemoteChunkBytes    a remote chunk downloaded whole into memory by parallel ranged
 //                       reads (no node cache); readers wait only for the parts they need
+//   NoChunkBytes, FetchedChunkBytes   for sources that read or fetch chunks themselves
 //   OnDemandChunkBytes  a remote chunk of which only the ranges readers wait for are
 //                       fetched (random access, items wanted before their chunk arrived)
 // All are thread-safe. Remote ones time out after the storage's timeout (+5 s).
@@ -39,6 +40,20 @@ class MappedChunkBytes final : public ChunkBytes {
   std::shared_ptr<MappedFile> file_;
   std::function<void()> on_release_;
 };
+
+// Chunks a source reads in place itself (ChunkSourcing::kInPlace): no bytes.
+class NoChunkBytes final : public ChunkBytes {
+ public:
+  const std::byte* data() const override { return nullptr; }
+  size_t size() const override { return 0; }
+  Status Wait(uint64_t offset, uint64_t length) override {
+    return offset == 0 && length == 0 ? Status::OK() : Status::Corrupt("read from a chunk that has no bytes");
+  }
+};
+
+// Chunk c of a source that fetches its chunks itself (ChunkSourcing::kFetched), without
+// a node cache: fetched into an anonymous memory file and mapped.
+Result<std::shared_ptr<ChunkBytes>> FetchedChunkBytes(const Source& source, uint32_t c);
 
 // Parts of `part_size` bytes, all requested at once on `pool` by Start(). When the last
 // part lands, the whole chunk's checksum is checked (with `verify`); after a failure

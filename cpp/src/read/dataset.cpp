@@ -66,6 +66,10 @@ struct Dataset::Impl {
   std::string root;  // the dataset's path inside `storage`
   DatasetOptions options;
   std::shared_ptr<const Source> source;
+  // Chunks are local files, or read in place by the source: mapped, no pools, no cache,
+  // usable after fork().
+  bool local = false;
+  bool fetched = false;  // the source fetches chunks itself (ChunkSourcing::kFetched)
   std::vector<uint64_t> starts;
   std::string fingerprint;
   std::unique_ptr<SharedFlags> verified;  // per chunk: opened with verification by some process
@@ -131,7 +135,8 @@ struct Dataset::Impl {
   // The bytes of chunk c, to be read whole.
   Result<std::shared_ptr<ChunkBytes>> WholeChunk(uint32_t c, bool verify) {
     std::string path = ChunkPath(c);
-    if (storage->is_local()) {
+    if (source->sourcing() == ChunkSourcing::kInPlace) return std::shared_ptr<ChunkBytes>(std::make_shared<NoChunkBytes>());
+    if (local) {
       auto file = MappedFile::Open(path);
       if (!file.ok()) {
         if (file.status().code() == StatusCode::kNotFound)
@@ -146,6 +151,7 @@ struct Dataset::Impl {
       DropOnDemand(c);  // read whole from now on
       return bytes;
     }
+    if (fetched) return FetchedChunkBytes(*source, c);
     auto remote = std::make_shared<RemoteChunkBytes>(storage, path, chunks()[c], options.part_size, verify);
     remote->Start(*download_pool);
     return std::shared_ptr<ChunkBytes>(std::move(remote));
@@ -162,7 +168,7 @@ struct Dataset::Impl {
     if (cache) verify = false;  // verified when it was fetched
     std::atomic<uint8_t>* flags = check_flags ? &(*check_flags)[check_base[c]] : nullptr;
     CHUTE_ASSIGN_OR_RETURN(auto reader, source->OpenChunk(c, std::move(bytes), storage->Url(ChunkPath(c)), verify, flags));
-    if (storage->is_local() || cache) (*verified)[c].store(1, std::memory_order_release);
+    if (local || cache) (*verified)[c].store(1, std::memory_order_release);
     // Opening a chunk is rare next to reading from it: the share is recomputed here as
     // processes come and go.
     uint64_t open_share = cache ? cache->capacity() / (kOpenCacheShare * cache->attached()) : UINT64_MAX;
@@ -183,6 +189,7 @@ struct Dataset::Impl {
       std::lock_guard lock(open_mu);
       if (!open.Find(c)) opening.push_back(c);
     }
+    if (source->sourcing() != ChunkSourcing::kFile) opening.clear();  // no chunk files
     for (uint32_t c : opening) {
       int fd = ::open(ChunkPath(c).c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) continue;  // opening the chunk reports it
@@ -200,7 +207,7 @@ struct Dataset::Impl {
 
   // Chunk c can be read without waiting for its download: local, open, or in the cache.
   bool AtHand(uint32_t c) {
-    if (storage->is_local()) return true;
+    if (local) return true;
     {
       std::lock_guard lock(open_mu);
       if (open.Find(c)) return true;
@@ -209,6 +216,7 @@ struct Dataset::Impl {
   }
 
   Result<Item> ReadOnDemand(uint32_t c, uint64_t j) {
+    if (fetched) return source->FetchItem(c, j);
     CHUTE_ASSIGN_OR_RETURN(auto reader, OnDemandChunk(c));
     return reader->GetItem(j);
   }
@@ -234,28 +242,29 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   impl->root = std::move(location.path);
   impl->options = options;
   impl->options.description.clear();  // kept once, by the source
-  CHUTE_ASSIGN_OR_RETURN(impl->source,
-                         OpenSource(options.format,
-                                    SourceLocation{url, impl->storage, impl->root, options.columns, options.cache_dir},
-                                    options.description));
+  SourceLocation where{url, impl->storage, impl->root, options.columns, options.cache_dir, storage_options,
+                       options.concurrency, options.allow_missing};
+  CHUTE_ASSIGN_OR_RETURN(impl->source, OpenSource(options.format, where, options.description));
+  impl->fetched = impl->source->sourcing() == ChunkSourcing::kFetched;
+  impl->local = impl->storage->is_local() && !impl->fetched;
   const auto& chunks = impl->source->chunks();
   impl->starts.push_back(0);
   for (auto& c : chunks) impl->starts.push_back(impl->starts.back() + c.num_items);
   impl->fingerprint = Fingerprint(*impl->source);
   const size_t concurrency = std::max<size_t>(1, options.concurrency);
-  if (!impl->storage->is_local()) {
+  if (!impl->local) {
     impl->download_pool = std::make_unique<IoPool>("chute-download", concurrency, kBackgroundNice);
     if (!options.cache_dir.empty()) {
       NodeCacheOptions cache_options{options.cache_dir, options.max_cache_size, options.part_size,
                                      options.verify_checksums, std::max<size_t>(2, concurrency / 2)};
       CHUTE_ASSIGN_OR_RETURN(impl->cache, NodeCache::Open(cache_options, url, impl->fingerprint, impl->storage,
-                                                          impl->root, chunks, impl->download_pool.get()));
+                                                          impl->root, *impl->source, impl->download_pool.get()));
       impl->item_pool = std::make_unique<IoPool>("chute-item", kItemThreadsPerRequest * concurrency);
     }
   }
   impl->open = LruMap<uint32_t, std::shared_ptr<ChunkReader>>(options.max_open_chunks);
   CHUTE_ASSIGN_OR_RETURN(impl->verified, SharedFlags::Make(chunks.size()));
-  if (impl->storage->is_local() && options.verify_checksums) {
+  if (impl->local && options.verify_checksums) {
     uint64_t flags = 0;
     for (uint32_t c = 0; c < chunks.size(); ++c) {
       impl->check_base.push_back(flags);
@@ -269,7 +278,7 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
 }
 
 const std::string& Dataset::url() const { return impl_->url; }
-bool Dataset::is_local() const { return impl_->storage->is_local(); }
+bool Dataset::is_local() const { return impl_->local; }
 double Dataset::timeout() const { return impl_->storage->timeout(); }
 const Source& Dataset::source() const { return *impl_->source; }
 uint64_t Dataset::num_items() const { return impl_->starts.back(); }
@@ -306,7 +315,7 @@ Status Dataset::VerifyChunk(uint32_t c) const {
   if (!info.has_checksum) return Status::OK();  // nothing to check against
   const std::string path = m->ChunkPath(c), url = m->storage->Url(path);
   std::shared_ptr<ChunkBytes> bytes;
-  if (m->storage->is_local()) {
+  if (m->local) {
     CHUTE_ASSIGN_OR_RETURN(bytes, m->WholeChunk(c, true));
     if (bytes->size() == info.num_bytes) {
       bytes->WillNeed(0, bytes->size());
@@ -340,7 +349,7 @@ Result<std::vector<Item>> Dataset::GetItems(std::span<const uint64_t> ids, bool 
   for (uint64_t i : ids)
     if (i >= num_items()) return GetItem(i).status();  // the out-of-range error
   std::vector<Item> items(ids.size());
-  if (m->storage->is_local()) {
+  if (m->local) {
     CHUTE_ASSIGN_OR_RETURN(auto readers, m->LocalReaders(ids));
     for (size_t k = 0; k < ids.size(); ++k) {
       CHUTE_ASSIGN_OR_RETURN(items[k], readers[k]->GetItem(ids[k] - m->starts[ChunkOf(ids[k])]));

@@ -13,6 +13,14 @@ void RegisterSource(const std::string& format, SourceFactory factory) {
   Registry<SourceFactory>::Get().Add(format, std::move(factory));
 }
 
+Status Source::FetchChunk(uint32_t, int) const {
+  return Status::Unsupported(format() + " sources do not fetch their chunks themselves");
+}
+
+Result<Item> Source::FetchItem(uint32_t, uint64_t) const {
+  return Status::Unsupported(format() + " sources do not fetch their items themselves");
+}
+
 namespace {
 
 // The format of the dataset whose index.json (or description) reads `text`: the one it

@@ -127,11 +127,15 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     return size;
   }
 
-  Result<std::vector<ObjectInfo>> List(const std::string& dir) override {
+  Result<std::vector<ObjectInfo>> List(const std::string& dir) override { return Select(dir, false); }
+  Result<std::vector<ObjectInfo>> ListTree(const std::string& dir) override { return Select(dir, true); }
+
+  Result<std::vector<ObjectInfo>> Select(const std::string& dir, bool recursive) {
     std::vector<ObjectInfo> out;
     CHUTE_RETURN_NOT_OK(Retry(dir, "list", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
       arrow::fs::FileSelector sel;
       sel.base_dir = dir;
+      sel.recursive = recursive;
       sel.allow_not_found = true;
       ARROW_ASSIGN_OR_RAISE(auto infos, fs.GetFileInfo(sel));
       out.clear();

@@ -51,6 +51,18 @@ class LocalStorage final : public Storage {
     return out;
   }
 
+  Result<std::vector<ObjectInfo>> ListTree(const std::string& dir) override {
+    std::vector<ObjectInfo> out;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      std::error_code e;
+      if (it->is_regular_file(e)) out.push_back({it->path().string(), it->file_size(e)});
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory) return Status::IOError(dir + ": " + ec.message());
+    return out;
+  }
+
   Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) override {
     CHUTE_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
     if (offset + length > file->size())

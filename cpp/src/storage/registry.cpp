@@ -14,6 +14,10 @@ Status Storage::ReadRangeToFile(const std::string& path, uint64_t offset, uint64
   return ReadRange(path, offset, length, region.get());
 }
 
+Result<std::vector<ObjectInfo>> Storage::ListTree(const std::string& dir) {
+  return Status::Unsupported(Url(dir) + ": this storage cannot list recursively");
+}
+
 namespace {
 
 // Storage::OpenWriter's default: the bytes in memory until Close() writes them whole.

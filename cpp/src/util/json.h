@@ -38,6 +38,7 @@ struct Value {
   const Array* array() const { return std::get_if<Array>(&v); }
   const std::string* string() const { return std::get_if<std::string>(&v); }
   const int64_t* integer() const { return std::get_if<int64_t>(&v); }
+  const bool* boolean() const { return std::get_if<bool>(&v); }
   // Member `key` of an object, or nullptr.
   const Value* get(const std::string& key) const;
 };

@@ -105,17 +105,6 @@ Result<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
-namespace {
-
-// fsync()s the directory holding `path`, so that a new name in it is on disk.
-void SyncDirectoryOf(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  Fd dir{::open(slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1)).c_str(),
-                O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  if (dir.fd >= 0) ::fsync(dir.fd);
-}
-
-// write() all of [data, data + size) at `offset`.
 bool WriteAll(int fd, const std::byte* data, size_t size, uint64_t offset) {
   while (size > 0) {
     ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
@@ -126,6 +115,16 @@ bool WriteAll(int fd, const std::byte* data, size_t size, uint64_t offset) {
     offset += static_cast<uint64_t>(n);
   }
   return true;
+}
+
+namespace {
+
+// fsync()s the directory holding `path`, so that a new name in it is on disk.
+void SyncDirectoryOf(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  Fd dir{::open(slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1)).c_str(),
+                O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (dir.fd >= 0) ::fsync(dir.fd);
 }
 
 // Writes `parts` to `fd`, opened with O_DIRECT, through an aligned staging buffer of this

@@ -45,6 +45,8 @@ void PopulateWritable(std::byte* data, size_t size);
 Result<std::shared_ptr<std::byte>> MapFileRegion(int fd, uint64_t offset, size_t size);
 
 Result<std::string> ReadFile(const std::string& path);
+// pwrite()s all of [data, data + size) at `offset` of `fd`; false with errno set.
+bool WriteAll(int fd, const std::byte* data, size_t size, uint64_t offset);
 // Writes the concatenation of `parts` to `path` through `path.tmp-<pid>` and rename(),
 // as `mode` says (chute/storage.h): the file is fsync()ed before the rename; kDurable
 // fsync()s the directory after; kBulk writes through O_DIRECT where the file system
