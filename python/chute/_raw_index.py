@@ -185,8 +185,19 @@ def _prepare(table: pa.Table, src, base, columns_to_download, index_col, filter,
         column = column.cast(pa.string())
         relative = pc.invert(pc.match_substring_regex(column, _ABSOLUTE))
         joined = pc.binary_join_element_wise(base.rstrip("/"), column, "/")
-        table = table.set_column(table.column_names.index(c), c, pc.if_else(relative, joined, column))
+        column = pc.if_else(relative, joined, column)
+        if pc.any(pc.match_substring_regex(column, r"/\.\.?(/|$)")).as_py():  # "dir/../x", "./x"
+            column = pa.array([_normalized(u) for u in column.to_pylist()], pa.string())
+        table = table.set_column(table.column_names.index(c), c, column)
     return table, download
+
+
+def _normalized(url: str | None) -> str | None:
+    """`url` without "." and ".." components."""
+    if url is None:
+        return None
+    scheme, sep, path = url.rpartition("://")
+    return scheme + sep + posixpath.normpath(path)
 
 
 def _sql(table: pa.Table, query: str, src) -> pa.Table:

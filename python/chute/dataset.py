@@ -94,7 +94,9 @@ class StreamingDataset(IterableDataset):
     zero-copy views of the chunk (tensors share that memory too); copy before writing.
     """
 
-    _allow_missing = False  # raw datasets: skip samples whose objects are missing
+    # Raw datasets: skip samples whose objects are missing; the options of their stores.
+    _allow_missing = False
+    _object_storage_options: dict = {}
 
     def __init__(self, input_dir, *, shuffle: bool = False, seed: int = _DEFAULTS["seed"], drop_last: bool = False,
                  transform=None, partitions: int = _DEFAULTS["partitions"], shuffle_window=1,
@@ -139,7 +141,8 @@ class StreamingDataset(IterableDataset):
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
                                         max_cache_size=self.max_cache_size, description=description,
-                                        columns=self.columns, allow_missing=self._allow_missing)
+                                        columns=self.columns, allow_missing=self._allow_missing,
+                                        object_storage_options=self._object_storage_options)
         if self._core.cache_path:
             _clean_up_at_exit()
         self._decoder = Decoder(json.loads(self._core.schema_json))

@@ -67,12 +67,13 @@ class StreamingRawDataset(StreamingDataset):
             raise ValueError(f"block_rows={block_rows!r} must be a positive int")
         self.src = os.fspath(src)
         self._allow_missing = allow_missing
+        self._object_storage_options = storage_options_to_strings(storage_options)
         cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
         index_dir = _raw_index.build(self.src, columns_to_download=columns_to_download, index_col=index_col,
-                                     filter=filter, storage_options=storage_options_to_strings(storage_options),
+                                     filter=filter, storage_options=self._object_storage_options,
                                      cache_dir=cache_dir, refresh=refresh_index, block_rows=block_rows)
         super().__init__(index_dir, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
-                         partitions=partitions, shuffle_window=shuffle_window, storage_options=storage_options,
+                         partitions=partitions, shuffle_window=shuffle_window,
                          max_concurrency=max_concurrency, cache_dir=cache_dir, max_cache_size=max_cache_size,
                          prefetch_bytes=prefetch_bytes, format="raw")
 

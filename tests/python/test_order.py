@@ -32,13 +32,15 @@ def _ids(batch):
 
 
 def run_layout(path, nodes, ranks_per_node, workers, *, epochs=1, stop_after=None, state=None,
-               global_batch=GLOBAL_BATCH, **ds_kwargs):
-    """Per rank: the list of batches (lists of ids) of each epoch; and rank 0's state."""
+               global_batch=GLOBAL_BATCH, dataset_class=chute.StreamingDataset, ids=None, **ds_kwargs):
+    """Per rank: the list of batches (lists of ids: `ids(batch)`) of each epoch; and rank 0's
+    state."""
     world = nodes * ranks_per_node
     per_rank, states = [], []
+    ids = ids or _ids
     for rank in range(world):
         with rank_env(rank, world, ranks_per_node):
-            ds = chute.StreamingDataset(path, shuffle=True, seed=1, **ds_kwargs)
+            ds = dataset_class(path, shuffle=True, seed=1, **ds_kwargs)
             loader = chute.StreamingDataLoader(ds, batch_size=global_batch // world, num_workers=workers)
             if state is not None:
                 loader.load_state_dict(json.loads(json.dumps(state)))
@@ -46,7 +48,7 @@ def run_layout(path, nodes, ranks_per_node, workers, *, epochs=1, stop_after=Non
             for _ in range(epochs):
                 epoch_batches = []
                 for batch in loader:
-                    epoch_batches.append(_ids(batch))
+                    epoch_batches.append(ids(batch))
                     if stop_after is not None and len(epoch_batches) == stop_after:
                         break
                 out.append(epoch_batches)

@@ -81,6 +81,9 @@ struct DatasetOptions {
   // Raw objects (format "raw"): an item whose object is missing is skipped (it comes back
   // without leaves, and readers drop it) instead of failing with an error naming it.
   bool allow_missing = false;
+  // Sources that fetch objects named by the dataset (raw objects): the options of the
+  // objects' stores (the dataset's own `storage_options` are for where it lives).
+  StorageOptions object_storage_options;
 };
 
 // Leaves every node cache this process uses: drops its chunk references and its

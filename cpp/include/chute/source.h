@@ -137,7 +137,8 @@ struct SourceLocation {
   // of tar headers): DatasetOptions::cache_dir, or empty (nothing kept).
   std::string cache_dir;
   // Sources that fetch objects themselves (ChunkSourcing::kFetched): the options of the
-  // objects' stores, and the requests they keep in flight.
+  // objects' stores (DatasetOptions::object_storage_options), and the requests they keep
+  // in flight.
   StorageOptions storage_options;
   size_t concurrency = 16;
   // Raw objects: an item whose object is missing comes back without leaves (a reader

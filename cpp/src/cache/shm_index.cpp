@@ -148,6 +148,7 @@ Result<std::string> ShmIndex::Acquire(uint32_t c, uint64_t size, double timeout_
     e.size = static_cast<uint64_t>(fetched.st_size);
     e.state = kReady;
     AddRefLocked(c);
+    EvictForLocked(0);  // it came out bigger than reserved
     e.last_use = ++seg_->clock;
   } else {
     ::unlink(temp.c_str());

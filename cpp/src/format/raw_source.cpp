@@ -65,10 +65,10 @@ class RawChunkReader final : public ChunkReader {
 class RawSource final : public ForeignSource {
  public:
   RawSource(std::string description, std::vector<ChunkInfo> chunks, std::string schema, std::string index_path,
-            std::vector<int> download, std::vector<std::string> download_names, bool local, int index_col,
+            std::string source_name, std::vector<int> download, std::vector<std::string> download_names, bool local, int index_col,
             const SourceLocation& location)
       : ForeignSource("raw", "index.parquet", std::move(description), std::move(chunks), std::move(schema)),
-        index_path_(std::move(index_path)), download_(std::move(download)),
+        index_path_(std::move(index_path)), source_name_(std::move(source_name)), download_(std::move(download)),
         download_names_(std::move(download_names)), local_(local), index_col_(index_col),
         storage_options_(location.storage_options), allow_missing_(location.allow_missing),
         pool_("chute-objects", std::max<size_t>(1, location.concurrency), kBackgroundNice) {
@@ -216,14 +216,15 @@ class RawSource final : public ForeignSource {
     return item;
   }
 
-  // "row 12 of <index>" (with the index column's value when there is one).
+  // "row 12 of <the prefix or index files>" (with the index column's value when there is
+  // one): the row's position in the index as filtered.
   std::string RowLabel(const arrow::RecordBatch& rows, uint32_t c, int64_t r) const {
     std::string label = "row " + std::to_string(starts_[c] + static_cast<uint64_t>(r));
     if (index_col_ >= 0) {
       auto value = rows.column(index_col_)->GetScalar(r);
       label += " (" + rows.schema()->field(index_col_)->name() + "=" + (value.ok() ? (*value)->ToString() : "?") + ")";
     }
-    return label + " of " + index_path_;
+    return label + " of " + source_name_;
   }
   const std::string& ColumnName(size_t d) const { return download_names_[d]; }
   size_t width() const { return download_.size(); }
@@ -256,6 +257,7 @@ class RawSource final : public ForeignSource {
   Status FetchObject(const std::string& url, std::string* out) const;
 
   std::string index_path_;
+  std::string source_name_;  // what the user gave: a prefix, an index file
   std::vector<int> download_;  // column indices
   std::vector<std::string> download_names_;
   bool local_;
@@ -407,14 +409,17 @@ Result<std::string> Describe(const std::string& index_path) {
     if (block_bytes && block_bytes->array() && static_cast<size_t>(g) < block_bytes->array()->size() &&
         (*block_bytes->array())[static_cast<size_t>(g)].integer())
       bytes = *(*block_bytes->array())[static_cast<size_t>(g)].integer();
+    bytes += rows * static_cast<int64_t>(names.size() * sizeof(RawSlot)) + 16;  // the slots and trailer
     blocks.push_back(json::Array{rows, bytes});
   }
   const json::Value* local = settings.get("local");
   const json::Value* digest = settings.get("digest");
+  const json::Value* source = settings.get("source");
   const json::Value* index_col = settings.get("index_col");
   json::Value schema_json(json::Object{{"tree", json::Object{{"dict", std::move(tree)}}}, {"fields", std::move(fields)}});
   return json::Dump(json::Object{
       {"format", "raw"}, {"digest", digest && digest->string() ? *digest->string() : ""},
+      {"source", source && source->string() ? *source->string() : index_path},
       {"columns", std::move(columns)}, {"download", *download},
       {"local", local && local->boolean() && *local->boolean()},
       {"index_col", index_col && index_col->string() ? json::Value(*index_col->string()) : json::Value()},
@@ -431,10 +436,10 @@ Result<std::shared_ptr<Source>> OpenRaw(const SourceLocation& location, const st
   }
   CHUTE_ASSIGN_OR_RETURN(json::Value d, json::Parse(text));
   const Status malformed = Status::Corrupt(location.url + ": a malformed description of raw objects");
-  const json::Value *columns = d.get("columns"), *download = d.get("download"),
+  const json::Value *columns = d.get("columns"), *download = d.get("download"), *source = d.get("source"),
                     *blocks = d.get("blocks"), *schema = d.get("schema"), *local = d.get("local"),
                     *index_col = d.get("index_col");
-  if (!columns || !columns->array() || !download || !download->array() || !blocks ||
+  if (!source || !source->string() || !columns || !columns->array() || !download || !download->array() || !blocks ||
       !blocks->array() || !schema || !local || !local->boolean() || !index_col)
     return malformed;
   std::vector<std::string> names;
@@ -468,8 +473,10 @@ Result<std::shared_ptr<Source>> OpenRaw(const SourceLocation& location, const st
   std::string index_path = JoinPath(location.root, "index.parquet");
   bool is_local = *local->boolean();
   std::string schema_text = json::Dump(*schema);
+  std::string source_name = *source->string();
   return std::shared_ptr<Source>(std::make_shared<RawSource>(std::move(text), std::move(chunks),
                                                              std::move(schema_text), std::move(index_path),
+                                                             std::move(source_name),
                                                              std::move(download_columns), std::move(download_names),
                                                              is_local, index_column, location));
 }

@@ -242,8 +242,14 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   impl->root = std::move(location.path);
   impl->options = options;
   impl->options.description.clear();  // kept once, by the source
-  SourceLocation where{url, impl->storage, impl->root, options.columns, options.cache_dir, storage_options,
-                       options.concurrency, options.allow_missing};
+  SourceLocation where{url,
+                       impl->storage,
+                       impl->root,
+                       options.columns,
+                       options.cache_dir,
+                       options.object_storage_options,
+                       options.concurrency,
+                       options.allow_missing};
   CHUTE_ASSIGN_OR_RETURN(impl->source, OpenSource(options.format, where, options.description));
   impl->fetched = impl->source->sourcing() == ChunkSourcing::kFetched;
   impl->local = impl->storage->is_local() && !impl->fetched;
