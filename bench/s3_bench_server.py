@@ -24,6 +24,7 @@ segments are rejected; symlinks under ROOT are followed.
 """
 
 import argparse
+import bisect
 import contextlib
 import mimetypes
 import os
@@ -372,16 +373,16 @@ class Handler(BaseHTTPRequestHandler):
         marker = (q.get("continuation-token") or q.get("start-after", "")) if v2 else q.get("marker", "")
         if UNSAFE.search(prefix.rpartition("/")[0]):
             return self._error(400, "InvalidArgument", "Prefix must not contain . or .. segments", bucket)
-        keys = []
-        for d, _, files in os.walk(os.path.join(bdir, prefix.rpartition("/")[0]), followlinks=True):
-            rel = os.path.relpath(d, bdir).replace(os.sep, "/")
-            keys += [k for k in ((n if rel == "." else f"{rel}/{n}") for n in files) if k.startswith(prefix)]
+        keys = self.server.keys(bdir)  # sorted: code point order == S3's UTF-8 byte order
         contents, prefixes, last, truncated = [], [], None, False
-        for key in sorted(keys):  # code point order == S3's UTF-8 byte order
+        for k in range(max(bisect.bisect_left(keys, prefix), bisect.bisect_right(keys, marker)), len(keys)):
+            key = keys[k]
+            if not key.startswith(prefix):
+                break
             i = key.find(delim, len(prefix)) if delim else -1
             entry = key[: i + len(delim)] if i >= 0 else key
             # A continuation token is the last key or common prefix returned; skip past either.
-            if key <= marker or entry == marker or entry == last:
+            if entry == marker or entry == last:
                 continue
             if len(contents) + len(prefixes) >= max_keys:
                 truncated = True
@@ -419,12 +420,29 @@ class Server(ThreadingHTTPServer):
         if writable:
             os.makedirs(self.uploads, exist_ok=True)
         self._composed = {}  # object file -> its parts, for objects of multipart uploads
+        self._keys = {}  # bucket directory -> its keys, sorted (until a write)
         self.requests = self.bytes_served = 0
         self._lock = threading.Lock()
+
+    def keys(self, bdir):
+        """The keys of the bucket at `bdir`, sorted; listed once, again after a write (a page
+        of a listing is then a bisection, not a walk of the bucket)."""
+        with self._lock:
+            keys = self._keys.get(bdir)
+        if keys is None:
+            keys = []
+            for d, _, files in os.walk(bdir, followlinks=True):
+                rel = os.path.relpath(d, bdir).replace(os.sep, "/")
+                keys += [n if rel == "." else f"{rel}/{n}" for n in files]
+            keys.sort()
+            with self._lock:
+                self._keys[bdir] = keys
+        return keys
 
     def replace(self, file, new, parts=None):
         """Moves `new` to `file` (None: removes it), made of `parts` if given."""
         with self._lock:
+            self._keys.clear()
             old = self._composed.pop(file, None)
             if new is None:
                 with contextlib.suppress(FileNotFoundError):
