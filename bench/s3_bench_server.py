@@ -373,7 +373,7 @@ class Handler(BaseHTTPRequestHandler):
         marker = (q.get("continuation-token") or q.get("start-after", "")) if v2 else q.get("marker", "")
         if UNSAFE.search(prefix.rpartition("/")[0]):
             return self._error(400, "InvalidArgument", "Prefix must not contain . or .. segments", bucket)
-        keys = self.server.keys(bdir)  # sorted: code point order == S3's UTF-8 byte order
+        keys, entries = self.server.keys(bdir)  # sorted: code point order == S3's UTF-8 byte order
         contents, prefixes, last, truncated = [], [], None, False
         for k in range(max(bisect.bisect_left(keys, prefix), bisect.bisect_right(keys, marker)), len(keys)):
             key = keys[k]
@@ -389,10 +389,7 @@ class Handler(BaseHTTPRequestHandler):
                 break
             (prefixes if i >= 0 else contents).append(entry)
             last = entry
-        items = "".join(f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(st)}</LastModified>"
-                        f"<ETag>{_etag(st)}</ETag><Size>{st.st_size}</Size>"
-                        f"<StorageClass>STANDARD</StorageClass></Contents>"
-                        for k, st in ((k, os.stat(os.path.join(bdir, k))) for k in contents))
+        items = "".join(entries[k] for k in contents)
         items += "".join(f"<CommonPrefixes><Prefix>{escape(p)}</Prefix></CommonPrefixes>" for p in prefixes)
         tags = {"Name": bucket, "Prefix": prefix, "Delimiter": delim or None, "MaxKeys": max_keys,
                 "IsTruncated": str(truncated).lower()}
@@ -420,24 +417,30 @@ class Server(ThreadingHTTPServer):
         if writable:
             os.makedirs(self.uploads, exist_ok=True)
         self._composed = {}  # object file -> its parts, for objects of multipart uploads
-        self._keys = {}  # bucket directory -> its keys, sorted (until a write)
+        self._keys = {}  # bucket directory -> (its keys sorted, their listing entries), until a write
         self.requests = self.bytes_served = 0
         self._lock = threading.Lock()
 
     def keys(self, bdir):
-        """The keys of the bucket at `bdir`, sorted; listed once, again after a write (a page
-        of a listing is then a bisection, not a walk of the bucket)."""
+        """The keys of the bucket at `bdir`, sorted, and the <Contents> entry of each; listed
+        once, again after a write (a page of a listing is then a bisection and a join, not a
+        walk of the bucket and a stat per key)."""
         with self._lock:
-            keys = self._keys.get(bdir)
-        if keys is None:
-            keys = []
+            listing = self._keys.get(bdir)
+        if listing is None:
+            entries = {}
             for d, _, files in os.walk(bdir, followlinks=True):
                 rel = os.path.relpath(d, bdir).replace(os.sep, "/")
-                keys += [n if rel == "." else f"{rel}/{n}" for n in files]
-            keys.sort()
+                for n in files:
+                    k = n if rel == "." else f"{rel}/{n}"
+                    st = os.stat(os.path.join(d, n))
+                    entries[k] = (f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(st)}</LastModified>"
+                                  f"<ETag>{_etag(st)}</ETag><Size>{st.st_size}</Size>"
+                                  f"<StorageClass>STANDARD</StorageClass></Contents>")
+            listing = sorted(entries), entries
             with self._lock:
-                self._keys[bdir] = keys
-        return keys
+                self._keys[bdir] = listing
+        return listing
 
     def replace(self, file, new, parts=None):
         """Moves `new` to `file` (None: removes it), made of `parts` if given."""

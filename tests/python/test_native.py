@@ -78,7 +78,8 @@ def tsan_build(tmp_path_factory):
         configure += ["-G", "Ninja"]
     subprocess.run(configure, check=True, capture_output=True)
     subprocess.run([cmake, "--build", str(build), "--parallel", str(min(os.cpu_count() or 1, 4)), "--target",
-                    "test_shm_index", "test_io_queue", "test_sigv4", "test_format", "test_read"],
+                    "test_shm_index", "test_io_queue", "test_sigv4", "test_parallel_list", "test_format",
+                    "test_read"],
                    check=True, capture_output=True)
     return build
 
@@ -112,6 +113,13 @@ def test_read_units_under_thread_sanitizer(tsan_build, tmp_path):
     """tests/cpp/test_read.cpp: a Dataset over an in-memory object store with a node cache,
     Reader batches against EpochOrder, token batches."""
     out = _run_clean([str(tsan_build / "test_read"), str(tmp_path / "read")])
+    assert out.strip().endswith("ok"), out
+
+
+def test_parallel_listing_under_thread_sanitizer(tsan_build):
+    """tests/cpp/test_parallel_list.cpp: every key listed once with many ranges in flight,
+    key midpoints, a failing page."""
+    out = _run_clean([str(tsan_build / "test_parallel_list")])
     assert out.strip().endswith("ok"), out
 
 

@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "chute/storage.h"
 #include "storage/options.h"
 
 namespace chute::storage {
@@ -29,6 +31,14 @@ class ObjectReader {
   virtual arrow::Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                                         uint64_t file_offset) = 0;
   virtual arrow::Status ReadAll(const std::string& path, std::string* out) = 0;
+  // One page of ListObjectsV2 (up to 1,000 keys) under `prefix` after `start_after`, its
+  // paths as "bucket/key", appended to `out`; NotImplemented where the reader cannot
+  // list (then Arrow lists, one page after another).
+  virtual arrow::Status ListPage(const std::string& bucket, const std::string& prefix, const std::string& start_after,
+                                 std::vector<ObjectInfo>* out, bool* truncated) {
+    (void)bucket, (void)prefix, (void)start_after, (void)out, (void)truncated;
+    return arrow::Status::NotImplemented("listing");
+  }
 };
 
 std::shared_ptr<Storage> MakeArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme,

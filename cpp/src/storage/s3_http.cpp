@@ -34,6 +34,35 @@ std::string XmlField(const std::string& body, const std::string& tag) {
   return end == std::string::npos ? "" : body.substr(start, end - start);
 }
 
+// XML character data as text: the five named entities and ASCII numeric references
+// undone (S3 sends other characters as UTF-8).
+std::string XmlText(const std::string& xml) {
+  static const std::pair<std::string_view, char> kNamed[] = {
+      {"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
+  std::string out;
+  for (size_t i = 0; i < xml.size(); ++i) {
+    size_t semi = xml[i] == '&' ? xml.find(';', i) : std::string::npos;
+    int c = -1;
+    if (semi != std::string::npos) {
+      std::string_view name(xml.data() + i + 1, semi - i - 1);
+      for (auto [entity, value] : kNamed)
+        if (name == entity) c = value;
+      if (name.size() > 1 && name[0] == '#') {
+        unsigned long cp = name[1] == 'x' ? std::strtoul(std::string(name.substr(2)).c_str(), nullptr, 16)
+                                          : std::strtoul(std::string(name.substr(1)).c_str(), nullptr, 10);
+        if (cp < 0x80) c = static_cast<int>(cp);
+      }
+    }
+    if (c < 0) {
+      out += xml[i];
+    } else {
+      out += static_cast<char>(c);
+      i = semi;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 S3HttpReader::S3HttpReader(S3HttpConfig config) : config_(std::move(config)) {
@@ -229,7 +258,29 @@ arrow::Status S3HttpReader::ReadAll(const std::string& path, std::string* out) {
   return Get(path, "", sink);
 }
 
-arrow::Status S3HttpReader::Get(const std::string& path, const std::string& range, BodySink& sink) {
+arrow::Status S3HttpReader::ListPage(const std::string& bucket, const std::string& prefix,
+                                    const std::string& start_after, std::vector<ObjectInfo>* out, bool* truncated) {
+  std::string query = "list-type=2&max-keys=1000&prefix=" + UriEncode(prefix, false);
+  if (!start_after.empty()) query += "&start-after=" + UriEncode(start_after, false);
+  std::string body;
+  StringSink sink(&body);
+  ARROW_RETURN_NOT_OK(Get(bucket, "", sink, query));
+  if (body.find("<ListBucketResult") == std::string::npos)
+    return arrow::Status::IOError("listing ", bucket, "/", prefix, ": not a ListObjectsV2 response");
+  for (size_t at = 0; (at = body.find("<Contents>", at)) != std::string::npos;) {
+    size_t end = body.find("</Contents>", at);
+    if (end == std::string::npos) return arrow::Status::IOError("listing ", bucket, "/", prefix, ": truncated XML");
+    const std::string entry = body.substr(at, end - at);
+    const std::string size = XmlField(entry, "Size");
+    out->push_back({bucket + "/" + XmlText(XmlField(entry, "Key")), std::strtoull(size.c_str(), nullptr, 10)});
+    at = end;
+  }
+  *truncated = XmlField(body, "IsTruncated") == "true";
+  return arrow::Status::OK();
+}
+
+arrow::Status S3HttpReader::Get(const std::string& path, const std::string& range, BodySink& sink,
+                                const std::string& query) {
   for (;;) {
     int fd = -1;
     {
@@ -242,7 +293,7 @@ arrow::Status S3HttpReader::Get(const std::string& path, const std::string& rang
     const bool reused = fd >= 0;
     if (!reused) ARROW_RETURN_NOT_OK(Connect(&fd));
     bool reusable = false, nothing_received = false;
-    arrow::Status st = Exchange(fd, path, range, sink, &reusable, &nothing_received);
+    arrow::Status st = Exchange(fd, path, query, range, sink, &reusable, &nothing_received);
     if (st.ok() && reusable) {
       std::lock_guard lock(mu_);
       if (idle_.size() < kMaxIdle) {
@@ -258,10 +309,12 @@ arrow::Status S3HttpReader::Get(const std::string& path, const std::string& rang
   }
 }
 
-arrow::Status S3HttpReader::Exchange(int fd, const std::string& path, const std::string& range, BodySink& sink,
-                                     bool* reusable, bool* nothing_received) const {
-  const std::string uri = "/" + UriEncodePath(path);
-  std::string request = "GET " + uri + " HTTP/1.1\r\nHost: " + config_.endpoint + "\r\n";
+arrow::Status S3HttpReader::Exchange(int fd, const std::string& path, const std::string& query,
+                                     const std::string& range, BodySink& sink, bool* reusable,
+                                     bool* nothing_received) const {
+  const std::string uri = "/" + UriEncode(path);
+  std::string request =
+      "GET " + uri + (query.empty() ? "" : "?" + query) + " HTTP/1.1\r\nHost: " + config_.endpoint + "\r\n";
   std::vector<std::pair<std::string, std::string>> signed_headers;
   if (!range.empty()) {
     request += "Range: " + range + "\r\n";
@@ -269,7 +322,7 @@ arrow::Status S3HttpReader::Exchange(int fd, const std::string& path, const std:
   }
   if (!config_.credentials.access_key.empty()) {
     for (auto& [name, value] :
-         SignS3Get(config_.credentials, config_.region, config_.endpoint, uri, signed_headers, ::time(nullptr)))
+         SignS3Get(config_.credentials, config_.region, config_.endpoint, uri, query, signed_headers, ::time(nullptr)))
       request += name + ": " + value + "\r\n";
   }
   request += "\r\n";

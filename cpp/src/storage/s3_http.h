@@ -54,16 +54,19 @@ class S3HttpReader final : public ObjectReader {
   arrow::Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                                 uint64_t file_offset) override;
   arrow::Status ReadAll(const std::string& path, std::string* out) override;
+  arrow::Status ListPage(const std::string& bucket, const std::string& prefix, const std::string& start_after,
+                         std::vector<ObjectInfo>* out, bool* truncated) override;
 
   class BodySink;  // where a response body goes (s3_http.cpp)
 
  private:
   // One GET of `range` ("bytes=a-b", or the whole object if empty) on a kept-alive or a
   // new connection; a kept-alive one that the server has closed meanwhile is replaced.
-  arrow::Status Get(const std::string& path, const std::string& range, BodySink& sink);
+  // `query`: URI-encoded parameters sorted by name, or empty.
+  arrow::Status Get(const std::string& path, const std::string& range, BodySink& sink, const std::string& query = "");
   arrow::Status Connect(int* fd) const;
-  arrow::Status Exchange(int fd, const std::string& path, const std::string& range, BodySink& sink,
-                         bool* reusable, bool* nothing_received) const;
+  arrow::Status Exchange(int fd, const std::string& path, const std::string& query, const std::string& range,
+                         BodySink& sink, bool* reusable, bool* nothing_received) const;
 
   S3HttpConfig config_;
   std::string host_, port_;  // for getaddrinfo

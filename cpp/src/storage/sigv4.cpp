@@ -109,12 +109,12 @@ std::string Hex(const Digest& digest) {
   return out;
 }
 
-std::string UriEncodePath(std::string_view path) {
+std::string UriEncode(std::string_view text, bool keep_slash) {
   static const char* kDigits = "0123456789ABCDEF";
   std::string out;
-  for (unsigned char c : path) {
+  for (unsigned char c : text) {
     if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~' || c == '/') {
+        c == '_' || c == '~' || (c == '/' && keep_slash)) {
       out += static_cast<char>(c);
     } else {
       out += '%';
@@ -127,7 +127,8 @@ std::string UriEncodePath(std::string_view path) {
 
 std::vector<std::pair<std::string, std::string>> SignS3Get(
     const AwsCredentials& credentials, const std::string& region, const std::string& host,
-    const std::string& uri_path, std::vector<std::pair<std::string, std::string>> headers, std::time_t now) {
+    const std::string& uri_path, const std::string& query, std::vector<std::pair<std::string, std::string>> headers,
+    std::time_t now) {
   std::tm utc{};
   gmtime_r(&now, &utc);
   char stamp[17], day[9];
@@ -148,7 +149,7 @@ std::vector<std::pair<std::string, std::string>> SignS3Get(
     signed_headers += (signed_headers.empty() ? "" : ";") + name;
   }
   const std::string canonical_request =
-      "GET\n" + uri_path + "\n\n" + canonical_headers + "\n" + signed_headers + "\n" + payload_hash;
+      "GET\n" + uri_path + "\n" + query + "\n" + canonical_headers + "\n" + signed_headers + "\n" + payload_hash;
   const std::string scope = std::string(day) + "/" + region + "/s3/aws4_request";
   const std::string string_to_sign =
       "AWS4-HMAC-SHA256\n" + std::string(stamp) + "\n" + scope + "\n" + Hex(Sha256(canonical_request));
