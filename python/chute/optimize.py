@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from chute import _core
 from chute._serialize import Encoder, SampleError
 from chute._units import parse_size, storage_options_to_strings
+from chute.dataset import SKIPPED, StreamingDataset
 from chute.executors import JobFailure, JobLost, executor_for
 
 # In output_dir while a run is unfinished: one record per part (its landed chunks and
@@ -71,16 +72,18 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
 
     Returns the output directory. Raises OptimizeError naming the input that failed.
     """
-    inputs = list(inputs)
+    # A chute dataset (raw objects, say) stays one: each part reads its samples in order
+    # through the engine, never the whole dataset in this process.
+    inputs = inputs if isinstance(inputs, StreamingDataset) else list(inputs)
     output_dir = os.fspath(output_dir)
     options = storage_options_to_strings(storage_options)
     if num_parts is None:
-        num_parts = max(1, min(len(inputs), DEFAULT_PARTS))
+        num_parts = max(1, min(_count(inputs), DEFAULT_PARTS))
     if num_parts < 1:
         raise ValueError(f"num_parts must be at least 1, not {num_parts}")
     settings = {"chunk_bytes": parse_size(chunk_bytes, "chunk_bytes"), "chunk_items": chunk_size or 0,
                 "compression": compression or "", "block_bytes": parse_size(block_bytes, "block_bytes"),
-                "num_inputs": len(inputs), "num_parts": num_parts}
+                "num_inputs": _count(inputs), "num_parts": num_parts}
     storage = _core.Storage.open(output_dir, options)
     names = storage.list("")  # listed once: the records, their temporary files, index.json
     for name in names:  # records being written when a run was killed (local files)
@@ -101,7 +104,7 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
     jobs = [(part, records.get(part)) for part in range(num_parts) if not records.get(part, {}).get("done")]
     parts = {part: record for part, record in records.items() if record.get("done")}
     results = runner.run(_init_worker, (fn, allow_pickle, inputs, output_dir, options, settings), _write_part, jobs)
-    with tqdm(total=len(inputs), initial=sum(_bounds(p, settings)[1] - _bounds(p, settings)[0] for p in parts),
+    with tqdm(total=settings["num_inputs"], initial=sum(_bounds(p, settings)[1] - _bounds(p, settings)[0] for p in parts),
               disable=not progress, desc="optimize", unit="input") as bar:
         try:
             for part, outcome in results:
@@ -208,6 +211,11 @@ class _InputFailed(Exception):
         self.index = index
 
 
+def _count(inputs) -> int:
+    """The number of inputs (every sample of a dataset, whatever rank this process is)."""
+    return inputs.num_samples if isinstance(inputs, StreamingDataset) else len(inputs)
+
+
 class _PartWriter:
     """Set up once in each worker: writes whole parts."""
 
@@ -236,8 +244,12 @@ class _PartWriter:
             record.update(chunks=[], next=[start, 0], schema=None, first_input=None)
             writer = self._writer(part, [])
         first_input, written_samples = record["next"]
+        values = self._values(first_input, end)
         for index in range(first_input, end):
-            for sample, (schema, leaves) in enumerate(self._samples(index, record)):
+            value = next(values)
+            if value is SKIPPED:  # a raw sample whose objects are missing (allow_missing)
+                continue
+            for sample, (schema, leaves) in enumerate(self._samples(index, value, record)):
                 if index == first_input and sample < written_samples:
                     continue  # in the chunks kept
                 chunks = writer.num_chunks
@@ -255,18 +267,24 @@ class _PartWriter:
         self.storage.write(_record_name(part), json.dumps(record).encode())
         return record
 
-    def _samples(self, index: int, record: dict):
-        """(schema, leaves) of each sample of fn(inputs[index]); _InputFailed on an error
-        of fn, of encoding, or a sample of another structure."""
+    def _values(self, start: int, end: int):
+        """inputs[start:end], one at a time."""
+        if isinstance(self.inputs, StreamingDataset):
+            return self.inputs._in_order(start, end)
+        return (self.inputs[i] for i in range(start, end))
+
+    def _samples(self, index: int, value, record: dict):
+        """(schema, leaves) of each sample of fn(value), value = inputs[index]; _InputFailed
+        on an error of fn, of encoding, or a sample of another structure."""
         try:
-            result = self.fn(self.inputs[index])
+            result = self.fn(value)
             for value in result if inspect.isgenerator(result) else [result]:
                 tree, fields, leaves = self.encoder.encode(value)
                 schema = json.dumps([tree, fields])
                 if record["schema"] is None:
                     record["schema"], record["first_input"] = schema, index
                 elif schema != record["schema"]:
-                    raise OptimizeError(_structure_error(index, self.inputs[index], json.loads(record["schema"]),
+                    raise OptimizeError(_structure_error(index, value, json.loads(record["schema"]),
                                                          [tree, fields], record["first_input"]))
                 yield schema, leaves
         except GeneratorExit:  # closed by the caller

@@ -328,3 +328,21 @@ def test_prefix_listing_in_parallel_on_s3_sees_every_key_once(s3_server):
     store = chute._core.Storage.open(f"s3://{bucket}/many", s3_options(s3_server.endpoint))
     names = [name for name, size in store.walk()]
     assert sorted(names) == sorted(k[len("many/"):] for k in keys if k.startswith("many/"))
+
+
+def _caption_and_size(sample):
+    return {"id": sample["id"], "size": len(sample["image"]), "image": sample["image"]}
+
+
+def test_raw_dataset_is_an_optimize_input(s3_server, tmp_path):
+    """Each part of optimize reads its rows in order through the engine (prefetched), with
+    worker processes; skipped rows are left out."""
+    bucket = _bucket(s3_server)
+    src = _with_missing(s3_server, bucket)
+    ds = chute.StreamingRawDataset(src, columns_to_download=["image"], storage_options=s3_options(s3_server.endpoint),
+                                   allow_missing=True, block_rows=16)
+    out = chute.optimize(_caption_and_size, ds, str(tmp_path / "converted"), num_workers=2, num_parts=3,
+                         progress=False)
+    converted = chute.StreamingDataset(out)
+    assert [s["id"] for s in converted] == [1000 + i for i in range(N) if i not in (7, 50)]
+    assert all(s["image"] == _payload(s["id"] - 1000) and s["size"] == len(s["image"]) for s in converted)
