@@ -3,6 +3,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <memory>
 
@@ -39,6 +40,7 @@ struct PyReader {
   std::unique_ptr<Reader> reader;
   uint64_t block_size = 0;  // token mode
   DType token_dtype;
+  std::vector<uint64_t> ids;  // of the last batch
 
   // The next batch: a list of items' leaves (or, for an item skipped because its objects
   // are missing, its global id), or a [n, block_size] array of tokens; None at the end.
@@ -49,6 +51,7 @@ struct PyReader {
       return reader->Next(&batch);
     }();
     if (!Unwrap(std::move(more))) return nb::none();
+    ids = batch.ids;
     if (block_size)
       return nb::cast(OwnedArray(std::move(batch.tokens), batch.ids.size(), block_size, token_dtype));
     nb::list out;
@@ -110,7 +113,8 @@ void init_reader(nb::module_& m) {
            "Scheduled mode: queues a batch of positions start + k * stride (mod the order's size), k < count.")
       .def_prop_ro("wants_more", [](const PyReader& r) { return r.reader->WantsMore(); },
                    "Scheduled mode: the queued batches span less than the prefetch budget.")
-      .def("__len__", [](const PyReader& r) { return r.reader->order_size(); }, "Samples in the epoch order.");
+      .def("__len__", [](const PyReader& r) { return r.reader->order_size(); }, "Samples in the epoch order.")
+      .def_ro("ids", &PyReader::ids, "The global item (or block) ids of the last batch, in order.");
 }
 
 }  // namespace chute::bindings

@@ -71,15 +71,22 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
     else:
         kind, store, names = "prefix", None, []
         identity = os.path.abspath(src) if "://" not in src else src.rstrip("/")
-    settings = [_VERSION, kind, base, identity, columns_to_download, index_col, filter, block_rows]
+    settings = [_VERSION, kind, base, identity, columns_to_download, index_col, filter, block_rows,
+                storage_options.get("endpoint_url")]
     digest = hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:20]
     root = os.path.join(cache_dir, "raw-index")
     os.makedirs(root, exist_ok=True)
-    out = os.path.join(root, digest)
-    with open(out + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per node; the others wait and reuse it
-        if os.path.exists(os.path.join(out, "index.parquet")) and not refresh:
-            return out
+    # <digest>.current names the latest index built for these settings, a directory
+    # <digest>-<content hash> that never changes once there: a refresh makes a new one
+    # under the processes still reading the old.
+    current = os.path.join(root, digest + ".current")
+    with open(os.path.join(root, digest + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per node; the others wait, then reuse its index
+        built = _current(root, current)
+        # A refresh asked by every rank of a node happens once: an index built since this
+        # process started is fresh.
+        if built and (not refresh or os.stat(current).st_mtime >= _process_start()):
+            return built
         if kind == "prefix":
             table, block_bytes, local = _listing(src, columns_to_download, storage_options, block_rows)
             download, index_col = [c for c in table.column_names if c != KEY_COLUMN], index_col or KEY_COLUMN
@@ -89,9 +96,28 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
             block_bytes, local = None, _all_local(table, download)
             if table.num_rows == 0:
                 raise RawIndexError(f"{src}: the index has no rows" + (f" left by filter={filter!r}" if filter else ""))
-        _write(table, out, {"download": download, "local": local, "index_col": index_col,
-                            "block_bytes": block_bytes, "source": src, "digest": digest}, block_rows)
-    return out
+        return _write(table, os.path.join(root, digest), current,
+                      {"download": download, "local": local, "index_col": index_col, "block_bytes": block_bytes,
+                       "source": src, "digest": digest}, block_rows)
+
+
+def _current(root: str, current: str) -> str | None:
+    """The index directory `current` names, if it is there."""
+    try:
+        with open(current) as f:
+            built = os.path.join(root, f.read().strip())
+    except FileNotFoundError:
+        return None
+    return built if os.path.exists(os.path.join(built, "index.parquet")) else None
+
+
+def _process_start() -> float:
+    """When this process started (seconds since the epoch)."""
+    with open("/proc/self/stat") as f:
+        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/stat") as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _mtime(url: str) -> float | None:
@@ -224,15 +250,25 @@ def _all_local(table: pa.Table, download) -> bool:
     return True
 
 
-def _write(table: pa.Table, out: str, settings: dict, block_rows: int) -> None:
-    """Writes the index atomically (a temporary directory renamed into place)."""
+def _write(table: pa.Table, prefix: str, current: str, settings: dict, block_rows: int) -> str:
+    """Writes the index into `prefix`-<content hash>/ (through a temporary directory) and
+    names it in `current`; returns the directory."""
     table = table.replace_schema_metadata({"chute.raw": json.dumps(settings)})
-    temp = f"{out}.tmp-{os.getpid()}"
+    temp = f"{prefix}.tmp-{os.getpid()}"
     shutil.rmtree(temp, ignore_errors=True)
     os.makedirs(temp)
-    pq.write_table(table, os.path.join(temp, "index.parquet"), row_group_size=max(1, block_rows))
+    path = os.path.join(temp, "index.parquet")
+    pq.write_table(table, path, row_group_size=max(1, block_rows))
+    content = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            content.update(piece)
+    out = f"{prefix}-{content.hexdigest()[:16]}"
     if os.path.exists(out):
-        old = f"{out}.old-{os.getpid()}"
-        os.rename(out, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.rename(temp, out)
+        shutil.rmtree(temp)  # the same index again
+    else:
+        os.rename(temp, out)
+    with open(current + ".tmp", "w") as f:
+        f.write(os.path.basename(out))
+    os.replace(current + ".tmp", current)
+    return out

@@ -10,7 +10,7 @@ from torch.utils.data import IterableDataset
 
 from chute import _profile
 from chute._distributed import current_layout
-from chute.dataset import StreamingDataset
+from chute.dataset import SKIPPED, StreamingDataset
 
 BATCHING = ("stratified", "per_stream", "random")
 
@@ -63,6 +63,7 @@ class CombinedStreamingDataset(IterableDataset):
         # (epoch, consumed per dataset), shared with DataLoader workers (see StreamingDataset).
         self._position = multiprocessing.RawArray("q", 1 + len(datasets))
         self._batch_size = 1
+        self._in_loader = False  # set while a StreamingDataLoader iterates: skipped samples are yielded as SKIPPED
 
     # -- position ------------------------------------------------------------------
 
@@ -169,9 +170,9 @@ class CombinedStreamingDataset(IterableDataset):
             queued.append(_schedule(readers, *entry, layout.rank, layout.world_size))
             return True
 
-        yield from _profile.traced_samples(self, self._read(readers, queued, schedule_next))
+        yield from _profile.traced_samples(self, self._read(readers, queued, schedule_next, epoch))
 
-    def _read(self, readers, queued, schedule_next):
+    def _read(self, readers, queued, schedule_next, epoch):
         while queued or schedule_next():
             # Plan ahead while a reader the plan still feeds (those of the latest scheduled
             # batch; not exhausted or zero-weight ones) has less than its prefetch budget
@@ -180,7 +181,8 @@ class CombinedStreamingDataset(IterableDataset):
                    and schedule_next()):
                 pass
             for d in queued.popleft():
-                yield from self.datasets[d]._samples(readers[d].next())
+                samples = self.datasets[d]._samples(readers[d].next(), readers[d].ids, epoch)
+                yield from samples if self._in_loader else (s for s in samples if s is not SKIPPED)
 
 
 # Global batches planned ahead at most: a dataset that gets few samples per batch would

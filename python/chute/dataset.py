@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import multiprocessing
 import multiprocessing.util
 import operator
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from chute._distributed import current_layout
 from chute._serialize import Decoder, webdataset_sample
 from chute._units import parse_size, storage_options_to_strings
 from chute.tokens import TokensLoader
+from chute.transforms import TransformError, as_transform
 
 _DEFAULTS = _core.DEFAULTS  # the C++ options' defaults (one definition)
 
@@ -50,7 +53,10 @@ class StreamingDataset(IterableDataset):
         drop_last: with several ranks, drop up to world_size - 1 samples of the epoch so
             every rank gets ``len(ds)`` samples; otherwise the first samples of the epoch
             are repeated to fill the last ranks.
-        transform: called on each sample before it is yielded or returned.
+        transform: called on each sample before it is yielded or returned. A list of
+            :mod:`chute.transforms` (decoders, field presets) runs on a pool of threads,
+            several samples at a time, with randomness drawn from (seed, epoch, sample id);
+            :class:`StreamingDataLoader` then needs no worker processes.
         partitions: the epoch is read as this many interleaved streams; a layout whose
             world size divides it reads each chunk on one rank only (locality).
         shuffle_window: items are shuffled within windows of this many chunks (an int)
@@ -121,6 +127,7 @@ class StreamingDataset(IterableDataset):
         self.seed = seed
         self.drop_last = drop_last
         self.transform = transform
+        self._preset = as_transform(transform)  # chute.transforms only: decoded on threads
         self.partitions = partitions
         self.shuffle_window = shuffle_window
         self.verify_checksums = verify_checksums
@@ -184,7 +191,7 @@ class StreamingDataset(IterableDataset):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_core", "_decoder", "_blocks", "_pid", "_tar_samples"):
+        for key in ("_core", "_decoder", "_blocks", "_pid", "_tar_samples", "_pool"):
             state.pop(key)
         return state
 
@@ -235,11 +242,26 @@ class StreamingDataset(IterableDataset):
                             epoch=epoch, partitions=self.partitions, window_items=self.window_items,
                             drop_last=self.drop_last, prefetch_bytes=self.prefetch_bytes, **token_args, **share)
 
-    def _samples(self, batch):
-        """The samples of a Reader batch: decoded items, or the rows of a token batch."""
+    def _samples(self, batch, ids=(), epoch: int = 0):
+        """The samples of a Reader batch (`ids`: its global ids, read in `epoch`): decoded
+        items — on the decode threads with chute.transforms — or the rows of a token batch."""
         if self.blocks is not None:
             return self._tokens(batch)
-        return (self._skip(leaves) if isinstance(leaves, int) else self._decode(leaves) for leaves in batch)
+        if self._preset is not None and len(batch) > 1:
+            return self._decode_pool().map(self._sample, batch, ids, [epoch] * len(batch))
+        return (self._sample(leaves, i, epoch) for leaves, i in itertools.zip_longest(batch, ids[:len(batch)]))
+
+    def _sample(self, leaves, item, epoch, out=None):
+        """A Reader batch entry as the sample (SKIPPED for a skipped item)."""
+        return self._skip(leaves) if isinstance(leaves, int) else self._decode(leaves, item, epoch, out)
+
+    def _decode_pool(self, threads: int | None = None) -> ThreadPoolExecutor:
+        """This process's decode threads (one per core, or `threads`)."""
+        pool = getattr(self, "_pool", None)
+        want = threads or os.cpu_count() or 1
+        if pool is None or pool[0] != os.getpid() or pool[1]._max_workers < want:
+            pool = self._pool = (os.getpid(), ThreadPoolExecutor(want, thread_name_prefix="chute-decode"))
+        return pool[1]
 
     def _skip(self, item: int):
         """SKIPPED for global item `item`, whose objects are missing (recorded)."""
@@ -266,10 +288,18 @@ class StreamingDataset(IterableDataset):
     def __len__(self) -> int:
         return _core.rank_sample_count(self.num_samples, current_layout().world_size, self.drop_last)
 
-    def _decode(self, leaves):
+    def _decode(self, leaves, item=None, epoch=None, out=None):
+        """Item `item`'s sample, transformed (chute.transforms draw from a generator seeded
+        by (seed, epoch, item) and may write their fixed-shape field into `out`)."""
         sample = self._decoder.decode(leaves)
         if self._tar_samples:
             sample = webdataset_sample(sample, self.decode)
+        if self._preset is not None:
+            rng = np.random.default_rng([self.seed, epoch or 0, item or 0])
+            try:
+                return self._preset.apply(sample, rng, out)
+            except TransformError as e:
+                raise TransformError(f"{getattr(self, 'src', self.input_dir)} sample {item}: {e}") from None
         return self.transform(sample) if self.transform is not None else sample
 
     def __getitem__(self, index):
@@ -284,7 +314,7 @@ class StreamingDataset(IterableDataset):
         if self.blocks is not None:
             return self._tokens(self.blocks.gather(np.array([i], dtype=np.uint64), self.item_loader.dtype))[0]
         leaves = self.core.read(i)  # an uncached remote chunk is read only in part
-        return self._missing(i) if leaves is None else self._decode(leaves)
+        return self._missing(i) if leaves is None else self._decode(leaves, i, self.epoch)
 
     def _missing(self, index: int):
         raise FileNotFoundError(f"{self.input_dir}: sample {index} has a missing object")
@@ -305,7 +335,7 @@ class StreamingDataset(IterableDataset):
                               batch_size=64, start=start)
         left = end - start
         while left > 0 and (batch := reader.next()) is not None:
-            yield from self._samples(batch[:left])
+            yield from self._samples(batch[:left], reader.ids[:left])
             left -= min(left, len(batch))
 
     def __iter__(self):
@@ -317,11 +347,10 @@ class StreamingDataset(IterableDataset):
         yield from _profile.traced_samples(self, self._read(reader))
 
     def _read(self, reader):
+        epoch = self._position[0]
         while (batch := reader.next()) is not None:
-            if self._in_loader:
-                yield from self._samples(batch)
-            else:
-                yield from (s for s in self._samples(batch) if s is not SKIPPED)
+            samples = self._samples(batch, reader.ids, epoch)
+            yield from samples if self._in_loader else (s for s in samples if s is not SKIPPED)
 
 
 _malloc_tuned_pid = None

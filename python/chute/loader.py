@@ -3,11 +3,15 @@ resume mid-epoch — also on a different number of ranks or workers."""
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 
+import numpy as np
+
 import torch
 from torch.utils.data import DataLoader, default_collate
+from torch.utils.data._utils.pin_memory import pin_memory
 
 from chute import _core, _profile
 from chute._distributed import current_layout
@@ -60,20 +64,24 @@ class StreamingDataLoader(DataLoader):
         self._profile_dir = os.fspath(profile_dir or "chute-profile")
         self.profile_path = None  # the trace file, once written
         self._collate = None  # SharedCollate, with worker processes
-        self._token_threads = None
-        if getattr(dataset, "item_loader", None) is not None:
-            # Token batches are gathered whole in C++ with the GIL released, so threads of
-            # this process build them in parallel: no worker processes, no pickling of
-            # batches between processes, no collation.
+        self._token_threads = self._decode_threads = None
+        tokens = getattr(dataset, "item_loader", None) is not None
+        if tokens or (getattr(dataset, "_preset", None) is not None and "collate_fn" not in kwargs):
+            # Token batches are gathered whole in C++ and chute.transforms decode, both with
+            # the GIL released, so threads of this process build batches in parallel: no
+            # worker processes, no pickling of batches between processes.
+            what = "a TokensLoader" if tokens else "chute.transforms"
             unsupported = sorted(k for k in kwargs if k not in ("pin_memory", "prefetch_factor"))
             if unsupported:
-                raise ValueError(f"with a TokensLoader, batches are built in C++ by threads of this process: "
+                raise ValueError(f"with {what}, batches are built by threads of this process: "
                                  f"{', '.join(unsupported)} not supported (use drop_last on the StreamingDataset)")
-            self._token_threads = max(1, num_workers)
-            self._token_prefetch = kwargs.get("prefetch_factor") or 2
+            if tokens:
+                self._token_threads = max(1, num_workers)
+            else:
+                self._decode_threads = max(1, num_workers)
+            self._prefetch = kwargs.get("prefetch_factor") or 2
             super().__init__(dataset, batch_size=None, num_workers=0, pin_memory=kwargs.get("pin_memory", False))
         else:
-            dataset._in_loader = True
             collate = _DropSkipped(kwargs.get("collate_fn") or default_collate)
             if num_workers > 0:
                 kwargs["collate_fn"] = self._collate = SharedCollate(collate)
@@ -91,7 +99,7 @@ class StreamingDataLoader(DataLoader):
 
     def __len__(self) -> int:
         """Batches per rank and epoch."""
-        if self._token_threads:
+        if self._token_threads or self._decode_threads:
             return -(-len(self.dataset) // self._batch)
         return super().__len__()
 
@@ -108,7 +116,13 @@ class StreamingDataLoader(DataLoader):
             run = _profile.new_run()
             ds._profile = (self._profile_dir, profile, run)  # for the workers, which start now
             _profile.start()
-        batches = iter(self._token_batches(epoch, start) if self._token_threads else super().__iter__())
+        ds._in_loader = True  # (before workers start): skipped samples keep their places in batches
+        if self._token_threads:
+            batches = self._token_batches(epoch, start)
+        elif self._decode_threads:
+            batches = self._decoded_batches(epoch, start)
+        else:
+            batches = iter(super().__iter__())
         ended = False
         try:
             while True:
@@ -120,11 +134,14 @@ class StreamingDataLoader(DataLoader):
                     ended = True
                     break
                 self._batches += 1
+                if batch is None:  # every sample of it was skipped: counted, not yielded
+                    continue
                 self._stats["batches"] += 1
                 if self._batches == profile:
                     self._write_profile(run, profile, wait=True)
                 yield batch
         finally:
+            ds._in_loader = False
             if profile and self.profile_path is None:  # fewer batches than profile_batches
                 # The epoch ended: its workers have written their spans or are about to. Stopped
                 # early (break, an error): what is there, without waiting.
@@ -164,11 +181,32 @@ class StreamingDataLoader(DataLoader):
         ds = self.dataset
         layout = current_layout()
         reader = ds._reader(epoch, rank=layout.rank, world_size=layout.world_size, batch_size=self._batch,
-                            start=start, gather_threads=self._token_threads, gather_ahead=self._token_prefetch)
+                            start=start, gather_threads=self._token_threads, gather_ahead=self._prefetch)
         pin = self.pin_memory and torch.cuda.is_available()
         while (blocks := reader.next()) is not None:
             batch = ds._tokens(blocks)
             yield batch.pin_memory() if pin else batch
+
+    def _decoded_batches(self, epoch: int, start: int):
+        """Batches decoded by chute.transforms on threads of this process: the samples of
+        prefetch_factor x threads batches decode at once while the engine reads on."""
+        ds = self.dataset
+        layout = current_layout()
+        reader = ds._reader(epoch, rank=layout.rank, world_size=layout.world_size, batch_size=self._batch,
+                            start=start)
+        pool = ds._decode_pool(self._decode_threads)
+        pin = self.pin_memory and torch.cuda.is_available()
+        pending, ended = collections.deque(), False
+        while True:
+            while not ended and len(pending) < self._prefetch * self._decode_threads:
+                items = reader.next()
+                ended = items is None
+                if not ended:
+                    pending.append(_DecodedBatch(ds, items, reader.ids, epoch, pool))
+            if not pending:
+                return
+            batch = pending.popleft().collate()
+            yield pin_memory(batch) if pin and batch is not None else batch
 
     def state_dict(self) -> dict:
         """Where the run stands, as small plain (JSON-serializable) data."""
@@ -202,16 +240,43 @@ class StreamingDataLoader(DataLoader):
 _END = object()
 
 
+class _DecodedBatch:
+    """One batch decoding on the pool, a task per sample. The fixed-shape field of the
+    dataset's chute.transforms (a resized image, say) is written by each task straight
+    into its row of one [B, ...] tensor: no collation copy."""
+
+    def __init__(self, ds, items, ids, epoch, pool):
+        fixed = ds._preset.fixed_output()
+        self.field = fixed[0] if fixed else None
+        rows = np.empty((len(items), *fixed[1]), fixed[2]) if fixed else [None] * len(items)
+        self.tensor = torch.from_numpy(rows) if fixed else None
+        self.futures = [pool.submit(ds._sample, leaves, i, epoch, rows[k])
+                        for k, (leaves, i) in enumerate(zip(items, ids))]
+
+    def collate(self):
+        samples = [f.result() for f in self.futures]
+        kept = [k for k, s in enumerate(samples) if s is not SKIPPED]
+        if not kept:
+            return None  # counted, not yielded
+        samples = [samples[k] for k in kept]
+        if self.field is None:
+            return default_collate(samples)
+        tensor = self.tensor if len(kept) == len(samples) == len(self.futures) else self.tensor[kept]
+        rest = default_collate([{f: v for f, v in s.items() if f != self.field} for s in samples])
+        return {f: tensor if f == self.field else rest[f] for f in samples[0]}
+
+
 class _DropSkipped:
     """A collate function without the samples skipped for their missing objects (a batch of
-    raw objects with allow_missing may hold fewer samples; an all-skipped one is [])."""
+    raw objects with allow_missing may hold fewer samples; an all-skipped one is None, which
+    the loader counts and does not yield)."""
 
     def __init__(self, collate):
         self.collate = collate
 
     def __call__(self, samples):
         kept = [s for s in samples if s is not SKIPPED]
-        return self.collate(kept) if kept else []
+        return self.collate(kept) if kept else None
 
 
 def _diff(saved, now, path="") -> list:

@@ -117,7 +117,7 @@ def optimize(fn, inputs, output_dir, *, chunk_bytes=_core.DEFAULTS["chunk_bytes"
                         raise failure.exc
                     what = ("returned a sample that cannot be stored" if isinstance(failure.exc, SampleError)
                             else "failed")
-                    failure.raise_as(OptimizeError, f"fn {what} on inputs[{index}] = {_short(inputs[index])}")
+                    failure.raise_as(OptimizeError, f"fn {what} on inputs[{index}] = {_input(inputs, index)}")
                 parts[part] = outcome
                 start, end = _bounds(part, settings)
                 bar.update(end - start)
@@ -175,14 +175,14 @@ def _common_schema(parts: dict, inputs: list) -> dict:
             first = record
         elif record["schema"] != first["schema"]:
             index = record["first_input"]
-            raise OptimizeError(_structure_error(index, inputs[index], json.loads(first["schema"]),
+            raise OptimizeError(_structure_error(index, _input(inputs, index), json.loads(first["schema"]),
                                                  json.loads(record["schema"]), first["first_input"]))
     tree, fields = json.loads(first["schema"]) if first else ("*", [])
     return {"tree": tree, "fields": fields}
 
 
-def _structure_error(index: int, value, first, this, first_index: int) -> str:
-    return (f"fn(inputs[{index}]) = fn({_short(value)}) returned a sample whose structure or leaf types differ "
+def _structure_error(index: int, shown: str, first, this, first_index: int) -> str:
+    return (f"fn(inputs[{index}]) = fn({shown}) returned a sample whose structure or leaf types differ "
             f"from the first sample's (of inputs[{first_index}]):\n  first: {_describe(*first)}\n  this:  "
             f"{_describe(*this)}\nEvery sample of a dataset must have the same structure and leaf types.")
 
@@ -191,6 +191,13 @@ def _version() -> str:
     from chute import __version__
 
     return __version__
+
+
+def _input(inputs, index: int) -> str:
+    """inputs[index] for a message: a dataset's sample is named, not read (again)."""
+    if isinstance(inputs, StreamingDataset):
+        return f"sample {index} of {getattr(inputs, 'src', inputs.input_dir)}"
+    return _short(inputs[index])
 
 
 def _short(value, limit: int = 120) -> str:
@@ -246,7 +253,12 @@ class _PartWriter:
         first_input, written_samples = record["next"]
         values = self._values(first_input, end)
         for index in range(first_input, end):
-            value = next(values)
+            try:
+                value = next(values)
+            except StopIteration:
+                raise RuntimeError(f"the dataset ended before its input {index}") from None
+            except Exception as exc:  # reading the input (a missing object, ...)
+                raise _InputFailed(index) from exc
             if value is SKIPPED:  # a raw sample whose objects are missing (allow_missing)
                 continue
             for sample, (schema, leaves) in enumerate(self._samples(index, value, record)):
@@ -278,13 +290,13 @@ class _PartWriter:
         on an error of fn, of encoding, or a sample of another structure."""
         try:
             result = self.fn(value)
-            for value in result if inspect.isgenerator(result) else [result]:
-                tree, fields, leaves = self.encoder.encode(value)
+            for produced in result if inspect.isgenerator(result) else [result]:
+                tree, fields, leaves = self.encoder.encode(produced)
                 schema = json.dumps([tree, fields])
                 if record["schema"] is None:
                     record["schema"], record["first_input"] = schema, index
                 elif schema != record["schema"]:
-                    raise OptimizeError(_structure_error(index, value, json.loads(record["schema"]),
+                    raise OptimizeError(_structure_error(index, _short(value), json.loads(record["schema"]),
                                                          [tree, fields], record["first_input"]))
                 yield schema, leaves
         except GeneratorExit:  # closed by the caller

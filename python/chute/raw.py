@@ -69,13 +69,20 @@ class StreamingRawDataset(StreamingDataset):
         self._allow_missing = allow_missing
         self._object_storage_options = storage_options_to_strings(storage_options)
         cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
-        index_dir = _raw_index.build(self.src, columns_to_download=columns_to_download, index_col=index_col,
-                                     filter=filter, storage_options=self._object_storage_options,
-                                     cache_dir=cache_dir, refresh=refresh_index, block_rows=block_rows)
+        self._index_args = dict(columns_to_download=columns_to_download, index_col=index_col, filter=filter,
+                                storage_options=self._object_storage_options, cache_dir=cache_dir,
+                                block_rows=block_rows)
+        index_dir = _raw_index.build(self.src, refresh=refresh_index, **self._index_args)
         super().__init__(index_dir, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
                          partitions=partitions, shuffle_window=shuffle_window,
                          max_concurrency=max_concurrency, cache_dir=cache_dir, max_cache_size=max_cache_size,
                          prefetch_bytes=prefetch_bytes, format="raw")
+
+    def __setstate__(self, state):
+        # On another node (a Ray worker of optimize), the index is built there first.
+        if not os.path.exists(os.path.join(state["input_dir"], "index.parquet")):
+            state["input_dir"] = _raw_index.build(state["src"], refresh=False, **state["_index_args"])
+        super().__setstate__(state)
 
     @property
     def allow_missing(self) -> bool:

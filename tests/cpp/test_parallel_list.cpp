@@ -4,7 +4,8 @@
 //     are each listed exactly once, with many ranges listed at once (the page calls are
 //     counted: more than one in flight at some time);
 //  2. KeyMidpoint lies strictly between its bounds;
-//  3. a failing page fails the listing (no hang).
+//  3. a failing page fails the listing (no hang); a store that ignores start-after is
+//     reported as Unsupported (the caller lists one page after another), not looped on.
 // Built with CHUTE_SANITIZE=thread by tests/python/test_native.py; prints "ok" and exits 0
 // on success.
 #include <algorithm>
@@ -76,12 +77,19 @@ bool FailureTest() {
   std::atomic<int> calls{0};
   auto page = [&](const std::string& after, std::vector<ObjectInfo>* out, bool* truncated) {
     if (++calls > 3) return Status::IOError("the store went away");
-    for (int k = 0; k < 1000; ++k) out->push_back({"bucket/p/" + after + std::to_string(k), 1});
+    for (int k = 0; k < 1000; ++k) out->push_back({"bucket/p/" + after + std::to_string(1000 + k), 1});
     *truncated = true;
     return Status::OK();
   };
   auto listed = chute::storage::ListInParallel(page, "p/", 7, 8);
   bool ok = !listed.ok() && listed.status().message() == "the store went away";
+  auto same_page = [&](const std::string&, std::vector<ObjectInfo>* out, bool* truncated) {
+    for (int k = 0; k < 1000; ++k) out->push_back({"bucket/p/" + std::to_string(10000 + k), 1});
+    *truncated = true;  // and start-after ignored: the same page every time
+    return Status::OK();
+  };
+  auto ignored = chute::storage::ListInParallel(same_page, "p/", 7, 8);
+  ok = ok && ignored.status().code() == chute::StatusCode::kUnsupported;
   std::printf("failure: %s\n", ok ? "ok" : "WRONG");
   return ok;
 }

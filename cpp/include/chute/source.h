@@ -125,6 +125,8 @@ class CHUTE_API Source {
   // kFetched: item j of chunk c read on its own (random access, the first batch of an
   // epoch), without its chunk.
   virtual Result<Item> FetchItem(uint32_t c, uint64_t j) const;
+  // kFetched: seconds a FetchItem may take (the timeouts of the stores it reads).
+  virtual double FetchTimeout() const { return 60; }
 };
 
 // Where a source's dataset lives.

@@ -13,7 +13,7 @@
 // mapped when its item is read). Otherwise a chunk is fetched by the source
 // (kFetched): every object of its rows requested at once on the source's pool of
 // `concurrency` threads, the bytes written into one chunk file as they arrive, laid out as
-//   object bytes, back to back, in arrival order
+//   object bytes, back to back, in arrival order, then zeros to a multiple of 8 bytes
 //   slots: one per (row, download column), row-major: u64 offset, u64 size, u64 state
 //          (0 fetched, 1 no URL (null), 2 missing: the store said it does not exist)
 //   u64 number of slots, u64 kRawMagic

@@ -20,7 +20,9 @@
 #include "format/arrow_rows.h"
 #include "format/foreign_source.h"
 #include "format/raw.h"
+#include "storage/options.h"
 #include "util/io_pool.h"
+#include "util/bytes.h"
 #include "util/json.h"
 #include "util/lru_map.h"
 #include "util/posix_file.h"
@@ -79,6 +81,12 @@ class RawSource final : public ForeignSource {
   }
 
   ChunkSourcing sourcing() const override { return local_ ? ChunkSourcing::kInPlace : ChunkSourcing::kFetched; }
+  // A row's objects are fetched one after another, each within its store's timeout.
+  double FetchTimeout() const override {
+    auto it = storage_options_.find("timeout");
+    double per_object = it == storage_options_.end() ? storage::CommonOptions{}.timeout : std::atof(it->second.c_str());
+    return per_object * static_cast<double>(download_.size());
+  }
   uint64_t TablesSizeHint(uint32_t) const override { return 0; }
 
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
@@ -89,13 +97,18 @@ class RawSource final : public ForeignSource {
     const uint64_t want = static_cast<uint64_t>(rows->num_rows()) * download_.size();
     const uint64_t size = bytes->size();
     if (Status st = bytes->Wait(0, size); !st.ok()) return st;
-    uint64_t count = size >= 16 ? LoadTrailer(bytes->data() + size - 16, 0) : 0;
-    if (size < 16 || LoadTrailer(bytes->data() + size - 16, 1) != kRawMagic || count != want ||
+    uint64_t count = size >= 16 ? LoadU64(bytes->data() + size - 16) : 0;
+    if (size < 16 || LoadU64(bytes->data() + size - 8) != kRawMagic || count != want ||
         count > (size - 16) / sizeof(RawSlot))
       return Status::Corrupt(url + ": not a block of raw objects fetched by this version (remove the cache)");
-    auto* slots = reinterpret_cast<const RawSlot*>(bytes->data() + size - 16 - count * sizeof(RawSlot));
-    for (uint64_t k = 0; k < count; ++k)
-      if (!InRangeOf(slots[k], size)) return Status::Corrupt(url + ": slot " + std::to_string(k) + " out of range");
+    const uint64_t table = size - 16 - count * sizeof(RawSlot);  // where the object bytes end
+    if (table % alignof(RawSlot) != 0) return Status::Corrupt(url + ": misaligned slot table (remove the cache)");
+    auto* slots = reinterpret_cast<const RawSlot*>(bytes->data() + table);
+    for (uint64_t k = 0; k < count; ++k) {
+      const RawSlot& s = slots[k];
+      if (s.state > RawSlotState::kMissing || (s.state == RawSlotState::kFetched && !InRange(s.offset, s.size, table)))
+        return Status::Corrupt(url + ": slot " + std::to_string(k) + " is invalid (remove the cache)");
+    }
     return std::shared_ptr<ChunkReader>(
         std::make_shared<RawChunkReader>(*this, c, std::move(rows), std::move(bytes), std::span(slots, count)));
   }
@@ -104,6 +117,7 @@ class RawSource final : public ForeignSource {
     CHUTE_ASSIGN_OR_RETURN(auto rows, Block(c));
     struct Fetch : TaskGroup {
       int fd = -1;  // its own descriptor: requests given up on may still write after the wait
+      std::atomic<bool> abandoned{false};  // the wait gave up: requests not started are not made
       std::atomic<uint64_t> end{0};
       std::vector<RawSlot> slots;
       ~Fetch() {
@@ -124,9 +138,10 @@ class RawSource final : public ForeignSource {
     fetch->left = wanted.size();
     for (auto& [k, url] : wanted) {
       pool_.Submit([this, fetch, rows, c, k = k, url = std::move(url), width] {
-        if (fetch->failed()) return fetch->Done(Status::OK());
+        if (fetch->abandoned || fetch->failed()) return fetch->Done(Status::OK());
         std::string bytes;
         Status st = FetchObject(url, &bytes);
+        objects_done_.fetch_add(1, std::memory_order_relaxed);
         RawSlot& slot = fetch->slots[k];
         if (st.code() == StatusCode::kNotFound) {
           slot.state = RawSlotState::kMissing;
@@ -142,17 +157,20 @@ class RawSource final : public ForeignSource {
         fetch->Done(st);
       });
     }
-    // Waits while objects keep arriving: each request is bounded by its store's timeout.
-    for (size_t left = SIZE_MAX;;) {
+    // Waits while objects keep arriving, for this block or for the others ahead of it on
+    // the pool: each request is bounded by its store's timeout.
+    for (uint64_t done = objects_done_.load();;) {
       if (fetch->Wait(kProgressSeconds)) break;
-      std::lock_guard lock(fetch->mu);
-      if (fetch->left == left)
+      if (objects_done_.load() == done) {
+        fetch->abandoned = true;
         return Status::IOError(BlockName(c) + ": no object arrived for " + std::to_string(int(kProgressSeconds)) +
                                " s (storage_options timeout)");
-      left = fetch->left;
+      }
+      done = objects_done_.load();
     }
     CHUTE_RETURN_NOT_OK(fetch->status);
-    uint64_t end = fetch->end.load();
+    // The slots start 8-byte aligned (they are read in place).
+    uint64_t end = (fetch->end.load() + 7) & ~uint64_t{7};
     uint64_t trailer[2] = {fetch->slots.size(), kRawMagic};
     if (!WriteAll(fd, reinterpret_cast<const std::byte*>(fetch->slots.data()), fetch->slots.size() * sizeof(RawSlot),
                   end) ||
@@ -237,14 +255,6 @@ class RawSource final : public ForeignSource {
   static constexpr double kProgressSeconds = 120;
 
   std::string BlockName(uint32_t c) const { return index_path_ + " block " + std::to_string(c); }
-  static uint64_t LoadTrailer(const std::byte* p, int k) {
-    uint64_t v;
-    std::memcpy(&v, p + 8 * k, 8);
-    return v;
-  }
-  static bool InRangeOf(const RawSlot& s, uint64_t size) {
-    return s.state != RawSlotState::kFetched || (s.offset <= size && s.size <= size - s.offset);
-  }
   static std::vector<int> all_columns(const arrow::RecordBatch& rows) {
     std::vector<int> columns(static_cast<size_t>(rows.num_columns()));
     for (size_t k = 0; k < columns.size(); ++k) columns[k] = static_cast<int>(k);
@@ -271,6 +281,7 @@ class RawSource final : public ForeignSource {
   mutable LruMap<uint32_t, std::shared_ptr<arrow::RecordBatch>> blocks_{kBlocksKept};
   mutable std::mutex stores_mu_;
   mutable std::map<std::string, StorageLocation> stores_;  // by "scheme://bucket"
+  mutable std::atomic<uint64_t> objects_done_{0};  // requests finished on the pool, for progress
   mutable IoPool pool_;  // declared last: destroyed first, before what its tasks use
 };
 
@@ -319,7 +330,16 @@ Status RawSource::FetchObject(const std::string& url, std::string* out) const {
     storage = it->second.storage;
     if (!local) path = JoinPath(it->second.path, path);
   }
-  CHUTE_ASSIGN_OR_RETURN(*out, storage->ReadAll(path));
+  Result<std::string> bytes = storage->ReadAll(path);
+  if (!bytes.ok()) {
+    const std::string& m = bytes.status().message();
+    // A missing bucket is a mistake, not missing objects (which allow_missing would skip).
+    if (bytes.status().code() == StatusCode::kNotFound &&
+        (m.find("NoSuchBucket") != std::string::npos || m.find("NO_SUCH_BUCKET") != std::string::npos))
+      return Status::IOError(m + " (the bucket does not exist)");
+    return bytes.status();
+  }
+  *out = std::move(*bytes);
   return Status::OK();
 }
 

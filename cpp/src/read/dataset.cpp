@@ -70,6 +70,7 @@ struct Dataset::Impl {
   // usable after fork().
   bool local = false;
   bool fetched = false;  // the source fetches chunks itself (ChunkSourcing::kFetched)
+  double timeout = 0;    // of a read: the storage's, or the source's fetches
   std::vector<uint64_t> starts;
   std::string fingerprint;
   std::unique_ptr<SharedFlags> verified;  // per chunk: opened with verification by some process
@@ -253,6 +254,7 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   CHUTE_ASSIGN_OR_RETURN(impl->source, OpenSource(options.format, where, options.description));
   impl->fetched = impl->source->sourcing() == ChunkSourcing::kFetched;
   impl->local = impl->storage->is_local() && !impl->fetched;
+  impl->timeout = impl->fetched ? impl->source->FetchTimeout() : impl->storage->timeout();
   const auto& chunks = impl->source->chunks();
   impl->starts.push_back(0);
   for (auto& c : chunks) impl->starts.push_back(impl->starts.back() + c.num_items);
@@ -285,7 +287,7 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
 
 const std::string& Dataset::url() const { return impl_->url; }
 bool Dataset::is_local() const { return impl_->local; }
-double Dataset::timeout() const { return impl_->storage->timeout(); }
+double Dataset::timeout() const { return impl_->timeout; }
 const Source& Dataset::source() const { return *impl_->source; }
 uint64_t Dataset::num_items() const { return impl_->starts.back(); }
 const std::vector<ChunkInfo>& Dataset::chunks() const { return impl_->chunks(); }
@@ -389,7 +391,7 @@ Result<std::vector<Item>> Dataset::GetItems(std::span<const uint64_t> ids, bool 
       batch->Done(item.status());
     });
   }
-  if (!batch->Wait(m->storage->timeout() + 30))
+  if (!batch->Wait(m->timeout + 30))
     return Status::IOError(m->url + ": timed out reading " + std::to_string(late.size()) +
                            " items (storage_options timeout)");
   CHUTE_RETURN_NOT_OK(batch->status);

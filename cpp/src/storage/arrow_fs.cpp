@@ -146,7 +146,9 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
         return arrow::Status::OK();
       });
     };
-    return ListInParallel(page, prefix, bucket.size() + 1, kListThreads);
+    Result<std::vector<ObjectInfo>> listed = ListInParallel(page, prefix, bucket.size() + 1, kListThreads);
+    if (listed.status().code() == StatusCode::kUnsupported) return Select(dir, true);  // keys out of order
+    return listed;
   }
 
   Result<std::vector<ObjectInfo>> Select(const std::string& dir, bool recursive) {

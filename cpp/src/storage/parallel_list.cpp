@@ -37,6 +37,7 @@ std::string KeyMidpoint(const std::string& a, const std::string& b, const std::s
     va = va * base + digit(a, common + i);
     vb = vb * base + digit(b, common + i);
   }
+  if (va >= vb) return "";  // b's characters above the alphabet: no midpoint this way
   uint64_t mid = va + (vb - va) / 2;
   std::string digits(kDigits, '\0');
   for (size_t i = kDigits; i-- > 0; mid /= base) digits[i] = static_cast<char>(mid % base);
@@ -72,7 +73,7 @@ Result<std::vector<ObjectInfo>> ListInParallel(const ListPageFn& page, const std
       Range range = std::move(ranges.front());
       ranges.pop_front();
       ++busy;
-      for (std::string cursor = range.after;;) {
+      for (std::string cursor = range.after; failure.ok();) {
         lock.unlock();
         std::vector<ObjectInfo> got;
         bool truncated = false;
@@ -82,9 +83,18 @@ Result<std::vector<ObjectInfo>> ListInParallel(const ListPageFn& page, const std
           if (failure.ok()) failure = st;
           break;
         }
+        if (got.empty() && truncated) {
+          failure = Status::IOError("listing " + prefix + ": an empty page said more keys follow");
+          break;
+        }
         bool past = false;
         for (ObjectInfo& o : got) {
           std::string key = o.path.substr(std::min(key_offset, o.path.size()));
+          if (key <= cursor) {  // the store ignores start-after, or does not list in order
+            failure = Status::Unsupported("listing " + prefix + ": the store returned '" + key + "' after '" +
+                                          cursor + "' (keys out of order): it cannot be listed in parallel");
+            break;
+          }
           if (key > range.upto) {
             past = true;
             break;
@@ -94,7 +104,7 @@ Result<std::vector<ObjectInfo>> ListInParallel(const ListPageFn& page, const std
           cursor = std::move(key);
           out.push_back(std::move(o));
         }
-        if (past || !truncated || got.empty()) break;
+        if (!failure.ok() || past || !truncated) break;
         // More follow: give the upper part of the rest to an idle thread.
         if (ranges.empty() && busy < threads) {
           std::sort(alphabet.begin(), alphabet.end());

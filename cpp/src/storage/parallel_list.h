@@ -24,6 +24,8 @@ using ListPageFn = std::function<Status(const std::string& start_after, std::vec
                                         bool* truncated)>;
 
 // Every key starting with `prefix`, listed by `threads` threads at once; in no order.
+// Unsupported if the store does not return keys in ascending order after start-after
+// (list it one page after another instead); the first failing page's error otherwise.
 Result<std::vector<ObjectInfo>> ListInParallel(const ListPageFn& page, const std::string& prefix, size_t key_offset,
                                                size_t threads);
 

@@ -1,0 +1,241 @@
+"""chute.transforms: decoded images against PIL, video and audio through PyAV, field
+presets, deterministic augmentation, and batches built on threads with no worker
+processes."""
+
+import io
+import math
+import sys
+import wave
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import chute
+from chute import transforms as T
+from conftest import rank_env
+
+N = 24
+
+
+def _image(i: int, size=(80, 60), fmt="JPEG") -> bytes:
+    """An image with structure (gradients and a moving square), so crops and flips differ."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    pixels = np.stack([(x * 3 + i * 7) % 256, (y * 4 + i * 11) % 256, ((x + y) * 2) % 256], axis=-1).astype(np.uint8)
+    pixels[(i * 3) % (h - 10):(i * 3) % (h - 10) + 10, 5:15] = 255
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def _sample(i):
+    return {"id": i, "jpg": _image(i), "png": _image(i, fmt="PNG"), "txt": f"caption {i}".encode()}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("images") / "ds")
+    return chute.optimize(_sample, range(N), out, chunk_size=6, num_parts=1, progress=False, num_workers=0)
+
+
+def _pil(data, mode="RGB"):
+    return Image.open(io.BytesIO(data)).convert(mode)
+
+
+def test_decoded_images_equal_pil(images):
+    ds = chute.StreamingDataset(images, transform=[T.DecodeImage("jpg"), T.DecodeImage("png", layout="HWC")])
+    for i in (0, 5, N - 1):
+        s = ds[i]
+        raw = chute.StreamingDataset(images)[i]
+        assert s["jpg"].dtype == np.uint8 and s["jpg"].shape == (3, 60, 80)
+        assert np.array_equal(s["jpg"], np.asarray(_pil(raw["jpg"])).transpose(2, 0, 1))  # exact without resize
+        assert np.array_equal(s["png"], np.asarray(_pil(raw["png"])))
+
+
+def test_resize_modes_sizes_dtypes_and_normalization(images):
+    raw = chute.StreamingDataset(images)[3]["jpg"]
+    exact = T.DecodeImage("jpg", size=(30, 50), resize="exact")({"jpg": raw})["jpg"]
+    reference = np.asarray(_pil(raw).resize((50, 30), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+    assert exact.shape == (3, 30, 50)
+    assert np.abs(exact.astype(int) - reference).mean() < 6  # DCT scaling and resampling differ slightly
+    shorter = T.DecodeImage("jpg", size=30)({"jpg": raw})["jpg"]
+    assert shorter.shape == (3, 30, 40)
+    crop = T.DecodeImage("jpg", size=32, resize="crop", layout="HWC")({"jpg": raw})["jpg"]
+    assert crop.shape == (32, 32, 3)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    f = T.DecodeImage("jpg", dtype="float32", normalize=(mean, std))({"jpg": raw})["jpg"]
+    u = T.DecodeImage("jpg")({"jpg": raw})["jpg"]
+    expect = (u / 255.0 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+    assert f.dtype == np.float32 and np.allclose(f, expect, atol=1e-5)
+    gray = T.DecodeImage("jpg", mode="L")({"jpg": raw})["jpg"]
+    assert gray.shape == (1, 60, 80)
+    with pytest.raises(ValueError, match="normalize= needs dtype='float32'"):
+        T.DecodeImage("jpg", normalize=(mean, std))
+
+
+def test_jpeg_dct_scaling_is_used_when_the_target_is_small():
+    big = _image(1, size=(640, 480))
+    img = Image.open(io.BytesIO(big))
+    img.draft("RGB", (80, 60))
+    assert img.size == (80, 60)  # libjpeg decoded at 1/8 scale
+    out = T.DecodeImage("jpg", size=(60, 80), resize="exact")({"jpg": big})["jpg"]
+    reference = np.asarray(_pil(big).resize((80, 60), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+    assert out.shape == (3, 60, 80) and np.abs(out.astype(int) - reference).mean() < 12
+
+
+def test_corrupt_image_names_the_sample_and_field(images, tmp_path):
+    def broken(i):
+        return {"jpg": _image(i) if i != 4 else b"\xff\xd8not a jpeg"}
+
+    path = chute.optimize(broken, range(8), str(tmp_path / "broken"), num_parts=1, progress=False, num_workers=0)
+    ds = chute.StreamingDataset(path, transform=[T.DecodeImage("jpg")])
+    with pytest.raises(T.TransformError, match=r"sample 4: field 'jpg': not a decodable image"):
+        list(ds)
+    with pytest.raises(T.TransformError, match="the sample has no field 'jpeg'"):
+        chute.StreamingDataset(path, transform=[T.DecodeImage("jpeg")])[0]
+
+
+def test_text_tokenize_keep_and_rename(images):
+    ds = chute.StreamingDataset(images, transform=[T.DecodeText("txt"), T.RenameFields({"txt": "caption"}),
+                                                   T.Tokenize("caption", lambda s: [len(w) for w in s.split()]),
+                                                   T.KeepFields(["id", "caption"])])
+    s = ds[7]
+    assert sorted(s) == ["caption", "id"] and s["id"] == 7
+    assert s["caption"].dtype == np.int64 and s["caption"].tolist() == [7, 1]
+
+
+def _train(images, **kwargs):
+    return chute.StreamingDataset(images, shuffle=True, seed=3,
+                                  transform=T.image_pipeline("jpg", 32, crop="random", flip=0.5, keep=["id", "jpg"]),
+                                  **kwargs)
+
+
+def test_loader_builds_image_batches_on_threads_without_worker_processes(images):
+    ds = _train(images)
+    loader = chute.StreamingDataLoader(ds, batch_size=5, num_workers=2)
+    assert loader.num_workers == 0 and loader._decode_threads == 2
+    batches = list(loader)
+    assert len(batches) == len(loader) == math.ceil(N / 5)
+    for b in batches:
+        assert b["jpg"].dtype == torch.uint8 and b["jpg"].shape[1:] == (3, 32, 32)
+        assert b["jpg"].is_contiguous() and b["id"].dtype == torch.int64
+    assert sorted(i for b in batches for i in b["id"].tolist()) == list(range(N))
+    # The same augmentation as random access gives for that sample and epoch.
+    first = batches[0]
+    assert torch.equal(first["jpg"][0], torch.from_numpy(ds[int(first["id"][0])]["jpg"]))
+
+
+def _augmented(images, layout, epochs=1, state=None, stop_after=None):
+    """{(epoch, id): image bytes} seen by every rank of `layout` (ranks, threads)."""
+    ranks, threads = layout
+    seen, saved = {}, None
+    for rank in range(ranks):
+        with rank_env(rank, ranks, ranks):
+            ds = _train(images)
+            loader = chute.StreamingDataLoader(ds, batch_size=4 // ranks, num_workers=threads)
+            if state is not None:
+                loader.load_state_dict(state)
+            for epoch in range(epochs):
+                for k, b in enumerate(loader):
+                    for i, img in zip(b["id"].tolist(), b["jpg"]):
+                        seen[(loader._current[0], i)] = img.numpy().tobytes()
+                    if stop_after is not None and k + 1 == stop_after:
+                        break
+            if rank == 0:
+                saved = loader.state_dict()
+    return seen, saved
+
+
+def test_augmentation_is_the_same_on_any_layout_and_after_resume(images):
+    one, _ = _augmented(images, (1, 1), epochs=2)
+    two, _ = _augmented(images, (2, 2), epochs=2)
+    assert one == two  # the same crop and flip for each (epoch, sample) on 1 or 2 ranks
+    assert any(one[(0, i)] != one[(1, i)] for i in range(N))  # epochs differ
+    first, state = _augmented(images, (2, 1), stop_after=2)
+    rest, _ = _augmented(images, (1, 2), state=state)
+    assert {**first, **rest} == {k: v for k, v in one.items() if k[0] == 0}
+
+
+def _mp4(frames=30, fps=10, size=(64, 48)) -> bytes:
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for k in range(frames):
+            pixels = np.full((size[1], size[0], 3), k * 8, np.uint8)  # frame k is gray level 8k
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+def test_video_frames_at_the_requested_rate_and_size():
+    video = _mp4()
+    out = T.DecodeVideo("mp4", num_frames=4, fps=5, start="begin")({"mp4": video})["mp4"]
+    assert out.shape == (4, 3, 48, 64) and out.dtype == np.uint8
+    levels = out.reshape(4, -1).mean(axis=1) / 8
+    assert np.allclose(levels, [0, 2, 4, 6], atol=0.6)  # every other frame of a 10 fps video
+    later = T.DecodeVideo("mp4", num_frames=2, start=1.0, size=(24, 32))({"mp4": video})["mp4"]
+    assert later.shape == (2, 3, 24, 32) and abs(later[0].mean() / 8 - 10) < 1
+    clip = T.video_pipeline("mp4", 3, (24, 32), start="random")
+    a, b = (clip.apply({"mp4": video}, np.random.default_rng(s))["mp4"] for s in (1, 1))
+    assert np.array_equal(a, b)  # random start from the sample's generator
+    short = T.DecodeVideo("mp4", num_frames=8, fps=2, start=2.5)({"mp4": video})["mp4"]
+    assert short.shape[0] == 8 and np.array_equal(short[-1], short[-2])  # past the end: the last frame repeats
+    with pytest.raises(T.TransformError, match="'mp4': not a decodable video"):
+        T.DecodeVideo("mp4", 2)({"mp4": b"not a video"})
+
+
+def _wav(rate=8000, seconds=1.0, channels=2) -> bytes:
+    t = np.arange(int(rate * seconds)) / rate
+    tone = (np.sin(2 * np.pi * 440 * t) * 0.5 * 32767).astype(np.int16)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.repeat(tone[:, None], channels, axis=1).tobytes())
+    return out.getvalue()
+
+
+def _flac(rate=22050, seconds=0.5) -> bytes:
+    out = io.BytesIO()
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        t = np.arange(int(rate * seconds)) / rate
+        samples = (np.sin(2 * np.pi * 220 * t) * 0.25 * 32767).astype(np.int16)[None, :]
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+def test_audio_resampled_to_the_requested_rate_and_length():
+    wav = _wav()
+    mono = T.DecodeAudio("wav", sample_rate=16000)({"wav": wav})["wav"]
+    assert mono.dtype == np.float32 and mono.shape[0] == 1 and abs(mono.shape[1] - 16000) <= 32
+    assert 0.45 < np.abs(mono).max() < 0.55
+    stereo = T.DecodeAudio("wav", sample_rate=8000, mono=False, duration=0.25)({"wav": wav})["wav"]
+    assert stereo.shape == (2, 2000)
+    padded = T.DecodeAudio("wav", sample_rate=8000, duration=2.0)({"wav": wav})["wav"]
+    assert padded.shape == (1, 16000) and not padded[:, 9000:].any()  # silence past the end
+    flac = T.DecodeAudio("flac", sample_rate=44100, duration=0.5)({"flac": _flac()})["flac"]
+    assert flac.shape == (1, 22050) and 0.2 < np.abs(flac).max() < 0.3
+
+
+def test_missing_extra_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(ImportError, match=r"pip install 'chute\[video\]'"):
+        T.DecodeVideo("mp4", 2)
+    with pytest.raises(ImportError, match=r"pip install 'chute\[audio\]'"):
+        T.DecodeAudio("wav", 16000)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(ImportError, match=r"pip install 'chute\[image\]'"):
+        T.DecodeImage("jpg")
