@@ -128,6 +128,7 @@ class StreamingDataset(IterableDataset):
         self.drop_last = drop_last
         self.transform = transform
         self._preset = as_transform(transform)  # chute.transforms only: decoded on threads
+        self._pool = None  # (pid, the decode threads of that process)
         self.partitions = partitions
         self.shuffle_window = shuffle_window
         self.verify_checksums = verify_checksums
@@ -193,10 +194,17 @@ class StreamingDataset(IterableDataset):
         state = self.__dict__.copy()
         for key in ("_core", "_decoder", "_blocks", "_pid", "_tar_samples", "_pool"):
             state.pop(key)
+        if multiprocessing.context.get_spawning_popen() is None:
+            # Plain pickling (a copy for Ray, say), not a process being spawned with it:
+            # the position as it is, not the shared memory.
+            state["_position"] = list(self._position)
         return state
 
     def __setstate__(self, state):
+        if isinstance(state["_position"], list):
+            state["_position"] = multiprocessing.RawArray("q", state["_position"])
         self.__dict__.update(state)
+        self._pool = None
         self._open()
 
     @property
@@ -257,7 +265,7 @@ class StreamingDataset(IterableDataset):
 
     def _decode_pool(self, threads: int | None = None) -> ThreadPoolExecutor:
         """This process's decode threads (one per core, or `threads`)."""
-        pool = getattr(self, "_pool", None)
+        pool = self._pool
         want = threads or os.cpu_count() or 1
         if pool is None or pool[0] != os.getpid() or pool[1]._max_workers < want:
             pool = self._pool = (os.getpid(), ThreadPoolExecutor(want, thread_name_prefix="chute-decode"))

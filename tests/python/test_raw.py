@@ -346,3 +346,18 @@ def test_raw_dataset_is_an_optimize_input(s3_server, tmp_path):
     converted = chute.StreamingDataset(out)
     assert [s["id"] for s in converted] == [1000 + i for i in range(N) if i not in (7, 50)]
     assert all(s["image"] == _payload(s["id"] - 1000) and s["size"] == len(s["image"]) for s in converted)
+
+
+def test_a_copy_on_another_node_builds_its_index(tmp_path):
+    """A raw dataset pickled to a machine whose cache lacks the index (a Ray worker of
+    optimize) builds it there."""
+    import pickle
+    import shutil
+
+    _write_local(tmp_path / "imgs", 12)
+    ds = chute.StreamingRawDataset(tmp_path / "imgs", block_rows=5)
+    state = pickle.dumps(ds)
+    shutil.rmtree(ds.input_dir)  # another node's cache
+    copy = pickle.loads(state)
+    assert os.path.exists(os.path.join(copy.input_dir, "index.parquet"))
+    assert sorted(s["jpg"] for s in copy) == sorted(_payload(i) for i in range(12))

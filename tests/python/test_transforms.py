@@ -98,6 +98,15 @@ def test_corrupt_image_names_the_sample_and_field(images, tmp_path):
         chute.StreamingDataset(path, transform=[T.DecodeImage("jpeg")])[0]
 
 
+def test_datasets_with_transforms_pickle(images):
+    import pickle
+
+    ds = _train(images)
+    list(ds)  # makes its decode threads
+    copy = pickle.loads(pickle.dumps(ds))
+    assert np.array_equal(copy[3]["jpg"], ds[3]["jpg"]) and sorted(s["id"] for s in copy) == list(range(N))
+
+
 def test_text_tokenize_keep_and_rename(images):
     ds = chute.StreamingDataset(images, transform=[T.DecodeText("txt"), T.RenameFields({"txt": "caption"}),
                                                    T.Tokenize("caption", lambda s: [len(w) for w in s.split()]),
