@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from chute import _core
 
 _VERSION = 1
+_refreshed: set[str] = set()  # the settings digests this process rebuilt with refresh_index=True
 _INDEX_KINDS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".json": "json",
                 ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
 _ABSOLUTE = r"^([A-Za-z][A-Za-z0-9+.\-]*://|/)"  # a URL with a scheme, or an absolute path
@@ -83,10 +84,12 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
     with open(os.path.join(root, digest + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per node; the others wait, then reuse its index
         built = _current(root, current)
-        # A refresh asked by every rank of a node happens once: an index built since this
-        # process started is fresh.
-        if built and (not refresh or os.stat(current).st_mtime >= _process_start()):
+        # A refresh asked by every rank of a node happens once: an index another process
+        # built since this one started is fresh (unless this process refreshed it before).
+        if built and (not refresh or (os.stat(current).st_mtime >= _process_start() and digest not in _refreshed)):
             return built
+        if refresh:
+            _refreshed.add(digest)
         if kind == "prefix":
             table, block_bytes, local = _listing(src, columns_to_download, storage_options, block_rows)
             download, index_col = [c for c in table.column_names if c != KEY_COLUMN], index_col or KEY_COLUMN

@@ -264,11 +264,16 @@ class StreamingDataset(IterableDataset):
         return self._skip(leaves) if isinstance(leaves, int) else self._decode(leaves, item, epoch, out)
 
     def _decode_pool(self, threads: int | None = None) -> ThreadPoolExecutor:
-        """This process's decode threads (one per core, or `threads`)."""
+        """This process's decode threads: `threads`, or this process's share of the cores
+        (all of them, or 1 / num_workers in a DataLoader worker)."""
+        if threads is None:
+            info = torch.utils.data.get_worker_info()
+            threads = max(1, (os.cpu_count() or 1) // (info.num_workers if info is not None else 1))
         pool = self._pool
-        want = threads or os.cpu_count() or 1
-        if pool is None or pool[0] != os.getpid() or pool[1]._max_workers < want:
-            pool = self._pool = (os.getpid(), ThreadPoolExecutor(want, thread_name_prefix="chute-decode"))
+        if pool is None or pool[0] != os.getpid() or pool[1]._max_workers != threads:
+            if pool is not None and pool[0] == os.getpid():
+                pool[1].shutdown(wait=False)
+            pool = self._pool = (os.getpid(), ThreadPoolExecutor(threads, thread_name_prefix="chute-decode"))
         return pool[1]
 
     def _skip(self, item: int):
@@ -308,6 +313,9 @@ class StreamingDataset(IterableDataset):
                 return self._preset.apply(sample, rng, out)
             except TransformError as e:
                 raise TransformError(f"{getattr(self, 'src', self.input_dir)} sample {item}: {e}") from None
+            except Exception as e:  # a bug or a limit of a decoder: named with the sample
+                raise TransformError(f"{getattr(self, 'src', self.input_dir)} sample {item}: "
+                                     f"{type(e).__name__}: {e}") from e
         return self.transform(sample) if self.transform is not None else sample
 
     def __getitem__(self, index):

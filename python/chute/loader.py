@@ -65,20 +65,24 @@ class StreamingDataLoader(DataLoader):
         self.profile_path = None  # the trace file, once written
         self._collate = None  # SharedCollate, with worker processes
         self._token_threads = self._decode_threads = None
+        self._drop_partial = False
         tokens = getattr(dataset, "item_loader", None) is not None
         if tokens or (getattr(dataset, "_preset", None) is not None and "collate_fn" not in kwargs):
             # Token batches are gathered whole in C++ and chute.transforms decode, both with
             # the GIL released, so threads of this process build batches in parallel: no
             # worker processes, no pickling of batches between processes.
             what = "a TokensLoader" if tokens else "chute.transforms"
-            unsupported = sorted(k for k in kwargs if k not in ("pin_memory", "prefetch_factor"))
+            allowed = ("pin_memory", "prefetch_factor") + (() if tokens else ("drop_last",))
+            unsupported = sorted(k for k in kwargs if k not in allowed)
             if unsupported:
                 raise ValueError(f"with {what}, batches are built by threads of this process: "
-                                 f"{', '.join(unsupported)} not supported (use drop_last on the StreamingDataset)")
+                                 f"{', '.join(unsupported)} not supported"
+                                 + (" (use drop_last on the StreamingDataset)" if "drop_last" in unsupported else ""))
             if tokens:
                 self._token_threads = max(1, num_workers)
-            else:
-                self._decode_threads = max(1, num_workers)
+            else:  # num_workers=0: a thread per core
+                self._decode_threads = num_workers or os.cpu_count() or 1
+                self._drop_partial = bool(kwargs.get("drop_last"))
             self._prefetch = kwargs.get("prefetch_factor") or 2
             super().__init__(dataset, batch_size=None, num_workers=0, pin_memory=kwargs.get("pin_memory", False))
         else:
@@ -99,6 +103,8 @@ class StreamingDataLoader(DataLoader):
 
     def __len__(self) -> int:
         """Batches per rank and epoch."""
+        if self._decode_threads and self._drop_partial:
+            return len(self.dataset) // self._batch
         if self._token_threads or self._decode_threads:
             return -(-len(self.dataset) // self._batch)
         return super().__len__()
@@ -197,16 +203,21 @@ class StreamingDataLoader(DataLoader):
         pool = ds._decode_pool(self._decode_threads)
         pin = self.pin_memory and torch.cuda.is_available()
         pending, ended = collections.deque(), False
-        while True:
-            while not ended and len(pending) < self._prefetch * self._decode_threads:
-                items = reader.next()
-                ended = items is None
-                if not ended:
-                    pending.append(_DecodedBatch(ds, items, reader.ids, epoch, pool))
-            if not pending:
-                return
-            batch = pending.popleft().collate()
-            yield pin_memory(batch) if pin and batch is not None else batch
+        try:
+            while True:
+                # Batches in flight: the pool works on the oldest first, so a few keep it busy.
+                while not ended and len(pending) <= self._prefetch:
+                    items = reader.next()
+                    ended = items is None
+                    if not ended and not (self._drop_partial and len(items) < self._batch):
+                        pending.append(_DecodedBatch(ds, items, reader.ids, epoch, pool))
+                if not pending:
+                    return
+                batch = pending.popleft().collate()
+                yield pin_memory(batch) if pin and batch is not None else batch
+        finally:  # stopped early (a break, an error): the queued samples are not decoded
+            for decoding in pending:
+                decoding.cancel()
 
     def state_dict(self) -> dict:
         """Where the run stands, as small plain (JSON-serializable) data."""
@@ -252,6 +263,10 @@ class _DecodedBatch:
         self.tensor = torch.from_numpy(rows) if fixed else None
         self.futures = [pool.submit(ds._sample, leaves, i, epoch, rows[k])
                         for k, (leaves, i) in enumerate(zip(items, ids))]
+
+    def cancel(self):
+        for f in self.futures:
+            f.cancel()
 
     def collate(self):
         samples = [f.result() for f in self.futures]

@@ -98,11 +98,14 @@ def _field(sample, field, who):
 def _pair(size, what):
     if size is None:
         return None
-    if isinstance(size, int):
+    def positive(s):
+        return isinstance(s, int) and not isinstance(s, bool) and s > 0
+
+    if positive(size):
         return size, size
-    if len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size):
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(positive(s) for s in size):
         return tuple(size)
-    raise ValueError(f"{what}={size!r}: use an int or (height, width)")
+    raise ValueError(f"{what}={size!r}: use a positive int or (height, width)")
 
 
 class DecodeImage(Transform):
@@ -139,6 +142,7 @@ class DecodeImage(Transform):
             raise ValueError(f"resize='shorter' takes an int size, not {size!r} (use resize='exact' or 'crop')")
         if not 0.0 <= flip <= 1.0:
             raise ValueError(f"flip={flip!r} must be a probability")
+        _pair(size, "size")
         _pil()  # the extra is there
         self.field, self.size, self.mode, self.resize, self.crop = field, size, mode, resize, crop
         self.flip, self.dtype, self.layout = flip, dtype, layout
@@ -225,7 +229,7 @@ class DecodeImage(Transform):
         if out is not None:
             np.copyto(out, a)
             return out
-        return np.ascontiguousarray(a)
+        return np.array(a)  # its own, writable memory (PIL's is read-only)
 
 
 class DecodeText(Transform):
@@ -308,6 +312,7 @@ class DecodeVideo(Transform):
         if fps is not None and not fps > 0:
             raise ValueError(f"fps={fps!r} must be positive")
         _start(start, 0.0, 0.0, None) if start != "random" else None  # validated
+        _pair(size, "size")
         _av("video")
         self.field, self.num_frames, self.fps, self.start, self.size = field, num_frames, fps, start, size
 
@@ -322,34 +327,50 @@ class DecodeVideo(Transform):
         data = _field(sample, self.field, "DecodeVideo")
         try:
             with av.open(io.BytesIO(data)) as container:
+                if not container.streams.video:
+                    raise TransformError(f"field {self.field!r}: no video stream in it")
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                rate = float(stream.average_rate or 25)
-                step = 1.0 / (self.fps or rate)
+                step = 1.0 / (self.fps or float(stream.average_rate or 25))
                 length = float(stream.duration * stream.time_base) if stream.duration else (
                     container.duration / 1e6 if container.duration else 0.0)
                 begin = _start(self.start, length, step * self.num_frames, rng)
-                if begin > 0:
-                    container.seek(int(begin / stream.time_base), stream=stream, backward=True, any_frame=False)
-                frames, due = [], begin
-                for frame in container.decode(stream):
-                    t = float(frame.pts * stream.time_base) if frame.pts is not None else due
-                    if t + 1e-6 < due:
-                        continue
-                    frames.append(self._rgb(frame))
-                    due += step
-                    if len(frames) == self.num_frames:
-                        break
+                frame_s = 1.0 / float(stream.average_rate or 25)
+                frames = self._frames(container, stream, begin, step, frame_s)
+                if not frames and begin > 0:  # the duration was an estimate past the real end
+                    frames = self._frames(container, stream, 0.0, step, frame_s)
         except av.FFmpegError as e:
             raise TransformError(f"field {self.field!r}: not a decodable video ({e})") from None
         if not frames:
-            raise TransformError(f"field {self.field!r}: no frame at or after {begin:.3f} s")
+            raise TransformError(f"field {self.field!r}: no frame in it")
         frames += [frames[-1]] * (self.num_frames - len(frames))
         video = np.stack(frames).transpose(0, 3, 1, 2)
         if out is not None:
             np.copyto(out, video)
             video = out
         return {**sample, self.field: video}
+
+    def _frames(self, container, stream, begin: float, step: float, frame_s: float) -> list:
+        """Up to num_frames frames: the one showing at each of begin, begin + step, ...
+        seconds into the stream (a frame repeats when steps are shorter than frames; the
+        last one covers what is left). [] when the stream ends before `begin`."""
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        container.seek(int((origin + begin) / stream.time_base), stream=stream, backward=True, any_frame=False)
+        frames, due, last = [], origin + begin, None  # last: (time, frame) showing until the next one
+        for frame in container.decode(stream):
+            t = float(frame.pts * stream.time_base) if frame.pts is not None else (last[0] + frame_s if last else due)
+            if last is not None:
+                rgb = None
+                while due < t - 1e-6 and len(frames) < self.num_frames:
+                    rgb = rgb if rgb is not None else self._rgb(last[1])
+                    frames.append(rgb)
+                    due += step
+                if len(frames) == self.num_frames:
+                    return frames
+            last = (t, frame)
+        if last is not None and (frames or due < last[0] + frame_s):
+            frames.append(self._rgb(last[1]))  # the caller repeats it to num_frames
+        return frames
 
     def _rgb(self, frame):
         if self.size is None:
@@ -392,6 +413,8 @@ class DecodeAudio(Transform):
         data = _field(sample, self.field, "DecodeAudio")
         try:
             with av.open(io.BytesIO(data)) as container:
+                if not container.streams.audio:
+                    raise TransformError(f"field {self.field!r}: no audio stream in it")
                 stream = container.streams.audio[0]
                 # Channels kept as they are (mono: their mean, below; FFmpeg's downmix
                 # would scale a stereo signal by 1/sqrt(2) per channel).

@@ -135,6 +135,8 @@ def test_loader_builds_image_batches_on_threads_without_worker_processes(images)
     # The same augmentation as random access gives for that sample and epoch.
     first = batches[0]
     assert torch.equal(first["jpg"][0], torch.from_numpy(ds[int(first["id"][0])]["jpg"]))
+    whole = chute.StreamingDataLoader(_train(images), batch_size=5, num_workers=2, drop_last=True)
+    assert [len(b["id"]) for b in whole] == [5] * (N // 5) == [5] * len(whole)
 
 
 def _augmented(images, layout, epochs=1, state=None, stop_after=None):
@@ -188,6 +190,8 @@ def test_video_frames_at_the_requested_rate_and_size():
     assert out.shape == (4, 3, 48, 64) and out.dtype == np.uint8
     levels = out.reshape(4, -1).mean(axis=1) / 8
     assert np.allclose(levels, [0, 2, 4, 6], atol=0.6)  # every other frame of a 10 fps video
+    fast = T.DecodeVideo("mp4", num_frames=4, fps=20, start="begin")({"mp4": video})["mp4"]
+    assert np.allclose(fast.reshape(4, -1).mean(axis=1) / 8, [0, 0, 1, 1], atol=0.6)  # frames repeat at 2x rate
     later = T.DecodeVideo("mp4", num_frames=2, start=1.0, size=(24, 32))({"mp4": video})["mp4"]
     assert later.shape == (2, 3, 24, 32) and abs(later[0].mean() / 8 - 10) < 1
     clip = T.video_pipeline("mp4", 3, (24, 32), start="random")
