@@ -26,6 +26,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "chute/format.h"
+#include "chute/status.h"
 
 namespace chute {
 
@@ -38,5 +43,24 @@ struct RawSlot {
   uint64_t size = 0;
   RawSlotState state = RawSlotState::kNoUrl;
 };
+
+// The description of the index at `index_path`: {"format": "raw", "digest" (of what the
+// index was built from), "source", "columns", "download", "local", "index_col", "blocks":
+// [[rows, estimated bytes], ...], "schema"}. Not where the index is: the dataset's
+// fingerprint (a digest of this) is the same in every node's cache. Errors name the file.
+Result<std::string> DescribeRawIndex(const std::string& index_path);
+
+// What a description says.
+struct RawIndex {
+  std::vector<ChunkInfo> chunks;  // a block per row group: its rows, its estimated bytes
+  std::string schema;             // JSON (docs/format.md)
+  std::string source;             // what the user gave, for messages
+  std::vector<int> download;      // the download columns' positions among the columns
+  std::vector<std::string> download_names;
+  bool local = false;             // every object is a local file
+  int index_col = -1;             // the position of index_col, or -1
+};
+// Parses DescribeRawIndex's text; Corrupt naming `url` if malformed.
+Result<RawIndex> ParseRawDescription(const std::string& text, const std::string& url);
 
 }  // namespace chute
