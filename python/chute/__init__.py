@@ -14,7 +14,8 @@ from chute import _core, checkpoint
 from chute._core import CorruptDataError, FormatVersionError
 from chute._map import MapError, map
 from chute.combined import CombinedStreamingDataset
-from chute.dataset import StreamingDataset, at_exit
+from chute._process import at_exit
+from chute.dataset import StreamingDataset
 from chute.executors import RayExecutor
 from chute.loader import StreamingDataLoader
 from chute.optimize import OptimizeError, optimize

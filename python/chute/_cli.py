@@ -131,7 +131,7 @@ def verify(args) -> None:
 
 def cache(args) -> None:
     from chute import _core
-    from chute.dataset import default_cache_dir
+    from chute._process import default_cache_dir
 
     root = args.cache_dir or default_cache_dir()
     entries = _core.list_caches(root)

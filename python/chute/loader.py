@@ -16,7 +16,8 @@ from torch.utils.data._utils.pin_memory import pin_memory
 from chute import _core, _profile
 from chute._distributed import current_layout
 from chute._shared_batch import SharedCollate, forget_exited_workers, worker_counters
-from chute.dataset import SKIPPED, StreamingDataset, keep_freed_memory
+from chute._process import keep_freed_memory
+from chute.dataset import SKIPPED, StreamingDataset
 
 STATE_VERSION = 1
 

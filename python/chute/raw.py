@@ -7,7 +7,8 @@ import os
 
 from chute import _raw_index
 from chute._units import storage_options_to_strings
-from chute.dataset import _DEFAULTS, StreamingDataset, default_cache_dir
+from chute._process import default_cache_dir
+from chute.dataset import _DEFAULTS, StreamingDataset
 
 # Requests in flight per process: small objects are bound by time to first byte, not
 # bandwidth (at 20 ms per request, 64 in flight fetch ~3,000 objects/s).
