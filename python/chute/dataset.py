@@ -253,9 +253,10 @@ class StreamingDataset(IterableDataset):
         items — on the decode threads with chute.transforms — or the rows of a token batch."""
         if self.blocks is not None:
             return self._tokens(batch)
+        entries = list(itertools.zip_longest(batch, ids[:len(batch)]))  # (leaves, id or None)
         if self._preset is not None and len(batch) > 1:
-            return self._decode_pool().map(self._sample, batch, ids, [epoch] * len(batch))
-        return (self._sample(leaves, i, epoch) for leaves, i in itertools.zip_longest(batch, ids[:len(batch)]))
+            return self._decode_pool().map(lambda entry: self._sample(*entry, epoch), entries)
+        return (self._sample(leaves, i, epoch) for leaves, i in entries)
 
     def _sample(self, leaves, item, epoch, out=None):
         """A Reader batch entry as the sample (SKIPPED for a skipped item)."""

@@ -79,7 +79,7 @@ struct DatasetOptions {
   // ranges are fetched); empty: all. Invalid for the others.
   std::vector<std::string> columns;
   // Raw objects (format "raw"): an item whose object is missing is skipped (it comes back
-  // without leaves, and readers drop it) instead of failing with an error naming it.
+  // as Item::missing, which readers skip) instead of failing with an error naming it.
   bool allow_missing = false;
   // Sources that fetch objects named by the dataset (raw objects): the options of the
   // objects' stores (the dataset's own `storage_options` are for where it lives).

@@ -143,7 +143,7 @@ struct SourceLocation {
   // in flight.
   StorageOptions storage_options;
   size_t concurrency = 16;
-  // Raw objects: an item whose object is missing comes back without leaves (a reader
+  // Raw objects: an item whose object is missing comes back as Item::missing (a reader
   // skips it) instead of as a NotFound error.
   bool allow_missing = false;
 };

@@ -51,7 +51,8 @@ class ShmIndex {
   void Detach();
 
   // Makes chunk `c` (of `size` bytes, or about: the size of the file fetched is what
-  // counts from then on) ready in the directory and holds a reference to it. If nobody has it, `fetch(temp_path)` is called in this thread to write the file;
+  // counts from then on) ready in the directory and holds a reference to it. If nobody
+  // has it, `fetch(temp_path)` is called in this thread to write the file;
   // others wait for it (up to `timeout_s`, checking that the fetcher is alive). Makes
   // room first by evicting unreferenced chunks, least recently used first. Returns the
   // chunk's path.

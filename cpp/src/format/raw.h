@@ -22,7 +22,7 @@
 //
 // An item: the row's columns in the index's order, each download column replaced by its
 // object's bytes (null without URL). A missing object is an error naming the row, the
-// column and the URL, or, with SourceLocation::allow_missing, an item without leaves.
+// column and the URL, or, with SourceLocation::allow_missing, an Item::missing (skipped).
 #pragma once
 
 #include <cstdint>
