@@ -91,14 +91,22 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
         if refresh:
             _refreshed.add(digest)
         if kind == "prefix":
-            table, block_bytes, local = _listing(src, columns_to_download, storage_options, block_rows)
+            table, sizes, local = _listing(src, columns_to_download, storage_options)
             download, index_col = [c for c in table.column_names if c != KEY_COLUMN], index_col or KEY_COLUMN
+            if filter:  # over the listing: __key__ and a URL column per extension
+                table = _sql(table.append_column("__size__", pa.array(sizes, pa.int64())), filter, src)
+                if "__size__" not in table.column_names or not set(download) <= set(table.column_names):
+                    raise RawIndexError(f"filter={filter!r} drops columns of the listing: select * "
+                                        f"(its columns: {[KEY_COLUMN, *download, '__size__']})")
+                sizes = table["__size__"].to_pylist()
+                table = table.drop_columns(["__size__"])
+            block_bytes = [sum(sizes[i:i + block_rows]) for i in range(0, len(sizes), block_rows)]
         else:
-            table = _read_index_files(store, names, cache_dir)
+            table = _read_index_files(store, names)
             table, download = _prepare(table, src, base, columns_to_download, index_col, filter, names)
             block_bytes, local = None, _all_local(table, download)
-            if table.num_rows == 0:
-                raise RawIndexError(f"{src}: the index has no rows" + (f" left by filter={filter!r}" if filter else ""))
+        if table.num_rows == 0:
+            raise RawIndexError(f"{src}: the index has no rows" + (f" left by filter={filter!r}" if filter else ""))
         return _write(table, os.path.join(root, digest), current,
                       {"download": download, "local": local, "index_col": index_col, "block_bytes": block_bytes,
                        "source": src, "digest": digest}, block_rows)
@@ -127,9 +135,9 @@ def _mtime(url: str) -> float | None:
     return os.stat(url).st_mtime if "://" not in url else None
 
 
-def _listing(src, columns_to_download, storage_options, block_rows):
+def _listing(src, columns_to_download, storage_options):
     """A prefix or directory: objects grouped by key (name up to the first dot of its base
-    name), one column per extension, sorted by key."""
+    name), one column per extension, sorted by key; the bytes of each row; whether local."""
     store = _core.Storage.open(src, storage_options)
     objects = {}
     for name, size in store.walk():
@@ -151,11 +159,10 @@ def _listing(src, columns_to_download, storage_options, block_rows):
     for e in exts:
         columns[e or "data"] = [store.url(objects[k][e][0]) if e in objects[k] else None for k in keys]
     sizes = [sum(objects[k][e][1] for e in exts if e in objects[k]) for k in keys]
-    block_bytes = [sum(sizes[i:i + block_rows]) for i in range(0, len(sizes), block_rows)]
-    return pa.table(columns), block_bytes, "://" not in src
+    return pa.table(columns), sizes, "://" not in src
 
 
-def _read_index_files(store, names, cache_dir) -> pa.Table:
+def _read_index_files(store, names) -> pa.Table:
     tables = []
     for name in names:
         url = store.url(name)

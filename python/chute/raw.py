@@ -39,7 +39,9 @@ class StreamingRawDataset(StreamingDataset):
         index_col: a column identifying each row, named in errors (default: the row
             number; for a prefix, ``__key__``).
         filter: SQL over the index, run by DuckDB before the order is computed, e.g.
-            ``"SELECT * FROM dataframe WHERE aes_score > 4"`` (``pip install 'chute[sql]'``).
+            ``"SELECT * FROM dataframe WHERE aes_score > 4"`` (``pip install 'chute[sql]'``);
+            over a prefix the table has ``__key__``, a URL column per extension and
+            ``__size__`` (the sample's bytes).
         allow_missing: a sample with a missing object is skipped (the same samples on every
             layout; see :attr:`skipped`); otherwise reading it raises an error naming the
             row, the column and the URL.

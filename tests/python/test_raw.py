@@ -70,6 +70,8 @@ def test_directory_groups_extensions_and_reads_in_place(tmp_path):
     assert ds[5]["jpg"] == _payload(5) and ds[-1]["__key__"] == f"{N - 1:04d}"
     only = chute.StreamingRawDataset(tmp_path / "imgs", columns_to_download=["json"])
     assert len(only) == (N + 2) // 3 and sorted(only[0]) == ["__key__", "json"]
+    small = chute.StreamingRawDataset(tmp_path / "imgs", filter="SELECT * FROM dataframe WHERE __size__ < 400")
+    assert sorted(s["__key__"] for s in small) == [f"{i:04d}" for i in range(N) if len(_payload(i)) < 400]
     with pytest.raises(ValueError, match=r"extension\(s\) \['png'\].*found: \['jpg', 'json'\]"):
         chute.StreamingRawDataset(tmp_path / "imgs", columns_to_download=["png"])
 
