@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from s3_bench_server import run_cases  # noqa: E402
+from s3_bench_server import new_bench_dir, run_cases  # noqa: E402
 
 BUCKET = "ckpt"
 CASES = {"chute": "python", "torch.save+boto3": "python", "s3torchconnector": "peer"}
@@ -149,10 +149,7 @@ def main():
     if args.run:
         print(json.dumps(run_case(args.run, args)))
         return
-    if args.dir:
-        os.makedirs(args.dir)  # a new one: it is removed at the end
-    else:
-        args.dir = tempfile.mkdtemp(prefix="chute-ckpt-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    args.dir = new_bench_dir(args.dir, "chute-ckpt-bench-")
     os.makedirs(os.path.join(args.dir, BUCKET))
     results = {}
     try:

@@ -26,10 +26,12 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from s3_bench_server import new_bench_dir  # noqa: E402
 
 CASES = {"limit": "python", "chute": "python", "chute+PIL": "python", "litdata+PIL": "peer",
          "webdataset+PIL": "peer", "chute@small": "python", "limit@small": "python"}
@@ -199,10 +201,7 @@ def main():
     if args.run:
         print(json.dumps(run_case(args.run, args)))
         return
-    if args.dir:
-        os.makedirs(args.dir)
-    else:
-        args.dir = tempfile.mkdtemp(prefix="chute-decode-bench-")
+    args.dir = new_bench_dir(args.dir, "chute-decode-bench-", in_memory=False)
     base = [a for k, a in enumerate(sys.argv[1:]) if a != "--dir" and (k == 0 or sys.argv[k] != "--dir")]
     try:
         needed = {"chute"} | {c.split("+")[0] for c in args.cases if "+" in c}

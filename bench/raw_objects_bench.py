@@ -29,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from s3_bench_server import case_arguments, run_cases  # noqa: E402
+from s3_bench_server import case_arguments, new_bench_dir, run_cases  # noqa: E402
 
 BUCKET, PREFIX, KEYS_BUCKET = "bench", "raw", "keys"
 CASES = {"chute": "python", "boto3-map": "python", "s3torchconnector-map": "peer",
@@ -205,10 +205,7 @@ def main():
     if args.run:
         print(json.dumps(run_case(args.run, args)))
         return
-    if args.dir:
-        os.makedirs(args.dir)  # a new one: it is removed at the end
-    else:
-        args.dir = tempfile.mkdtemp(prefix="chute-raw-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    args.dir = new_bench_dir(args.dir, "chute-raw-bench-")
     try:
         make_store(args)
         results = {}

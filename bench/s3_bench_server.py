@@ -490,6 +490,16 @@ def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", por
     return server, f"http://{host}:{server.server_address[1]}"
 
 
+def new_bench_dir(requested, prefix, in_memory=True) -> str:
+    """The bench's working directory: `requested` (made here: it must be new, the bench
+    removes it at the end) or a new temporary one, in /dev/shm when `in_memory` (the
+    store's own disk is not what is measured)."""
+    if requested:
+        os.makedirs(requested)
+        return requested
+    return tempfile.mkdtemp(prefix=prefix, dir="/dev/shm" if in_memory and os.path.isdir("/dev/shm") else None)
+
+
 def case_arguments(parser, default_dir):
     """The arguments of a bench made of cases run by run_cases (samples of bytes read in
     batches by DataLoader workers, --python, and the hidden --run CASE)."""

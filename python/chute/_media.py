@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from chute._transform_base import Compose, KeepFields, Transform, TransformError, _field, _pair
+from chute._transform_base import Compose, KeepFields, Transform, TransformError, _field, _into, _pair
 
 _MEDIA_EXTRA = {"video": "pip install 'chute[video]'", "audio": "pip install 'chute[audio]'"}
 
@@ -56,9 +56,7 @@ class DecodeVideo(Transform):
         data = _field(sample, self.field, "DecodeVideo")
         try:
             with av.open(io.BytesIO(data)) as container:
-                if not container.streams.video:
-                    raise TransformError(f"field {self.field!r}: no video stream in it")
-                stream = container.streams.video[0]
+                stream = _first(container.streams.video, "video", self.field)
                 stream.thread_type = "AUTO"
                 step = 1.0 / (self.fps or float(stream.average_rate or 25))
                 length = float(stream.duration * stream.time_base) if stream.duration else (
@@ -73,11 +71,7 @@ class DecodeVideo(Transform):
         if not frames:
             raise TransformError(f"field {self.field!r}: no frame in it")
         frames += [frames[-1]] * (self.num_frames - len(frames))
-        video = np.stack(frames).transpose(0, 3, 1, 2)
-        if out is not None:
-            np.copyto(out, video)
-            video = out
-        return {**sample, self.field: video}
+        return {**sample, self.field: _into(out, np.stack(frames).transpose(0, 3, 1, 2))}
 
     def _frames(self, container, stream, begin: float, step: float, frame_s: float) -> list:
         """Up to num_frames frames: the one showing at each of begin, begin + step, ...
@@ -142,9 +136,7 @@ class DecodeAudio(Transform):
         data = _field(sample, self.field, "DecodeAudio")
         try:
             with av.open(io.BytesIO(data)) as container:
-                if not container.streams.audio:
-                    raise TransformError(f"field {self.field!r}: no audio stream in it")
-                stream = container.streams.audio[0]
+                stream = _first(container.streams.audio, "audio", self.field)
                 # Channels kept as they are (mono: their mean, below; FFmpeg's downmix
                 # would scale a stereo signal by 1/sqrt(2) per channel).
                 resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=self.sample_rate)
@@ -161,11 +153,7 @@ class DecodeAudio(Transform):
             clip = audio[:, first:first + n]
             audio = np.zeros((audio.shape[0], n), np.float32)
             audio[:, :clip.shape[1]] = clip
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-        if out is not None:
-            np.copyto(out, audio)
-            audio = out
-        return {**sample, self.field: audio}
+        return {**sample, self.field: _into(out, np.ascontiguousarray(audio, dtype=np.float32))}
 
 
 def video_pipeline(field: str, num_frames: int, resolution, *, fps: float | None = None, start="random",
@@ -175,6 +163,13 @@ def video_pipeline(field: str, num_frames: int, resolution, *, fps: float | None
     ``keep`` fields (default: the video alone)."""
     return Compose([DecodeVideo(field, num_frames, fps=fps, start=start, size=resolution),
                     KeepFields(list(keep) if keep is not None else [field])])
+
+
+def _first(streams, kind: str, field: str):
+    """The first stream of `kind` in a container, or a TransformError naming the field."""
+    if not streams:
+        raise TransformError(f"field {field!r}: no {kind} stream in it")
+    return streams[0]
 
 
 def _av(kind: str):

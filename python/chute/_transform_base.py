@@ -81,6 +81,14 @@ def _field(sample, field, who):
         raise TransformError(f"{who}: the sample has no field {field!r} (its fields: {sorted(sample)})") from None
 
 
+def _into(out, array):
+    """`array`, copied into `out` (its row of a batch tensor) when there is one."""
+    if out is None:
+        return array
+    np.copyto(out, array)
+    return out
+
+
 def _pair(size, what):
     if size is None:
         return None

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from chute._media import DecodeAudio, DecodeVideo, video_pipeline
-from chute._transform_base import Compose, KeepFields, Transform, TransformError, _field, _pair, as_transform
+from chute._transform_base import Compose, KeepFields, Transform, TransformError, _field, _into, _pair, as_transform
 
 _IMAGE_EXTRA = "pip install 'chute[image]'"
 
@@ -134,10 +134,7 @@ class DecodeImage(Transform):
         if self.layout == "CHW":
             a = a.transpose(2, 0, 1)
         if self.dtype == "float32":
-            a = a.astype(np.float32, copy=out is None)
-            if out is not None:
-                np.copyto(out, a)
-                a = out
+            a = a.astype(np.float32) if out is None else _into(out, a)  # (a float32 copy either way)
             a *= np.float32(1 / 255)
             if self.normalize is not None:
                 mean, std = self.normalize
@@ -145,10 +142,7 @@ class DecodeImage(Transform):
                 a -= mean.reshape(shape)
                 a /= std.reshape(shape)
             return a
-        if out is not None:
-            np.copyto(out, a)
-            return out
-        return np.array(a)  # its own, writable memory (PIL's is read-only)
+        return np.array(a) if out is None else _into(out, a)  # its own memory: PIL's is read-only
 
 
 class DecodeText(Transform):

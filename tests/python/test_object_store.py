@@ -350,3 +350,22 @@ def test_compare_peers_bytes_from_s3_smoke(tmp_path):
     for lib in ("chute", "chute-threads"):
         assert re.search(rf"^{lib} +epoch 2: +[\d,]+ samples/s", out.stdout, re.M), out.stdout + out.stderr[-3000:]
     assert "S3 bench server:" in out.stdout
+
+
+def test_raw_objects_bench_smoke(tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(BENCH, "raw_objects_bench.py"), "--samples", "80",
+                          "--sample-kb", "20", "--keys", "2500", "--cases", "chute", "boto3-map", "list-chute",
+                          "list-boto3", "--dir", str(tmp_path / "store")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"^chute +[\d.]+ +\d+ +\d+ +[\d.]+$", out.stdout, re.M), out.stdout
+    assert re.search(r"^chute epoch 1: [\d.]+x the best peer \(boto3-map\)", out.stdout, re.M), out.stdout
+    assert re.search(r"^listing 2500 keys: chute [\d.]+ s", out.stdout, re.M), out.stdout
+
+
+def test_decode_bench_smoke(tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(BENCH, "decode_bench.py"), "--samples", "96", "--batch", "16",
+                          "--limit-seconds", "0.5", "--cases", "limit", "chute", "chute+PIL", "--dir",
+                          str(tmp_path / "data")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"^machine limit .*: \d+ images/s", out.stdout, re.M), out.stdout
+    assert re.search(r"^chute preset: [\d.]+x the best PIL transform \(chute\+PIL\)", out.stdout, re.M), out.stdout

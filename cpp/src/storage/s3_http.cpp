@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "storage/http_wire.h"
+#include "storage/s3_xml.h"
 #include "util/posix_file.h"
 
 namespace chute::storage {
@@ -24,44 +25,6 @@ namespace {
 constexpr size_t kMaxIdle = 64;
 constexpr size_t kMaxHeader = 16 << 10;
 constexpr size_t kMaxErrorBody = 64 << 10;
-
-// The text between <tag> and </tag> in an S3 XML error body.
-std::string XmlField(const std::string& body, const std::string& tag) {
-  auto start = body.find("<" + tag + ">");
-  if (start == std::string::npos) return "";
-  start += tag.size() + 2;
-  auto end = body.find("</" + tag + ">", start);
-  return end == std::string::npos ? "" : body.substr(start, end - start);
-}
-
-// XML character data as text: the five named entities and ASCII numeric references
-// undone (S3 sends other characters as UTF-8).
-std::string XmlText(const std::string& xml) {
-  static const std::pair<std::string_view, char> kNamed[] = {
-      {"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
-  std::string out;
-  for (size_t i = 0; i < xml.size(); ++i) {
-    size_t semi = xml[i] == '&' ? xml.find(';', i) : std::string::npos;
-    int c = -1;
-    if (semi != std::string::npos) {
-      std::string_view name(xml.data() + i + 1, semi - i - 1);
-      for (auto [entity, value] : kNamed)
-        if (name == entity) c = value;
-      if (name.size() > 1 && name[0] == '#') {
-        unsigned long cp = name[1] == 'x' ? std::strtoul(std::string(name.substr(2)).c_str(), nullptr, 16)
-                                          : std::strtoul(std::string(name.substr(1)).c_str(), nullptr, 10);
-        if (cp < 0x80) c = static_cast<int>(cp);
-      }
-    }
-    if (c < 0) {
-      out += xml[i];
-    } else {
-      out += static_cast<char>(c);
-      i = semi;
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
