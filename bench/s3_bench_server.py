@@ -30,6 +30,7 @@ import mimetypes
 import os
 import re
 import shutil
+import ssl
 import sys
 import tempfile
 import threading
@@ -407,8 +408,12 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # many clients connect at once
 
-    def __init__(self, address, root, first_byte_ms=20, mbps_per_connection=100, writable=False):
+    def __init__(self, address, root, first_byte_ms=20, mbps_per_connection=100, writable=False, tls=None):
         super().__init__(address, Handler)
+        if tls:  # (certificate file, key file): https; each handshake in its connection's thread
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.root = os.path.abspath(root)
         self.first_byte_s = first_byte_ms / 1e3
         self.rate = mbps_per_connection * 1e6  # bytes/s; 0 = unlimited
@@ -483,11 +488,12 @@ class Server(ThreadingHTTPServer):
             shutil.rmtree(self.uploads, ignore_errors=True)
 
 
-def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", port=0, writable=False):
-    """Serve root in a daemon thread; return (server, endpoint_url). server.shutdown() stops it."""
-    server = Server((host, port), root, first_byte_ms, mbps_per_connection, writable)
+def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", port=0, writable=False, tls=None):
+    """Serve root in a daemon thread; return (server, endpoint_url). server.shutdown() stops it.
+    tls=(certificate file, key file) serves https."""
+    server = Server((host, port), root, first_byte_ms, mbps_per_connection, writable, tls)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://{host}:{server.server_address[1]}"
+    return server, f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}"
 
 
 def new_bench_dir(requested, prefix, in_memory=True) -> str:

@@ -9,6 +9,7 @@ it writes (optimize and map run on this machine's processes or on a Ray cluster:
 import atexit
 
 import pyarrow.fs  # noqa: F401  -- loads the one libarrow chute._core links; registers S3 finalization
+import pyarrow.parquet  # noqa: F401  -- libparquet first, bound to the OpenSSL linked into it (chute's to the system's)
 
 from chute import _core, checkpoint
 from chute._core import CorruptDataError, FormatVersionError

@@ -61,7 +61,7 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
     wildcard = any(c in last for c in "*?[")
     if wildcard or (_kind(last) and not src.endswith("/")):
         kind = "files"
-        store = _core.Storage.open(base, storage_options)
+        store = _core.Storage.open(base, storage_options if "://" in base else {})  # options are the objects' store's
         names = sorted(n for n in store.list("") if fnmatch.fnmatchcase(n, last)) if wildcard else [last]
         if wildcard and not names:
             raise FileNotFoundError(f"{src}: no index file matches {last!r} in {base}")

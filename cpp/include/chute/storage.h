@@ -6,6 +6,8 @@
 //                            chute's own HTTP client (src/storage/s3_http.h)
 //   gs://bucket/key          Arrow's GcsFileSystem (Google application default credentials)
 //   az://, abfs://           Arrow's AzureFileSystem (URL and credentials per Arrow)
+//   http://, https://host/p  objects read with GET (ranged) by chute's HTTP client, TLS
+//                            through OpenSSL; read-only, not listable (src/storage/http.cpp)
 //
 // Backends register a factory by scheme (RegisterStorage); OpenStorage picks one.
 // Options are strings (from Python's storage_options=), validated by the backend:
@@ -17,6 +19,7 @@
 //   gs:      endpoint_url, anonymous, project_id; environment: STORAGE_EMULATOR_HOST,
 //            GOOGLE_APPLICATION_CREDENTIALS
 //   az:      anonymous (other settings come from the URL and the environment, per Arrow)
+//   http(s): ca_file (PEM authorities to trust instead of the system's; SSL_CERT_FILE too)
 // Transient failures (connection errors, timeouts, 5xx, throttling) are retried with
 // exponential backoff and full jitter until `timeout`; permanent ones (no such
 // bucket/object, access denied, bad credentials) fail at once. Every error names the URL.
@@ -47,6 +50,11 @@ using StorageOptions = std::map<std::string, std::string>;
 struct ObjectInfo {
   std::string path;  // in the storage's namespace (as passed to the other methods)
   uint64_t size = 0;
+};
+
+struct ObjectPrefix {
+  std::string bytes;  // the object's first bytes
+  uint64_t size = 0;  // the whole object's
 };
 
 // A stream into one object (a checkpoint, say): written in order, the object appears
@@ -98,6 +106,11 @@ class CHUTE_API Storage {
   virtual Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                                  uint64_t file_offset);
   virtual Result<std::string> ReadAll(const std::string& path) = 0;
+  // The first min(limit, size) bytes of the object, and its size: in one request where the
+  // backend can (a ranged GET tells the size too), so that a caller reads a small object
+  // whole at once and learns whether a large one is worth more ranges in parallel. The
+  // default asks Size() then ReadRange().
+  virtual Result<ObjectPrefix> ReadPrefix(const std::string& path, uint64_t limit);
   // Writes the object in one go: it becomes visible complete or not at all. An object
   // store has it durably once this returns; a local file as `mode` says.
   virtual Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts,

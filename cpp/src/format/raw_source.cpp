@@ -13,15 +13,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <map>
 #include <mutex>
 
 #include "format/arrow_rows.h"
 #include "format/foreign_source.h"
 #include "format/raw.h"
-#include "storage/options.h"
-#include "util/io_pool.h"
+#include "format/raw_fetch.h"
 #include "util/bytes.h"
 #include "util/json.h"
 #include "util/lru_map.h"
@@ -66,8 +65,8 @@ class RawSource final : public ForeignSource {
       : ForeignSource("raw", "index.parquet", std::move(description), std::move(index.chunks), std::move(index.schema)),
         index_path_(std::move(index_path)), source_name_(std::move(index.source)), download_(std::move(index.download)),
         download_names_(std::move(index.download_names)), local_(index.local), index_col_(index.index_col),
-        storage_options_(location.storage_options), allow_missing_(location.allow_missing),
-        pool_("chute-objects", std::max<size_t>(1, location.concurrency), kBackgroundNice) {
+        allow_missing_(location.allow_missing),
+        fetcher_(location.storage_options, location.concurrency) {
     for (uint64_t start = 0; const ChunkInfo& c : this->chunks()) {
       starts_.push_back(start);
       start += c.num_items;
@@ -76,11 +75,7 @@ class RawSource final : public ForeignSource {
 
   ChunkSourcing sourcing() const override { return local_ ? ChunkSourcing::kInPlace : ChunkSourcing::kFetched; }
   // A row's objects are fetched one after another, each within its store's timeout.
-  double FetchTimeout() const override {
-    auto it = storage_options_.find("timeout");
-    double per_object = it == storage_options_.end() ? storage::CommonOptions{}.timeout : std::atof(it->second.c_str());
-    return per_object * static_cast<double>(download_.size());
-  }
+  double FetchTimeout() const override { return fetcher_.timeout() * static_cast<double>(download_.size()); }
   uint64_t TablesSizeHint(uint32_t) const override { return 0; }
 
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
@@ -131,36 +126,37 @@ class RawSource final : public ForeignSource {
       }
     fetch->left = wanted.size();
     for (auto& [k, url] : wanted) {
-      pool_.Submit([this, fetch, rows, c, k = k, url = std::move(url), width] {
+      fetcher_.Submit([this, fetch, rows, c, k = k, url = std::move(url), width] {
         if (fetch->abandoned || fetch->failed()) return fetch->Done(Status::OK());
-        std::string bytes;
-        Status st = FetchObject(url, &bytes);
-        objects_done_.fetch_add(1, std::memory_order_relaxed);
+        auto label = [this, rows, c, k, width](const Status& st) {
+          return Status(st.code(), RowLabel(*rows, c, static_cast<int64_t>(k / width)) + ", column '" +
+                                       ColumnName(k % width) + "': " + st.message());
+        };
+        Result<ObjectFetcher::Object> object = fetcher_.First(url);
         RawSlot& slot = fetch->slots[k];
-        if (st.code() == StatusCode::kNotFound) {
+        if (object.status().code() == StatusCode::kNotFound) {
           slot.state = RawSlotState::kMissing;
-          st = Status::OK();
-        } else if (st.ok()) {
-          slot = {fetch->end.fetch_add(bytes.size()), bytes.size(), RawSlotState::kFetched};
-          if (!WriteAll(fetch->fd, reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), slot.offset))
-            st = Status::IOError(ErrnoMessage("a block of raw objects in the cache"));
-        } else {
-          st = Status(st.code(), RowLabel(*rows, c, static_cast<int64_t>(k / width)) + ", column '" +
-                                     ColumnName(k % width) + "': " + st.message());
+          return fetch->Done(Status::OK());
         }
-        fetch->Done(st);
+        if (!object.ok()) return fetch->Done(label(object.status()));
+        const std::string& first = object->prefix.bytes;
+        slot = {fetch->end.fetch_add(object->prefix.size), object->prefix.size, RawSlotState::kFetched};
+        if (!WriteAll(fetch->fd, reinterpret_cast<const std::byte*>(first.data()), first.size(), slot.offset))
+          return fetch->Done(Status::IOError(ErrnoMessage("a block of raw objects in the cache")));
+        // The rest of a large object: more ranges, straight into its place in the file.
+        fetcher_.SubmitRest(fetch, first.size(), slot.size,
+                   [fetch, storage = object->storage, path = object->path, at = slot.offset, label](uint64_t offset,
+                                                                                                    uint64_t length) {
+                     if (fetch->abandoned || fetch->failed()) return Status::OK();
+                     Status st = storage->ReadRangeToFile(path, offset, length, fetch->fd, at + offset);
+                     return st.ok() ? st : label(st);
+                   });
+        fetch->Done(Status::OK());
       });
     }
-    // Waits while objects keep arriving, for this block or for the others ahead of it on
-    // the pool: each request is bounded by its store's timeout.
-    for (uint64_t done = objects_done_.load();;) {
-      if (fetch->Wait(kProgressSeconds)) break;
-      if (objects_done_.load() == done) {
-        fetch->abandoned = true;
-        return Status::IOError(BlockName(c) + ": no object arrived for " + std::to_string(int(kProgressSeconds)) +
-                               " s (storage_options timeout)");
-      }
-      done = objects_done_.load();
+    if (Status st = fetcher_.WaitWhileArriving(*fetch, BlockName(c)); !st.ok()) {
+      fetch->abandoned = true;
+      return st;
     }
     CHUTE_RETURN_NOT_OK(fetch->status);
     // The slots start 8-byte aligned (they are read in place).
@@ -181,10 +177,29 @@ class RawSource final : public ForeignSource {
     for (size_t d = 0; d < download_.size(); ++d) {
       std::string_view url = Url(*rows, d, static_cast<int64_t>(j));
       if (url.empty()) continue;
-      Status st = FetchObject(std::string(url), &(*objects)[d]);
+      Result<ObjectFetcher::Object> object = fetcher_.First(std::string(url));
+      Status st = object.status();
       if (st.code() == StatusCode::kNotFound) {
         slots[d].state = RawSlotState::kMissing;
         continue;
+      }
+      if (st.ok()) {  // the rest of a large object in ranges on the pool, waited for here
+        std::string& bytes = (*objects)[d];
+        const uint64_t first = object->prefix.bytes.size();
+        bytes = std::move(object->prefix.bytes);
+        bytes.resize(object->prefix.size);
+        auto rest = std::make_shared<TaskGroup>();
+        rest->left = 1;
+        // The ranges own `objects`: a wait given up on leaves them writing into live memory.
+        fetcher_.SubmitRest(rest, first, object->prefix.size,
+                   [rest, storage = object->storage, path = object->path, objects, d](uint64_t offset, uint64_t length) {
+                     if (rest->failed()) return Status::OK();
+                     auto* out = reinterpret_cast<std::byte*>((*objects)[d].data()) + offset;
+                     return storage->ReadRange(path, offset, length, out);
+                   });
+        rest->Done(Status::OK());
+        st = fetcher_.WaitWhileArriving(*rest, RowLabel(*rows, c, static_cast<int64_t>(j)));
+        if (st.ok()) st = rest->status;
       }
       if (!st.ok())
         return Status(st.code(), RowLabel(*rows, c, static_cast<int64_t>(j)) + ", column '" + ColumnName(d) + "': " +
@@ -246,8 +261,6 @@ class RawSource final : public ForeignSource {
   }
 
  private:
-  static constexpr double kProgressSeconds = 120;
-
   std::string BlockName(uint32_t c) const { return index_path_ + " block " + std::to_string(c); }
   static std::vector<int> all_columns(const arrow::RecordBatch& rows) {
     std::vector<int> columns(static_cast<size_t>(rows.num_columns()));
@@ -257,8 +270,6 @@ class RawSource final : public ForeignSource {
 
   // Row group c of the index, decoded (kept among the last kBlocksKept).
   Result<std::shared_ptr<arrow::RecordBatch>> Block(uint32_t c) const;
-  // The whole object at `url` into `out`; NotFound when the store says it does not exist.
-  Status FetchObject(const std::string& url, std::string* out) const;
 
   std::string index_path_;
   std::string source_name_;  // what the user gave: a prefix, an index file
@@ -266,17 +277,13 @@ class RawSource final : public ForeignSource {
   std::vector<std::string> download_names_;
   bool local_;
   int index_col_;  // or -1
-  StorageOptions storage_options_;
   bool allow_missing_;
   std::vector<uint64_t> starts_;  // first row of each block
 
   mutable std::mutex index_mu_;
   mutable std::unique_ptr<parquet::arrow::FileReader> index_;
   mutable LruMap<uint32_t, std::shared_ptr<arrow::RecordBatch>> blocks_{kBlocksKept};
-  mutable std::mutex stores_mu_;
-  mutable std::map<std::string, StorageLocation> stores_;  // by "scheme://bucket"
-  mutable std::atomic<uint64_t> objects_done_{0};  // requests finished on the pool, for progress
-  mutable IoPool pool_;  // declared last: destroyed first, before what its tasks use
+  mutable ObjectFetcher fetcher_;  // declared last: its pool stops first, before what its tasks use
 };
 
 Result<std::shared_ptr<arrow::RecordBatch>> RawSource::Block(uint32_t c) const {
@@ -298,43 +305,6 @@ Result<std::shared_ptr<arrow::RecordBatch>> RawSource::Block(uint32_t c) const {
   if (static_cast<uint64_t>((*rows)->num_rows()) != chunks()[c].num_items)
     return Status::Corrupt(BlockName(c) + ": the index changed since it was described (open the dataset again)");
   return blocks_.Insert(c, std::move(*rows));
-}
-
-Status RawSource::FetchObject(const std::string& url, std::string* out) const {
-  const size_t sep = url.find("://");
-  const bool local = sep == std::string::npos || url.compare(0, sep, "file") == 0;
-  std::string key = "file", path;
-  if (local) {
-    path = sep == std::string::npos ? url : url.substr(sep + 3);
-  } else {
-    size_t slash = url.find('/', sep + 3);
-    if (slash == std::string::npos || slash + 1 == url.size())
-      return Status::Invalid(url + ": not an object URL (expected scheme://bucket/key)");
-    key = url.substr(0, slash);
-    path = url.substr(slash + 1);
-  }
-  std::shared_ptr<Storage> storage;
-  {
-    std::lock_guard lock(stores_mu_);
-    auto it = stores_.find(key);
-    if (it == stores_.end()) {
-      CHUTE_ASSIGN_OR_RETURN(StorageLocation store, OpenStorage(local ? "/" : key, storage_options_));
-      it = stores_.emplace(key, std::move(store)).first;
-    }
-    storage = it->second.storage;
-    if (!local) path = JoinPath(it->second.path, path);
-  }
-  Result<std::string> bytes = storage->ReadAll(path);
-  if (!bytes.ok()) {
-    const std::string& m = bytes.status().message();
-    // A missing bucket is a mistake, not missing objects (which allow_missing would skip).
-    if (bytes.status().code() == StatusCode::kNotFound &&
-        (m.find("NoSuchBucket") != std::string::npos || m.find("NO_SUCH_BUCKET") != std::string::npos))
-      return Status::IOError(m + " (the bucket does not exist)");
-    return bytes.status();
-  }
-  *out = std::move(*bytes);
-  return Status::OK();
 }
 
 Result<Item> RawChunkReader::GetItem(uint64_t j) {

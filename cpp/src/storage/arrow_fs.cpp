@@ -102,8 +102,8 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
  public:
   ArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme, CommonOptions options,
                ErrorHints hints, std::shared_ptr<ObjectReader> reader)
-      : fs_(std::move(fs)), scheme_(std::move(scheme)), options_(options), hints_(std::move(hints)),
-        reader_(std::move(reader)) {}
+      : fs_(std::move(fs)), read_only_(!fs_), scheme_(std::move(scheme)), options_(options),
+        hints_(std::move(hints)), reader_(std::move(reader)) {}
 
   ~ArrowStorage() override {
     // A client made before fork() belongs to the parent: never tear it down here.
@@ -112,6 +112,7 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
 
   void Release() {
     std::lock_guard lock(mu_);
+    released_ = true;
     owner_.LeakIfInherited(fs_);
     fs_.reset();
   }
@@ -122,8 +123,12 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
 
   Result<uint64_t> Size(const std::string& path) override {
     uint64_t size = 0;
-    CHUTE_RETURN_NOT_OK(Retry(path, "stat", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
-      ARROW_ASSIGN_OR_RAISE(auto info, fs.GetFileInfo(path));
+    if (read_only_) {
+      CHUTE_RETURN_NOT_OK(Retry(path, "stat", [&](arrow::fs::FileSystem*) { return reader_->Size(path, &size); }));
+      return size;
+    }
+    CHUTE_RETURN_NOT_OK(Retry(path, "stat", [&](arrow::fs::FileSystem* fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(auto info, fs->GetFileInfo(path));
       if (info.type() == arrow::fs::FileType::NotFound) return arrow::Status::KeyError("object not found");
       size = static_cast<uint64_t>(info.size());
       return arrow::Status::OK();
@@ -134,12 +139,12 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   Result<std::vector<ObjectInfo>> List(const std::string& dir) override { return Select(dir, false); }
   // With chute's own S3 reader, in parallel (parallel_list.h); else Arrow's one loop.
   Result<std::vector<ObjectInfo>> ListTree(const std::string& dir) override {
-    if (!reader_) return Select(dir, true);
+    if (!reader_ || read_only_) return Select(dir, true);
     const size_t slash = dir.find('/');
     const std::string bucket = dir.substr(0, slash);
     const std::string prefix = slash == std::string::npos ? "" : dir.substr(slash + 1) + "/";
     auto page = [&](const std::string& after, std::vector<ObjectInfo>* out, bool* truncated) {
-      return Retry(dir, "list", [&](arrow::fs::FileSystem&) {
+      return Retry(dir, "list", [&](arrow::fs::FileSystem*) {
         std::vector<ObjectInfo> attempt;  // a retried page starts again
         ARROW_RETURN_NOT_OK(reader_->ListPage(bucket, prefix, after, &attempt, truncated));
         *out = std::move(attempt);
@@ -152,13 +157,14 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   }
 
   Result<std::vector<ObjectInfo>> Select(const std::string& dir, bool recursive) {
+    if (read_only_) return ReadOnly(dir, "cannot be listed (give an index file of URLs)");
     std::vector<ObjectInfo> out;
-    CHUTE_RETURN_NOT_OK(Retry(dir, "list", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+    CHUTE_RETURN_NOT_OK(Retry(dir, "list", [&](arrow::fs::FileSystem* fs) -> arrow::Status {
       arrow::fs::FileSelector sel;
       sel.base_dir = dir;
       sel.recursive = recursive;
       sel.allow_not_found = true;
-      ARROW_ASSIGN_OR_RAISE(auto infos, fs.GetFileInfo(sel));
+      ARROW_ASSIGN_OR_RAISE(auto infos, fs->GetFileInfo(sel));
       out.clear();
       for (auto& info : infos)
         if (info.IsFile()) out.push_back({info.path(), static_cast<uint64_t>(info.size())});
@@ -171,13 +177,13 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     Fetch fetch(length);
     if (reader_) {
       return fetch(Retry(path, "read",
-                         [&](arrow::fs::FileSystem&) { return reader_->ReadRange(path, offset, length, out); }));
+                         [&](arrow::fs::FileSystem*) { return reader_->ReadRange(path, offset, length, out); }));
     }
-    return fetch(Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
+    return fetch(Retry(path, "read", [&](arrow::fs::FileSystem* fs) -> arrow::Status {
       // A known (lower bound of the) size spares the HEAD request: one GET per range.
       arrow::fs::FileInfo info(path, arrow::fs::FileType::File);
       info.set_size(static_cast<int64_t>(offset + length));
-      ARROW_ASSIGN_OR_RAISE(auto file, fs.OpenInputFile(info));
+      ARROW_ASSIGN_OR_RAISE(auto file, fs->OpenInputFile(info));
       ARROW_ASSIGN_OR_RAISE(int64_t n, file->ReadAt(static_cast<int64_t>(offset), static_cast<int64_t>(length), out));
       if (static_cast<uint64_t>(n) != length)
         return arrow::Status::Invalid("truncated: ", offset + static_cast<uint64_t>(n), " bytes, needed ",
@@ -190,7 +196,7 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
                          uint64_t file_offset) override {
     if (!reader_) return Storage::ReadRangeToFile(path, offset, length, fd, file_offset);  // through ReadRange
     Fetch fetch(length);
-    return fetch(Retry(path, "read", [&](arrow::fs::FileSystem&) {
+    return fetch(Retry(path, "read", [&](arrow::fs::FileSystem*) {
       return reader_->ReadRangeToFile(path, offset, length, fd, file_offset);
     }));
   }
@@ -199,12 +205,12 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     trace::Span span("fetch");
     std::string out;
     if (reader_) {
-      CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem&) { return reader_->ReadAll(path, &out); }));
+      CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem*) { return reader_->ReadAll(path, &out); }));
       trace::counters().bytes_fetched.fetch_add(out.size(), std::memory_order_relaxed);
       return out;
     }
-    CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
-      ARROW_ASSIGN_OR_RAISE(auto file, fs.OpenInputFile(path));
+    CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem* fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(auto file, fs->OpenInputFile(path));
       ARROW_ASSIGN_OR_RAISE(int64_t size, file->GetSize());
       ARROW_ASSIGN_OR_RAISE(auto buf, file->ReadAt(0, size));
       out.assign(reinterpret_cast<const char*>(buf->data()), static_cast<size_t>(buf->size()));
@@ -214,15 +220,38 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     return out;
   }
 
+  Result<ObjectPrefix> ReadPrefix(const std::string& path, uint64_t limit) override {
+    trace::Span span("fetch");
+    ObjectPrefix prefix;
+    if (reader_) {
+      CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem*) {
+        return reader_->ReadPrefix(path, limit, &prefix.bytes, &prefix.size);
+      }));
+    } else {
+      CHUTE_RETURN_NOT_OK(Retry(path, "read", [&](arrow::fs::FileSystem* fs) -> arrow::Status {
+        ARROW_ASSIGN_OR_RAISE(auto file, fs->OpenInputFile(path));  // a HEAD: the size
+        ARROW_ASSIGN_OR_RAISE(int64_t size, file->GetSize());
+        ARROW_ASSIGN_OR_RAISE(auto buf, file->ReadAt(0, std::min<int64_t>(size, static_cast<int64_t>(limit))));
+        prefix.bytes.assign(reinterpret_cast<const char*>(buf->data()), static_cast<size_t>(buf->size()));
+        prefix.size = static_cast<uint64_t>(size);
+        return arrow::Status::OK();
+      }));
+    }
+    trace::counters().bytes_fetched.fetch_add(prefix.bytes.size(), std::memory_order_relaxed);
+    return prefix;
+  }
+
   Status Write(const std::string& path, std::span<const std::span<const std::byte>> parts, WriteMode) override {
-    return Retry(path, "write", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
-      ARROW_ASSIGN_OR_RAISE(auto stream, fs.OpenOutputStream(path));
+    if (read_only_) return ReadOnly(path, "is read-only");
+    return Retry(path, "write", [&](arrow::fs::FileSystem* fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(auto stream, fs->OpenOutputStream(path));
       for (auto part : parts) ARROW_RETURN_NOT_OK(stream->Write(part.data(), static_cast<int64_t>(part.size())));
       return stream->Close();
     });
   }
 
   Result<std::unique_ptr<ObjectWriter>> OpenWriter(const std::string& path) override {
+    if (read_only_) return ReadOnly(path, "is read-only");
     // Opening a stream on Azure replaces the blob at once, and its flushes commit what
     // was written: no way here to make the object appear whole or not at all.
     if (scheme_ == "az")
@@ -235,26 +264,31 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
       target = path + ".chute-upload-" + std::to_string(rng());
     }
     std::shared_ptr<arrow::io::OutputStream> stream;
-    CHUTE_RETURN_NOT_OK(Retry(path, "open for writing", [&](arrow::fs::FileSystem& fs) -> arrow::Status {
-      ARROW_ASSIGN_OR_RAISE(stream, fs.OpenOutputStream(target));
+    CHUTE_RETURN_NOT_OK(Retry(path, "open for writing", [&](arrow::fs::FileSystem* fs) -> arrow::Status {
+      ARROW_ASSIGN_OR_RAISE(stream, fs->OpenOutputStream(target));
       return arrow::Status::OK();
     }));
     auto self = shared_from_this();
     return MakeStreamWriter(self, path, target, std::move(stream), scheme_ == "s3",
                             [self](const std::string& from, const std::string& to) {  // retried: copying again is harmless
                               return self->Retry(to, "copy into place",
-                                                 [&](arrow::fs::FileSystem& fs) { return fs.CopyFile(from, to); });
+                                                 [&](arrow::fs::FileSystem* fs) { return fs->CopyFile(from, to); });
                             });
   }
 
   Status Delete(const std::string& path) override {
-    return Retry(path, "delete", [&](arrow::fs::FileSystem& fs) { return fs.DeleteFile(path); });
+    if (read_only_) return ReadOnly(path, "is read-only");
+    return Retry(path, "delete", [&](arrow::fs::FileSystem* fs) { return fs->DeleteFile(path); });
   }
 
  private:
-  std::shared_ptr<arrow::fs::FileSystem> Client() {
+  std::shared_ptr<arrow::fs::FileSystem> Client(bool* released) {
     std::lock_guard lock(mu_);
+    *released = released_;
     return fs_;
+  }
+  Status ReadOnly(const std::string& path, const char* what) const {
+    return Status::Unsupported(Url(path) + ": " + scheme_ + ":// " + what);
   }
 
   template <typename Op>
@@ -268,9 +302,10 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     for (;;) {
       {
         InFlight request;  // declared first: counted until the client reference below is gone
-        auto fs = Client();
-        if (!fs) return Status::IOError(Url(path) + ": storage was shut down (interpreter exit)");
-        st = op(*fs);
+        bool released = false;
+        auto fs = Client(&released);
+        if (released) return Status::IOError(Url(path) + ": storage was shut down (interpreter exit)");
+        st = op(fs.get());
       }
       ++attempt;
       if (st.ok()) return Status::OK();
@@ -291,6 +326,7 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
     std::string detail = st.message();
     switch (Classify(st)) {
       case Failure::kNotFound: {
+        if (read_only_) return Status::NotFound(url + ": not found (" + detail + ")");
         std::string bucket = path.substr(0, path.find('/'));
         return Status::NotFound(url + ": not found (" + detail + "); check the bucket '" + bucket +
                                 "' and the path exist" + (hints_.endpoint.empty() ? "" : " at " + hints_.endpoint));
@@ -310,7 +346,9 @@ class ArrowStorage final : public Storage, public std::enable_shared_from_this<A
   }
 
   std::mutex mu_;
-  std::shared_ptr<arrow::fs::FileSystem> fs_;
+  std::shared_ptr<arrow::fs::FileSystem> fs_;  // null: a read-only store of reader_ (http)
+  bool released_ = false;                      // by ShutdownStorage()
+  const bool read_only_;
   std::string scheme_;
   CommonOptions options_;
   ErrorHints hints_;

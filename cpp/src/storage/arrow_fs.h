@@ -1,4 +1,5 @@
-// Storage on top of an arrow::fs::FileSystem (S3, GCS, Azure): retries, error
+// Storage on top of an arrow::fs::FileSystem (S3, GCS, Azure) and/or an ObjectReader
+// (chute's own HTTP reads: S3 over plain http, http(s):// objects): retries, error
 // classification, and release of every client at shutdown.
 #pragma once
 
@@ -31,6 +32,13 @@ class ObjectReader {
   virtual arrow::Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                                         uint64_t file_offset) = 0;
   virtual arrow::Status ReadAll(const std::string& path, std::string* out) = 0;
+  // Storage::ReadPrefix in one request.
+  virtual arrow::Status ReadPrefix(const std::string& path, uint64_t limit, std::string* out, uint64_t* size) = 0;
+  // The object's size; only a reader without a file system (read_only) is asked.
+  virtual arrow::Status Size(const std::string& path, uint64_t* size) {
+    (void)path, (void)size;
+    return arrow::Status::NotImplemented("size");
+  }
   // One page of ListObjectsV2 (up to 1,000 keys) under `prefix` after `start_after`, its
   // paths as "bucket/key", appended to `out`; NotImplemented where the reader cannot
   // list (then Arrow lists, one page after another).
@@ -41,6 +49,8 @@ class ObjectReader {
   }
 };
 
+// `fs` null: a read-only store that only `reader` serves (listing, writing, deleting are
+// Unsupported).
 std::shared_ptr<Storage> MakeArrowStorage(std::shared_ptr<arrow::fs::FileSystem> fs, std::string scheme,
                                           CommonOptions options, ErrorHints hints,
                                           std::shared_ptr<ObjectReader> reader = nullptr);

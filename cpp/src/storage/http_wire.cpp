@@ -56,6 +56,9 @@ bool ParseHead(std::string_view head, HttpResponse* r) {
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     if (IEquals(name, "content-length")) {
       r->content_length = std::strtoll(std::string(value).c_str(), nullptr, 10);
+    } else if (IEquals(name, "content-range")) {
+      if (auto slash = value.rfind('/'); slash != std::string_view::npos && value.substr(slash + 1) != "*")
+        r->range_total = std::strtoll(std::string(value.substr(slash + 1)).c_str(), nullptr, 10);
     } else if (IEquals(name, "connection")) {
       if (IEquals(value, "close")) r->keep_alive = false;
     } else if (IEquals(name, "transfer-encoding")) {

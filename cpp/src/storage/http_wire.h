@@ -1,5 +1,6 @@
-// The HTTP/1.1 wire under chute's S3 client (s3_http.h): blocking sends and receives on a
-// socket whose SO_SNDTIMEO / SO_RCVTIMEO bound each wait, and the response head.
+// The HTTP/1.1 wire under chute's HTTP client (http_client.h): blocking sends and
+// receives on a socket whose SO_SNDTIMEO / SO_RCVTIMEO bound each wait, and the response
+// head.
 #pragma once
 
 #include <sys/types.h>
@@ -19,6 +20,7 @@ struct HttpResponse {
   int status = 0;
   bool keep_alive = true;
   int64_t content_length = -1;  // -1: not given
+  int64_t range_total = -1;     // N of "Content-Range: bytes a-b/N"; -1: not given or "*"
 };
 
 // Parses the status line and the headers chute needs from `head` (without the blank

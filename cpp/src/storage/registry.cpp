@@ -1,4 +1,5 @@
 // Scheme registry, URL splitting and the options every backend shares.
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -12,6 +13,15 @@ Status Storage::ReadRangeToFile(const std::string& path, uint64_t offset, uint64
                                 uint64_t file_offset) {
   CHUTE_ASSIGN_OR_RETURN(std::shared_ptr<std::byte> region, MapFileRegion(fd, file_offset, length));
   return ReadRange(path, offset, length, region.get());
+}
+
+Result<ObjectPrefix> Storage::ReadPrefix(const std::string& path, uint64_t limit) {
+  CHUTE_ASSIGN_OR_RETURN(uint64_t size, Size(path));
+  ObjectPrefix prefix;
+  prefix.size = size;
+  prefix.bytes.resize(static_cast<size_t>(std::min(size, limit)));
+  CHUTE_RETURN_NOT_OK(ReadRange(path, 0, prefix.bytes.size(), reinterpret_cast<std::byte*>(prefix.bytes.data())));
+  return prefix;
 }
 
 Result<std::vector<ObjectInfo>> Storage::ListTree(const std::string& dir) {

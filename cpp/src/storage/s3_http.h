@@ -3,33 +3,29 @@
 // credentials are static (storage_options, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or
 // anonymous. Everything else about S3 goes through Arrow (s3.cpp).
 //
-// Why: the AWS SDK reads a response body through curl 16 KiB at a time, one recv() per
-// 16 KiB, which made the receive path most of chute's CPU time when downloading a dataset
-// (measured: a socket drained with 16 KiB reads costs 2.7x the CPU of 1 MiB reads here).
-// This client receives straight into the caller's buffer, as much per call as the socket
-// holds, signs requests with SigV4 (sigv4.h) and keeps connections alive for reuse.
+// Why: the AWS SDK reads a response body through curl 16 KiB at a time (see
+// http_client.h, the transport); this reader signs requests with SigV4 (sigv4.h) and
+// receives into the caller's buffer.
 //
 // Errors come back as arrow::Status so that ArrowStorage's retry and classification apply
 // unchanged: no such key/bucket -> KeyError, access denied -> a message with S3's error
 // code, a short object -> Invalid("truncated ..."), the rest (connection errors, 5xx,
 // throttling, timeouts) -> IOError, retried by the caller.
-// Thread-safety: the reads may be called concurrently (each call uses its own connection).
-// Fork: an object made before fork() must not be used in the child; the child leaves its
-// connections alone.
+// Thread-safety: the reads may be called concurrently.
+// Fork: as HttpClient.
 #pragma once
 
 #include <arrow/status.h>
-#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "storage/arrow_fs.h"
+#include "storage/http_client.h"
 #include "storage/sigv4.h"
-#include "util/process_owner.h"
 
 namespace chute::storage {
 
@@ -44,35 +40,24 @@ struct S3HttpConfig {
 class S3HttpReader final : public ObjectReader {
  public:
   explicit S3HttpReader(S3HttpConfig config);
-  ~S3HttpReader() override;
-  S3HttpReader(const S3HttpReader&) = delete;
-  S3HttpReader& operator=(const S3HttpReader&) = delete;
 
   // `path`: "bucket/key".
   arrow::Status ReadRange(const std::string& path, uint64_t offset, uint64_t length, std::byte* out) override;
-  // Receives into a small buffer and writes it to `fd` as it fills.
   arrow::Status ReadRangeToFile(const std::string& path, uint64_t offset, uint64_t length, int fd,
                                 uint64_t file_offset) override;
   arrow::Status ReadAll(const std::string& path, std::string* out) override;
+  arrow::Status ReadPrefix(const std::string& path, uint64_t limit, std::string* out, uint64_t* size) override;
   arrow::Status ListPage(const std::string& bucket, const std::string& prefix, const std::string& start_after,
                          std::vector<ObjectInfo>* out, bool* truncated) override;
 
-  class BodySink;  // where a response body goes (s3_http.cpp)
-
  private:
-  // One GET of `range` ("bytes=a-b", or the whole object if empty) on a kept-alive or a
-  // new connection; a kept-alive one that the server has closed meanwhile is replaced.
-  // `query`: URI-encoded parameters sorted by name, or empty.
-  arrow::Status Get(const std::string& path, const std::string& range, BodySink& sink, const std::string& query = "");
-  arrow::Status Connect(int* fd) const;
-  arrow::Status Exchange(int fd, const std::string& path, const std::string& query, const std::string& range,
-                         BodySink& sink, bool* reusable, bool* nothing_received) const;
+  // One signed GET of `range` ("bytes=a-b", or the whole object if empty); `query`:
+  // URI-encoded parameters sorted by name, or empty.
+  arrow::Status Get(const std::string& path, const std::string& range, BodySink& sink, const std::string& query = "",
+                    uint64_t* size = nullptr);
 
   S3HttpConfig config_;
-  std::string host_, port_;  // for getaddrinfo
-  std::mutex mu_;
-  std::vector<int> idle_;  // kept-alive connections
-  ProcessOwner owner_;
+  std::shared_ptr<HttpClient> client_;
 };
 
 }  // namespace chute::storage

@@ -24,6 +24,11 @@ struct TaskGroup {
     std::lock_guard lock(mu);
     return !status.ok();
   }
+  // `n` more tasks, added by a task before its own Done().
+  void Add(size_t n) {
+    std::lock_guard lock(mu);
+    left += n;
+  }
   void Done(const Status& st) {
     std::lock_guard lock(mu);
     if (!st.ok() && status.ok()) status = st;
