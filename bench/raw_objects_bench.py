@@ -4,7 +4,7 @@ plain DataLoader) and a plain boto3 map dataset, in one run; and listing a large
 
     python bench/raw_objects_bench.py [--samples 10000] [--sample-kb 110] [--batch 64]
         [--workers 2] [--first-byte-ms 20] [--mbps-per-connection 100] [--keys 200000]
-        [--peer-python /path/to/python] [--dir NEW_DIR] [--cases ...]
+        [--peer-python /path/to/python] [--server-processes 2] [--dir NEW_DIR] [--cases ...]
 
 The store is bench/s3_bench_server.py (each request waits --first-byte-ms; each connection
 moves at most --mbps-per-connection MB/s). --samples objects of --sample-kb KB (random bytes)
@@ -200,6 +200,8 @@ def main():
     p.add_argument("--mbps-per-connection", type=float, default=100)
     p.add_argument("--keys", type=int, default=200_000)
     p.add_argument("--peer-python", default=sys.executable, help="the interpreter with s3torchconnector")
+    p.add_argument("--server-processes", type=int, default=2,
+                   help="processes serving the store (one Python process answers ~1,500 small GETs/s)")
     p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     args = p.parse_args()
     if args.run:
@@ -214,7 +216,7 @@ def main():
             cases = [c for c in args.cases if CASES[c] == where for _ in range(3 if c.startswith("list-") else 1)]
             if cases:
                 results.update(run_cases(__file__, cases, args.dir, args.first_byte_ms, args.mbps_per_connection,
-                                         python))
+                                         python, processes=args.server_processes))
     finally:
         shutil.rmtree(args.dir, ignore_errors=True)
     report(args, {case: min(runs, key=lambda r: r.get("s", 0)) for case, runs in results.items()})
@@ -222,7 +224,8 @@ def main():
 
 def report(args, results: dict) -> None:
     print(f"{args.samples} objects of {args.sample_kb} KB, batch {args.batch}, {args.workers} workers, shuffled; "
-          f"store: {args.first_byte_ms:g} ms first byte, {args.mbps_per_connection:g} MB/s per connection")
+          f"store: {args.first_byte_ms:g} ms first byte, {args.mbps_per_connection:g} MB/s per connection, "
+          f"{args.server_processes} server processes")
     print(f"{'':28}{'open s':>8}{'epoch 1/s':>11}{'epoch 2/s':>11}{'ds[i] p50 ms':>14}")
     rates = {}
     for case, r in results.items():

@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -408,8 +409,11 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # many clients connect at once
 
-    def __init__(self, address, root, first_byte_ms=20, mbps_per_connection=100, writable=False, tls=None):
+    def __init__(self, address, root, first_byte_ms=20, mbps_per_connection=100, writable=False, tls=None,
+                 reuse_port=False):
+        self.allow_reuse_port = reuse_port  # several processes serving one port (read-only)
         super().__init__(address, Handler)
+        self.helpers = []  # the other processes serving the port (start(processes=...))
         if tls:  # (certificate file, key file): https; each handshake in its connection's thread
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
@@ -482,18 +486,35 @@ class Server(ThreadingHTTPServer):
     def shutdown(self):
         super().shutdown()
         self.server_close()
+        for proc in self.helpers:
+            proc.terminate()
+            proc.wait()
         if self.writable:  # objects of multipart uploads go with their parts
             for file in list(self._composed):
                 self.replace(file, None)
             shutil.rmtree(self.uploads, ignore_errors=True)
 
 
-def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", port=0, writable=False, tls=None):
+def start(root, first_byte_ms=20, mbps_per_connection=100, host="127.0.0.1", port=0, writable=False, tls=None,
+          processes=1):
     """Serve root in a daemon thread; return (server, endpoint_url). server.shutdown() stops it.
-    tls=(certificate file, key file) serves https."""
-    server = Server((host, port), root, first_byte_ms, mbps_per_connection, writable, tls)
+    tls=(certificate file, key file) serves https. processes > 1 (read-only) serves the port
+    from that many processes (SO_REUSEPORT): one Python process answers ~1,500 small GETs/s;
+    server.requests and server.bytes_served then count this process's share only."""
+    if processes > 1 and (writable or tls):
+        raise ValueError("several server processes serve read-only plain http only")
+    server = Server((host, port), root, first_byte_ms, mbps_per_connection, writable, tls, reuse_port=processes > 1)
+    port = server.server_address[1]
+    for _ in range(processes - 1):
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), root, "--host", host, "--port", str(port),
+                                 "--first-byte-ms", str(first_byte_ms), "--mbps-per-connection",
+                                 str(mbps_per_connection), "--reuse-port"], stdout=subprocess.PIPE, text=True)
+        server.helpers.append(proc)
+        if not proc.stdout.readline().startswith("listening"):
+            server.shutdown()
+            raise RuntimeError(f"a server process for port {port} did not start")
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}"
+    return server, f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def new_bench_dir(requested, prefix, in_memory=True) -> str:
@@ -519,7 +540,7 @@ def case_arguments(parser, default_dir):
 
 
 def run_cases(script, cases, root, first_byte_ms, mbps_per_connection, python=sys.executable, writable=False,
-              timeout=3600):
+              timeout=3600, processes=1):
     """Runs `python script <this process's arguments> --run CASE` for each case (a case may
     come several times), each in its own process, while `root` is served (the process
     reads it as s3://<bucket>/... through AWS_ENDPOINT_URL); returns {case: [the JSON of
@@ -527,7 +548,7 @@ def run_cases(script, cases, root, first_byte_ms, mbps_per_connection, python=sy
     import json
     import subprocess
 
-    server, endpoint = start(root, first_byte_ms, mbps_per_connection, writable=writable)
+    server, endpoint = start(root, first_byte_ms, mbps_per_connection, writable=writable, processes=processes)
     env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                AWS_REGION="us-east-1")
     results = {}
@@ -551,10 +572,12 @@ def main():
     p.add_argument("--first-byte-ms", type=float, default=20)
     p.add_argument("--mbps-per-connection", type=float, default=100, help="MB/s (10^6 bytes); 0 = unlimited")
     p.add_argument("--writable", action="store_true", help="take uploads and deletes (they change ROOT)")
+    p.add_argument("--reuse-port", action="store_true", help="share the port with other such processes (SO_REUSEPORT)")
     args = p.parse_args()
     if not os.path.isdir(args.root):
         p.error(f"not a directory: {args.root}")
-    server = Server((args.host, args.port), args.root, args.first_byte_ms, args.mbps_per_connection, args.writable)
+    server = Server((args.host, args.port), args.root, args.first_byte_ms, args.mbps_per_connection, args.writable,
+                    reuse_port=args.reuse_port)
     print(f"listening http://{args.host}:{server.server_address[1]}", flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):

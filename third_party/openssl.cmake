@@ -2,7 +2,7 @@
 # INTERFACE target `chute_tls` (CHUTE_WITH_OPENSSL=1) and the libraries to link,
 # CHUTE_TLS_LIBRARIES. Optional: without it chute builds, and https:// URLs fail with an
 # error saying how to get TLS.
-find_package(OpenSSL 1.1.1 COMPONENTS SSL Crypto)
+find_package(OpenSSL 3.0 COMPONENTS SSL Crypto)
 add_library(chute_tls INTERFACE)
 if(OPENSSL_FOUND)
   message(STATUS "chute: TLS from OpenSSL ${OPENSSL_VERSION}")

@@ -198,7 +198,7 @@ class RawSource final : public ForeignSource {
                      return storage->ReadRange(path, offset, length, out);
                    });
         rest->Done(Status::OK());
-        st = fetcher_.WaitWhileArriving(*rest, RowLabel(*rows, c, static_cast<int64_t>(j)));
+        st = fetcher_.WaitWhileArriving(*rest, std::string(url));
         if (st.ok()) st = rest->status;
       }
       if (!st.ok())

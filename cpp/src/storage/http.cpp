@@ -29,9 +29,14 @@ class HttpReader final : public ObjectReader {
     return Get(path, "", *StringSink(out));
   }
   arrow::Status ReadPrefix(const std::string& path, uint64_t limit, std::string* out, uint64_t* size) override {
-    arrow::Status st = Get(path, ByteRange(0, limit), *StringSink(out, limit), size);
-    if (!st.IsInvalid() || st.message().find("HTTP 416") == std::string::npos) return st;
-    return Get(path, "", *StringSink(out), size);  // an empty object has no byte 0
+    int status = 0;
+    arrow::Status st = Get(path, ByteRange(0, limit), *StringSink(out, limit), size, &status);
+    if (st.IsInvalid() && st.message().find("HTTP 416") != std::string::npos)
+      return Get(path, "", *StringSink(out), size);  // an empty object has no byte 0
+    // A server without ranges sent the whole object: larger ones cannot be read in
+    // ranges, so read them whole.
+    if (st.ok() && status == 200 && *size > out->size()) return Get(path, "", *StringSink(out), size);
+    return st;
   }
   arrow::Status Size(const std::string& path, uint64_t* size) override {
     ARROW_ASSIGN_OR_RAISE(std::string target, Target(path));
@@ -43,12 +48,14 @@ class HttpReader final : public ObjectReader {
   }
 
  private:
-  arrow::Status Get(const std::string& path, const std::string& range, BodySink& sink, uint64_t* size = nullptr) {
+  arrow::Status Get(const std::string& path, const std::string& range, BodySink& sink, uint64_t* size = nullptr,
+                    int* status = nullptr) {
     ARROW_ASSIGN_OR_RAISE(std::string target, Target(path));
     HttpReply reply;
     ARROW_RETURN_NOT_OK(client_->Request("GET", target, range, {}, &sink, &reply));
     if (reply.status != 200 && reply.status != 206) return Error("GET", target, reply, range);
     if (size) *size = reply.object_size;
+    if (status) *status = reply.status;
     return arrow::Status::OK();
   }
 
@@ -56,7 +63,7 @@ class HttpReader final : public ObjectReader {
                       const std::string& range) const {
     return HttpErrorStatus(reply.status,
                            std::string(method) + " " + client_->origin() + target + ": HTTP " +
-                               std::to_string(reply.status),
+                               std::to_string(reply.status) + (reply.location.empty() ? "" : " to " + reply.location),
                            range);
   }
 

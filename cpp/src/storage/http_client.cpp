@@ -74,9 +74,8 @@ class HttpClient::Connection {
     if (SSL_connect(ssl_) != 1) {
       long verify = SSL_get_verify_result(ssl_);
       if (verify != X509_V_OK)
-        return arrow::Status::IOError(where, ": TLS certificate not accepted (", X509_verify_cert_error_string(verify),
-                                      "); give the CA that signed it as storage_options ca_file, or in SSL_CERT_FILE",
-                                      " (AccessDenied)");
+        return arrow::Status::Invalid(where, ": TLS certificate not accepted (", X509_verify_cert_error_string(verify),
+                                      "); give the CA that signed it as storage_options ca_file, or in SSL_CERT_FILE");
       return arrow::Status::IOError(where, ": TLS handshake failed: ", TlsError());
     }
     return arrow::Status::OK();
@@ -88,7 +87,10 @@ class HttpClient::Connection {
     if (ssl_) {
       while (!data.empty()) {
         int n = SSL_write(ssl_, data.data(), static_cast<int>(std::min<size_t>(data.size(), 1 << 30)));
-        if (n <= 0) return ERR_clear_error(), false;
+        if (n <= 0) {
+          if (!TlsErrno(n)) continue;  // interrupted
+          return false;
+        }
         data.remove_prefix(static_cast<size_t>(n));
       }
       return true;
@@ -101,19 +103,38 @@ class HttpClient::Connection {
   ssize_t Recv(void* buf, size_t size) {
 #if CHUTE_WITH_OPENSSL
     if (ssl_) {
-      int n = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(size, 1 << 30)));
-      if (n > 0) return n;
-      int e = SSL_get_error(ssl_, n);
-      ERR_clear_error();
-      if (e == SSL_ERROR_ZERO_RETURN) return 0;
-      if (e != SSL_ERROR_SYSCALL || errno == 0) errno = EPROTO;
-      return -1;
+      for (;;) {
+        int n = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+        if (n > 0) return n;
+        if (SSL_get_error(ssl_, n) == SSL_ERROR_ZERO_RETURN) return ERR_clear_error(), 0;
+        if (TlsErrno(n)) return -1;
+      }
     }
 #endif
     return RecvSome(fd_, buf, size);
   }
 
  private:
+#if CHUTE_WITH_OPENSSL
+  // After SSL_read/SSL_write returned `n` <= 0: sets errno like a socket call would
+  // (EAGAIN for the socket's timeout, EPROTO for a TLS failure) and returns true, or
+  // false if the call was interrupted (EINTR) and is to be made again.
+  bool TlsErrno(int n) {
+    const int e = SSL_get_error(ssl_, n);
+    const int saved = errno;
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      if (saved == EINTR) return false;
+      errno = EAGAIN;  // SO_RCVTIMEO / SO_SNDTIMEO ran out
+    } else if (e == SSL_ERROR_SYSCALL && saved != 0) {
+      if (saved == EINTR) return false;
+      errno = saved;
+    } else {
+      errno = EPROTO;
+    }
+    return true;
+  }
+#endif
   int fd_;
 #if CHUTE_WITH_OPENSSL
   SSL* ssl_ = nullptr;
@@ -168,11 +189,17 @@ HttpClient::~HttpClient() {
 #endif
 }
 
+int64_t RangeStart(const std::string& range) {
+  return range.empty() ? 0 : std::strtoll(range.c_str() + 6, nullptr, 10);  // "bytes=a-b"
+}
+
 arrow::Status HttpErrorStatus(int status, const std::string& detail, const std::string& range) {
   if (status == 404) return arrow::Status::KeyError(detail);
   if (status == 416)
     return arrow::Status::Invalid("truncated: the object ends before the range ", range, " (", detail, ")");
   if (status == 401 || status == 403) return arrow::Status::IOError(detail, " (AccessDenied)");
+  if (status >= 300 && status < 400)
+    return arrow::Status::Invalid(detail, " (a redirect: give the URL it points to)");
   if (status == 408 || status == 429 || status >= 500) return arrow::Status::IOError(detail);
   return arrow::Status::Invalid(detail);
 }
@@ -273,7 +300,7 @@ arrow::Status HttpClient::Exchange(Connection& c, const char* method, const std:
   request += "\r\n";
   const std::string where = std::string(method) + " " + origin() + target;
   if (!c.Send(request)) {
-    *nothing_received = true;
+    *nothing_received = errno == EPIPE || errno == ECONNRESET;
     return arrow::Status::IOError(ErrnoMessage("sending " + where));
   }
 
@@ -284,7 +311,8 @@ arrow::Status HttpClient::Exchange(Connection& c, const char* method, const std:
     if (got == head.size()) return arrow::Status::IOError(where, ": response head over 16 KiB");
     ssize_t n = c.Recv(head.data() + got, head.size() - got);
     if (n <= 0) {
-      *nothing_received = got == 0;
+      // A kept-alive connection the server closed: not a timeout (that is the server's).
+      *nothing_received = got == 0 && (n == 0 || errno == ECONNRESET || errno == EPIPE);
       return arrow::Status::IOError(where, ": ",
                                     n == 0 ? std::string("connection closed by the server") : ErrnoMessage("recv"));
     }
@@ -295,13 +323,15 @@ arrow::Status HttpClient::Exchange(Connection& c, const char* method, const std:
   }
   HttpResponse r;
   if (!ParseHead(std::string_view(head).substr(0, head_end), &r))
-    return arrow::Status::IOError(where, ": not an HTTP response");
+    return arrow::Status::Invalid(where, ": not an HTTP response");
   reply->status = r.status;
+  reply->location = r.location;
   reply->object_size = r.range_total >= 0 ? static_cast<uint64_t>(r.range_total)
                                           : static_cast<uint64_t>(std::max<int64_t>(r.content_length, 0));
   const size_t body_start = head_end + 4;
   const size_t early = got - body_start;  // body bytes already read
   if (head_only) {
+    if (r.status == 200 && r.content_length < 0) return arrow::Status::Invalid(where, ": no Content-Length");
     *reusable = r.keep_alive && early == 0;
     return arrow::Status::OK();
   }
@@ -310,7 +340,10 @@ arrow::Status HttpClient::Exchange(Connection& c, const char* method, const std:
   // the body starts at 0, fine for a range starting there).
   const bool whole = r.status == 200 && (range.empty() || range.compare(0, 8, "bytes=0-") == 0);
   if (r.status == 206 || whole) {
-    if (r.content_length < 0) return arrow::Status::IOError(where, ": response without Content-Length");
+    if (r.content_length < 0) return arrow::Status::Invalid(where, ": response without Content-Length");
+    if (r.status == 206 && (r.range_total < 0 || r.range_start != RangeStart(range)))
+      return arrow::Status::Invalid(where, ": a partial response for another range than ", range,
+                                    " or without the object's size");
     const uint64_t available = static_cast<uint64_t>(r.content_length);
     ARROW_ASSIGN_OR_RAISE(const uint64_t want, sink->Start(available));
     const std::byte* early_bytes = reinterpret_cast<const std::byte*>(head.data()) + body_start;
@@ -343,8 +376,10 @@ arrow::Status HttpClient::Exchange(Connection& c, const char* method, const std:
   // Another status: keep the start of its body (an explanation) for the caller.
   std::string& body = reply->error_body;
   body = head.substr(body_start, early);
+  // Without a length (chunked), only what came with the head: reading on could wait out
+  // the timeout on a kept-alive connection.
   size_t limit = r.content_length >= 0 ? static_cast<size_t>(std::min<int64_t>(r.content_length, kMaxErrorBody))
-                                       : kMaxErrorBody;
+                                       : body.size();
   while (body.size() < limit) {
     char buf[4096];
     ssize_t n = c.Recv(buf, std::min(sizeof buf, limit - body.size()));

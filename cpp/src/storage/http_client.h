@@ -66,17 +66,21 @@ std::unique_ptr<BodySink> StringSink(std::string* out, uint64_t limit = UINT64_M
 
 // "bytes=a-b" for `length` > 0 bytes at `offset`.
 std::string ByteRange(uint64_t offset, uint64_t length);
+// a of "bytes=a-b"; 0 for no range.
+int64_t RangeStart(const std::string& range);
 
 struct HttpReply {
   int status = 0;
   // The whole object's size: a 206's Content-Range total, else the Content-Length.
   uint64_t object_size = 0;
   std::string error_body;  // the start of the body of a status other than 200/206
+  std::string location;    // of a redirect
 };
 
 // The status for an HTTP error `status` described by `detail`, classified like
 // ArrowStorage's errors: 404 -> KeyError (not found), 416 -> Invalid("truncated ..."),
-// 401/403 -> access denied, 408/429/5xx -> IOError (retried), other 4xx -> Invalid.
+// 401/403 -> access denied, 408/429/5xx -> IOError (retried), redirects and other 4xx ->
+// Invalid.
 arrow::Status HttpErrorStatus(int status, const std::string& detail, const std::string& range);
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;

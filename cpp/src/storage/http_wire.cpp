@@ -56,9 +56,12 @@ bool ParseHead(std::string_view head, HttpResponse* r) {
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     if (IEquals(name, "content-length")) {
       r->content_length = std::strtoll(std::string(value).c_str(), nullptr, 10);
-    } else if (IEquals(name, "content-range")) {
+    } else if (IEquals(name, "content-range")) {  // "bytes a-b/N"
+      if (value.substr(0, 6) == "bytes ") r->range_start = std::strtoll(std::string(value.substr(6)).c_str(), nullptr, 10);
       if (auto slash = value.rfind('/'); slash != std::string_view::npos && value.substr(slash + 1) != "*")
         r->range_total = std::strtoll(std::string(value.substr(slash + 1)).c_str(), nullptr, 10);
+    } else if (IEquals(name, "location")) {
+      r->location = value;
     } else if (IEquals(name, "connection")) {
       if (IEquals(value, "close")) r->keep_alive = false;
     } else if (IEquals(name, "transfer-encoding")) {

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace chute::storage {
@@ -20,7 +21,9 @@ struct HttpResponse {
   int status = 0;
   bool keep_alive = true;
   int64_t content_length = -1;  // -1: not given
-  int64_t range_total = -1;     // N of "Content-Range: bytes a-b/N"; -1: not given or "*"
+  int64_t range_start = -1;     // a of "Content-Range: bytes a-b/N"
+  int64_t range_total = -1;     // N; -1: not given or "*"
+  std::string location;         // Location (redirects)
 };
 
 // Parses the status line and the headers chute needs from `head` (without the blank

@@ -12,7 +12,7 @@ IoPool::~IoPool() {
   if (!started_.load()) return;
   if (owner_.LeakIfInherited(threads_)) return;  // forked child: the threads are not ours
   stop_.store(true);
-  queued_.release(static_cast<std::ptrdiff_t>(threads_.size()));
+  queued_.Release(static_cast<int>(threads_.size()));
   for (auto& t : threads_) t.join();
 }
 
@@ -30,7 +30,7 @@ void IoPool::Submit(std::function<void()> task) {
     task();  // full: the caller does the work itself
     return;
   }
-  queued_.release();
+  queued_.Release();
 }
 
 void IoPool::Run() {
@@ -38,7 +38,7 @@ void IoPool::Run() {
   // Linux: a thread's nice value is its own (setpriority on its thread id).
   if (nice_) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), ::getpriority(PRIO_PROCESS, 0) + nice_);
   for (;;) {
-    if (!queued_.try_acquire_for(std::chrono::seconds(1))) {
+    if (!queued_.AcquireFor(std::chrono::seconds(1))) {
       if (stop_.load()) return;
       continue;
     }

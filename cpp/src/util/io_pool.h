@@ -1,6 +1,6 @@
 // A fixed pool of I/O threads, started on first use (so a Dataset made in a parent
 // process starts no thread before a DataLoader forks its workers). Tasks are handed over
-// through a lock-free queue (mpmc_queue.h); idle threads sleep on a semaphore (a futex),
+// through a lock-free queue (mpmc_queue.h); idle threads sleep on a semaphore (semaphore.h),
 // waking at least every second to notice the pool's end. When the queue is full, Submit
 // runs the task in the calling thread: nothing is dropped and nobody waits for room.
 //
@@ -13,12 +13,12 @@
 #include <atomic>
 #include <functional>
 #include <mutex>
-#include <semaphore>
 #include <thread>
 #include <vector>
 
 #include "util/mpmc_queue.h"
 #include "util/process_owner.h"
+#include "util/semaphore.h"
 
 namespace chute {
 
@@ -47,7 +47,7 @@ class IoPool {
   size_t size_;
   int nice_;
   MpmcQueue<std::function<void()>> queue_;
-  std::counting_semaphore<> queued_{0};  // one per task pushed (and one per thread at the end)
+  Semaphore queued_;  // one per task pushed (and one per thread at the end)
   std::atomic<bool> stop_{false};
   std::atomic<bool> started_{false};
   std::mutex start_mu_;  // only to start the threads once
