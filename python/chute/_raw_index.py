@@ -109,7 +109,7 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
             raise RawIndexError(f"{src}: the index has no rows" + (f" left by filter={filter!r}" if filter else ""))
         return _write(table, os.path.join(root, digest), current,
                       {"download": download, "local": local, "index_col": index_col, "block_bytes": block_bytes,
-                       "source": src, "digest": digest}, block_rows)
+                       "source": src, "kind": kind, "digest": digest}, block_rows)
 
 
 def _current(root: str, current: str) -> str | None:

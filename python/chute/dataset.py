@@ -100,6 +100,7 @@ class StreamingDataset(IterableDataset):
 
     # Raw datasets: skip samples whose objects are missing; the options of their stores.
     _allow_missing = False
+    _object_files = None  # raw objects with as_paths=True (chute.raw)
     _object_storage_options: dict = {}
 
     def __init__(self, input_dir, *, shuffle: bool = False, seed: int = _DEFAULTS["seed"], drop_last: bool = False,
@@ -148,6 +149,7 @@ class StreamingDataset(IterableDataset):
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
                                         max_cache_size=self.max_cache_size, description=description,
                                         columns=self.columns, allow_missing=self._allow_missing,
+                                        as_paths=self._object_files is not None,
                                         object_storage_options=self._object_storage_options)
         if self._core.cache_path:
             clean_up_at_exit()
@@ -306,6 +308,8 @@ class StreamingDataset(IterableDataset):
         sample = self._decoder.decode(leaves)
         if self._tar_samples:
             sample = webdataset_sample(sample, self.decode)
+        if self._object_files is not None:
+            sample = self._object_files.paths(sample)
         if self._preset is not None:
             rng = np.random.default_rng([self.seed, epoch or 0, item or 0])
             try:

@@ -3,10 +3,16 @@ listed by a prefix, a directory or an index file — no conversion."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import time
+
+import pyarrow.parquet as pq
 
 from chute import _raw_index
-from chute._units import storage_options_to_strings
+from chute._units import parse_size, storage_options_to_strings
 from chute._process import default_cache_dir
 from chute.dataset import _DEFAULTS, StreamingDataset
 
@@ -49,6 +55,12 @@ class StreamingRawDataset(StreamingDataset):
         refresh_index: list the prefix (or read the index files) again instead of reusing
             the node's index.
         max_concurrency: requests in flight per process.
+        as_paths: each downloaded field is the path of a local file holding the object
+            instead of its bytes: local objects' own paths; fetched objects are written once
+            per node under ``cache_dir/raw-objects/`` (named by content, with the
+            extension for prefixes), at most ``max_cache_size`` of them (default half the
+            free disk), least recently handed out removed first, none within 10 minutes of
+            being handed out.
 
     The other arguments are :class:`StreamingDataset`'s. The index is built once per node
     in ``cache_dir`` and reused by every process, rank and run until the index files change
@@ -62,8 +74,8 @@ class StreamingRawDataset(StreamingDataset):
                  transform=None, shuffle: bool = False, seed: int = _DEFAULTS["seed"], drop_last: bool = False,
                  cache_dir=None, max_cache_size=None, storage_options=None,
                  max_concurrency: int = DEFAULT_CONCURRENCY, block_rows: int = DEFAULT_BLOCK_ROWS,
-                 refresh_index: bool = False, partitions: int = _DEFAULTS["partitions"], shuffle_window=1,
-                 prefetch_bytes=_DEFAULTS["prefetch_bytes"]):
+                 refresh_index: bool = False, as_paths: bool = False, partitions: int = _DEFAULTS["partitions"],
+                 shuffle_window=1, prefetch_bytes=_DEFAULTS["prefetch_bytes"]):
         if isinstance(columns_to_download, str):
             columns_to_download = [columns_to_download]
         if not isinstance(block_rows, int) or block_rows < 1:
@@ -76,6 +88,8 @@ class StreamingRawDataset(StreamingDataset):
                                 storage_options=self._object_storage_options, cache_dir=cache_dir,
                                 block_rows=block_rows)
         index_dir = _raw_index.build(self.src, refresh=refresh_index, **self._index_args)
+        if as_paths:
+            self._object_files = _ObjectFiles(index_dir, cache_dir, max_cache_size)
         super().__init__(index_dir, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
                          partitions=partitions, shuffle_window=shuffle_window,
                          max_concurrency=max_concurrency, cache_dir=cache_dir, max_cache_size=max_cache_size,
@@ -120,3 +134,67 @@ class StreamingRawDataset(StreamingDataset):
     def _missing(self, index: int):
         raise FileNotFoundError(f"{self.src}: sample {index} has a missing object (iterating with allow_missing=True "
                                 "skips it)")
+
+
+class _ObjectFiles:
+    """Objects as files for as_paths=True. Local objects come from the engine as their
+    paths already; fetched ones (bytes) are written once per node as
+    <cache_dir>/raw-objects/<content hash>[.<extension>] (a temporary name, then renamed),
+    trimmed least recently handed out first (a file's mtime is when it was last handed
+    out) while over `limit` bytes, sparing the files handed out in the last KEEP_S seconds."""
+
+    KEEP_S = 600
+
+    def __init__(self, index_dir, cache_dir, max_cache_size):
+        meta = pq.read_metadata(os.path.join(index_dir, "index.parquet")).metadata
+        settings = json.loads(meta[b"chute.raw"])
+        self.fields = settings["download"]
+        # A prefix's fields are extensions: files keep them (decoders that look at names).
+        self.extension = settings.get("kind") == "prefix"
+        self.root = os.path.join(cache_dir, "raw-objects")
+        os.makedirs(self.root, exist_ok=True)
+        self.limit = (parse_size(max_cache_size, "max_cache_size") if max_cache_size is not None
+                      else shutil.disk_usage(self.root).free // 2)
+        self._written = 0
+
+    def paths(self, sample: dict) -> dict:
+        for field in self.fields:
+            data = sample.get(field)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                sample[field] = self._file(data, field)
+        return sample
+
+    def _file(self, data, field: str) -> str:
+        name = hashlib.blake2b(data, digest_size=16).hexdigest() + (f".{field}" if self.extension else "")
+        path = os.path.join(self.root, name)
+        try:
+            os.utime(path)  # handed out again
+        except FileNotFoundError:
+            temp = f"{path}.{os.getpid()}.tmp"
+            with open(temp, "wb") as f:
+                f.write(data)
+            os.replace(temp, path)
+            self._written += len(data)
+            if self._written > self.limit // 16:  # look at the whole directory now and then
+                self._written = 0
+                self._trim()
+        return path
+
+    def _trim(self) -> None:
+        files = []
+        for entry in os.scandir(self.root):
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            files.append((st.st_mtime, st.st_size, entry.path))
+        total = sum(size for _, size, _ in files)
+        horizon = time.time() - self.KEEP_S
+        for mtime, size, path in sorted(files):
+            if total <= self.limit or mtime > horizon:
+                break
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            total -= size

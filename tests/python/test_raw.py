@@ -363,3 +363,36 @@ def test_a_copy_on_another_node_builds_its_index(tmp_path):
     copy = pickle.loads(state)
     assert os.path.exists(os.path.join(copy.input_dir, "index.parquet"))
     assert sorted(s["jpg"] for s in copy) == sorted(_payload(i) for i in range(12))
+
+
+def test_as_paths_gives_local_files(s3_server, tmp_path, monkeypatch):
+    # In place: the objects' own paths.
+    root = tmp_path / "objects"
+    _write_local(str(root))
+    ds = chute.StreamingRawDataset(str(root), as_paths=True, cache_dir=str(tmp_path / "cache"))
+    sample = ds[5]
+    assert sample["jpg"] == str(root / "0005.jpg") and open(sample["jpg"], "rb").read() == _payload(5)
+    # Fetched: written once per node under cache_dir/raw-objects, with the extension.
+    bucket = _bucket(s3_server)
+    _put_objects(s3_server, bucket, "p")
+    cache = tmp_path / "cache2"
+    ds = chute.StreamingRawDataset(f"s3://{bucket}/p/", as_paths=True, storage_options=s3_options(s3_server.endpoint),
+                                   cache_dir=str(cache))
+    loader = chute.StreamingDataLoader(ds, batch_size=16, num_workers=2, collate_fn=lambda b: b)
+    samples = [s for batch in loader for s in batch]
+    assert len(samples) == N
+    for s in samples:
+        i = int(s["__key__"])
+        assert s["jpg"].startswith(str(cache / "raw-objects")) and s["jpg"].endswith(".jpg")
+        assert open(s["jpg"], "rb").read() == _payload(i)
+        if i % 3:
+            assert s["json"] is None
+    assert ds[7]["jpg"] == next(s["jpg"] for s in samples if s["__key__"] == "0007")  # the same file again
+    # Over max_cache_size, files not handed out recently are removed, oldest first.
+    monkeypatch.setattr(chute.raw._ObjectFiles, "KEEP_S", 0)
+    small = chute.StreamingRawDataset(f"s3://{bucket}/p/", as_paths=True, max_cache_size=4000,
+                                      storage_options=s3_options(s3_server.endpoint), cache_dir=str(tmp_path / "c3"))
+    paths = [s["jpg"] for s in small]
+    left = [p for p in paths if os.path.exists(p)]
+    assert 0 < sum(os.path.getsize(p) for p in left) <= 4000 + 4000 // 16 + max(map(len, map(_payload, range(N))))
+    assert paths[-1] in left

@@ -81,6 +81,9 @@ struct DatasetOptions {
   // Raw objects (format "raw"): an item whose object is missing is skipped (it comes back
   // as Item::missing, which readers skip) instead of failing with an error naming it.
   bool allow_missing = false;
+  // Raw objects that are all local files: an object's field is its path (a string), not
+  // its bytes.
+  bool as_paths = false;
   // Sources that fetch objects named by the dataset (raw objects): the options of the
   // objects' stores (the dataset's own `storage_options` are for where it lives).
   StorageOptions object_storage_options;

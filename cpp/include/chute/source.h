@@ -146,6 +146,8 @@ struct SourceLocation {
   // Raw objects: an item whose object is missing comes back as Item::missing (a reader
   // skips it) instead of as a NotFound error.
   bool allow_missing = false;
+  // Raw objects read in place: fields are the objects' paths (DatasetOptions::as_paths).
+  bool as_paths = false;
 };
 
 // Makes a source for the dataset at `location`; `description` is Source::description()

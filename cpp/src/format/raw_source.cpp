@@ -11,6 +11,7 @@
 #include <parquet/metadata.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,7 +66,7 @@ class RawSource final : public ForeignSource {
       : ForeignSource("raw", "index.parquet", std::move(description), std::move(index.chunks), std::move(index.schema)),
         index_path_(std::move(index_path)), source_name_(std::move(index.source)), download_(std::move(index.download)),
         download_names_(std::move(index.download_names)), local_(index.local), index_col_(index.index_col),
-        allow_missing_(location.allow_missing),
+        allow_missing_(location.allow_missing), as_paths_(location.as_paths && index.local),
         fetcher_(location.storage_options, location.concurrency) {
     for (uint64_t start = 0; const ChunkInfo& c : this->chunks()) {
       starts_.push_back(start);
@@ -234,7 +235,7 @@ class RawSource final : public ForeignSource {
       }
       CHUTE_ASSIGN_OR_RETURN(std::span<const std::byte> bytes, object(d));
       leaf = LeafView{};
-      leaf.kind = LeafKind::kBytes;
+      leaf.kind = as_paths_ ? LeafKind::kString : LeafKind::kBytes;
       leaf.data = bytes.data();
       leaf.size = bytes.size();
     }
@@ -254,6 +255,7 @@ class RawSource final : public ForeignSource {
     return label + " of " + source_name_;
   }
   const std::string& ColumnName(size_t d) const { return download_names_[d]; }
+  bool as_paths() const { return as_paths_; }
   size_t width() const { return download_.size(); }
   // The URL of download column d in row r (empty: null).
   std::string_view Url(const arrow::RecordBatch& rows, size_t d, int64_t r) const {
@@ -278,6 +280,7 @@ class RawSource final : public ForeignSource {
   bool local_;
   int index_col_;  // or -1
   bool allow_missing_;
+  bool as_paths_;  // in place: objects' fields are their paths
   std::vector<uint64_t> starts_;  // first row of each block
 
   mutable std::mutex index_mu_;
@@ -317,25 +320,38 @@ Result<Item> RawChunkReader::GetItem(uint64_t j) {
       return std::span(bytes_->data() + slots[d].offset, slots[d].size);
     }, slots, bytes_);
   }
-  // In place: each object mapped.
+  // In place: each object mapped, or only checked with as_paths (its field is the path).
   std::vector<RawSlot> slots(width);
   auto files = std::make_shared<std::vector<std::shared_ptr<MappedFile>>>(width);
+  std::vector<std::string_view> paths(width);
   for (size_t d = 0; d < width; ++d) {
     std::string_view url = source_.Url(*rows_, d, static_cast<int64_t>(j));
     if (url.empty()) continue;
     if (url.starts_with("file://")) url.remove_prefix(7);
-    auto file = MappedFile::Open(std::string(url));
-    if (file.status().code() == StatusCode::kNotFound) {
+    paths[d] = url;
+    Status st;
+    if (source_.as_paths()) {
+      struct stat info;
+      if (::stat(std::string(url).c_str(), &info) != 0)
+        st = errno == ENOENT || errno == ENOTDIR ? Status::NotFound(std::string(url)) : Status::IOError(ErrnoMessage(std::string(url)));
+      else if (!S_ISREG(info.st_mode))
+        st = Status::Invalid(std::string(url) + ": not a file");
+    } else {
+      auto file = MappedFile::Open(std::string(url));
+      st = file.status();
+      if (file.ok()) (*files)[d] = *file;
+    }
+    if (st.code() == StatusCode::kNotFound) {
       slots[d].state = RawSlotState::kMissing;
       continue;
     }
-    if (!file.ok())
-      return Status(file.status().code(), source_.RowLabel(*rows_, c_, static_cast<int64_t>(j)) + ", column '" +
-                                              source_.ColumnName(d) + "': " + file.status().message());
-    (*files)[d] = *file;
-    slots[d] = {0, (*file)->size(), RawSlotState::kFetched};
+    if (!st.ok())
+      return Status(st.code(), source_.RowLabel(*rows_, c_, static_cast<int64_t>(j)) + ", column '" +
+                                   source_.ColumnName(d) + "': " + st.message());
+    slots[d] = {0, (*files)[d] ? (*files)[d]->size() : paths[d].size(), RawSlotState::kFetched};
   }
   return source_.MakeItem(*rows_, rows_, c_, j, [&](size_t d) -> Result<std::span<const std::byte>> {
+    if (!(*files)[d]) return std::as_bytes(std::span(paths[d]));  // as_paths: the path, held by the rows
     return std::span((*files)[d]->data(), (*files)[d]->size());
   }, slots, files);
 }
