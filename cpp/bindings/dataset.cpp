@@ -49,12 +49,14 @@ void init_dataset(nb::module_& m) {
                   [](const std::string& url, const std::string& format, bool verify_checksums,
                      const StorageOptions& storage_options, uint64_t part_size, size_t concurrency,
                      const std::string& cache_dir, uint64_t max_cache_size, const std::string& description,
-                     const std::vector<std::string>& columns, bool allow_missing, bool as_paths,
+                     const std::vector<std::string>& columns, const std::string& split, bool allow_missing,
+                     bool as_paths,
                      const StorageOptions& object_storage_options) {
                     DatasetOptions o;
                     o.format = format;
                     o.description = description;
                     o.columns = columns;
+                    o.split = split;
                     o.allow_missing = allow_missing;
                     o.as_paths = as_paths;
                     o.object_storage_options = object_storage_options;
@@ -69,7 +71,7 @@ void init_dataset(nb::module_& m) {
                   "url"_a, "format"_a = kDefaults.format, "verify_checksums"_a = kDefaults.verify_checksums,
                   "storage_options"_a = StorageOptions{}, "part_size"_a = kDefaults.part_size,
                   "concurrency"_a = kDefaults.concurrency, "cache_dir"_a = "", "max_cache_size"_a = 0,
-                  "description"_a = "", "columns"_a = std::vector<std::string>{},
+                  "description"_a = "", "columns"_a = std::vector<std::string>{}, "split"_a = "",
                   "allow_missing"_a = kDefaults.allow_missing, "as_paths"_a = kDefaults.as_paths,
                   "object_storage_options"_a = StorageOptions{})
       .def("__len__", &Dataset::num_items)

@@ -88,6 +88,9 @@ class StreamingDataset(IterableDataset):
             rows the samples); by default recognized from what is there.
         columns: Parquet datasets: read only these columns (only their byte ranges are
             fetched); default all.
+        split: Parquet datasets whose files are named by split, as Hugging Face exports are
+            (``data/train-00000-of-00004.parquet``, ``data/test-...``): the split to read;
+            required when the files are of several.
         decode: WebDataset samples: decode ``cls``/``cls2``/``index``/``inx``/``id`` to
             int, ``txt``/``text``/``transcript`` to str, ``json``/``jsn`` to its value and
             ``npy`` to an array, as WebDataset's default decoder does; otherwise every
@@ -107,7 +110,7 @@ class StreamingDataset(IterableDataset):
                  transform=None, partitions: int = _DEFAULTS["partitions"], shuffle_window=1,
                  verify_checksums: bool = True, storage_options=None, part_size=_DEFAULTS["part_size"],
                  max_concurrency: int = _DEFAULTS["concurrency"], item_loader=None, cache_dir=None,
-                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"], format=None, columns=None, decode=False):
+                 max_cache_size=None, prefetch_bytes=_DEFAULTS["prefetch_bytes"], format=None, columns=None, split=None, decode=False):
         if partitions < 1:
             raise ValueError(f"partitions={partitions} must be at least 1")
         if max_concurrency < 1:
@@ -133,6 +136,7 @@ class StreamingDataset(IterableDataset):
         self.verify_checksums = verify_checksums
         self.format = format or ""
         self.columns = list(columns or [])
+        self.split = split
         self.decode = decode
         # (epoch, first epoch position to read), shared with DataLoader workers (also
         # persistent ones) through inherited shared memory.
@@ -148,7 +152,8 @@ class StreamingDataset(IterableDataset):
                                         storage_options=self.storage_options, part_size=self.part_size,
                                         concurrency=self.max_concurrency, cache_dir=self.cache_dir,
                                         max_cache_size=self.max_cache_size, description=description,
-                                        columns=self.columns, allow_missing=self._allow_missing,
+                                        columns=self.columns, split=self.split or "",
+                                        allow_missing=self._allow_missing,
                                         as_paths=self._object_files is not None,
                                         object_storage_options=self._object_storage_options)
         if self._core.cache_path:

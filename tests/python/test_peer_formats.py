@@ -369,6 +369,24 @@ def test_parquet_rows_equal_pyarrows(tmp_path):
     assert [s["id"] for s in ds] == list(range(120))
 
 
+def test_parquet_split_selection(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train = _write_parquet(tmp_path / "hf")  # data/train-0000k-of-00003.parquet
+    for k in range(2):
+        pq.write_table(pa.table({"id": pa.array([1000 + 10 * k + i for i in range(10)], pa.int64())}).append_column(
+            "text", pa.array(["t"] * 10)), str(tmp_path / "hf" / "data" / f"test-{k:05d}-of-00002.parquet"))
+    with pytest.raises(ValueError, match=r"several splits \('test', 'train'\): choose one with split="):
+        chute.StreamingDataset(str(tmp_path / "hf"))
+    ds = chute.StreamingDataset(str(tmp_path / "hf"), split="train")
+    assert [s["id"] for s in ds] == [row["id"] for row in train]
+    assert [s["id"] for s in chute.StreamingDataset(str(tmp_path / "hf"), split="test")] == [
+        1000 + 10 * k + i for k in range(2) for i in range(10)]
+    with pytest.raises(FileNotFoundError, match=r"no Parquet files of split 'validation' \(there: 'test', 'train'"):
+        chute.StreamingDataset(str(tmp_path / "hf"), split="validation")
+
+
 def test_parquet_order_resume_and_s3(s3_server, tmp_path):
     _write_parquet(tmp_path / "hf")
     path = str(tmp_path / "hf")

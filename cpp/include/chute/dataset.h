@@ -78,6 +78,9 @@ struct DatasetOptions {
   // The columns to read, for formats that can read fewer (Parquet: only their byte
   // ranges are fetched); empty: all. Invalid for the others.
   std::vector<std::string> columns;
+  // Parquet datasets whose files are named by split (Hugging Face's
+  // "<split>-00000-of-00003.parquet"): the split to read; required when there are several.
+  std::string split;
   // Raw objects (format "raw"): an item whose object is missing is skipped (it comes back
   // as Item::missing, which readers skip) instead of failing with an error naming it.
   bool allow_missing = false;

@@ -148,6 +148,8 @@ struct SourceLocation {
   bool allow_missing = false;
   // Raw objects read in place: fields are the objects' paths (DatasetOptions::as_paths).
   bool as_paths = false;
+  // Parquet: the split to read (DatasetOptions::split).
+  std::string split;
 };
 
 // Makes a source for the dataset at `location`; `description` is Source::description()

@@ -19,6 +19,8 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <regex>
+#include <set>
 
 #include "chute/source.h"
 #include "format/arrow_rows.h"
@@ -176,6 +178,33 @@ bool IsParquet(const std::string& path) {
   return path.size() > 8 && path.compare(path.size() - 8, 8, ".parquet") == 0;
 }
 
+// The split of a file named "<split>-00000-of-00003.parquet" (Hugging Face), else "".
+std::string SplitOf(const std::string& path) {
+  static const std::regex kSharded(R"(^(.+)-\d+-of-\d+\.parquet$)");
+  std::smatch m;
+  const std::string base = path.substr(path.rfind('/') + 1);
+  return std::regex_match(base, m, kSharded) ? m[1].str() : "";
+}
+
+// Keeps the files of the split asked for; several splits and none asked, or a split
+// that is not there, is an error naming the splits.
+Status SelectSplit(const SourceLocation& location, std::vector<ObjectInfo>* files) {
+  std::set<std::string> splits;
+  for (const ObjectInfo& f : *files) splits.insert(SplitOf(f.path));
+  std::string names;
+  for (const std::string& s : splits) names += (names.empty() ? "'" : ", '") + s + "'";
+  if (location.split.empty()) {
+    if (splits.size() <= 1) return Status::OK();
+    return Status::Invalid(location.url + ": the Parquet files are of several splits (" + names +
+                           "): choose one with split=");
+  }
+  if (!splits.count(location.split))
+    return Status::NotFound(location.url + ": no Parquet files of split '" + location.split + "' (there: " + names +
+                            "; files named <split>-00000-of-00001.parquet)");
+  std::erase_if(*files, [&](const ObjectInfo& f) { return SplitOf(f.path) != location.split; });
+  return Status::OK();
+}
+
 // {"format": "parquet", "schema": <chute schema>, "files": [[name, bytes, rows], ...]}.
 Result<std::string> Describe(const SourceLocation& location) {
   Storage& storage = *location.storage;
@@ -191,6 +220,7 @@ Result<std::string> Describe(const SourceLocation& location) {
     if (IsParquet(o.path)) files.push_back(std::move(o));
   if (files.empty()) return Status::NotFound(location.url + ": no *.parquet files there or in data/");
   std::sort(files.begin(), files.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.path < b.path; });
+  CHUTE_RETURN_NOT_OK(SelectSplit(location, &files));
   std::vector<int64_t> rows(files.size());
   std::vector<std::shared_ptr<arrow::Schema>> schemas(files.size());
   std::vector<Status> read(files.size());

@@ -251,7 +251,8 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
                        options.object_storage_options,
                        options.concurrency,
                        options.allow_missing,
-                       options.as_paths};
+                       options.as_paths,
+                       options.split};
   CHUTE_ASSIGN_OR_RETURN(impl->source, OpenSource(options.format, where, options.description));
   impl->fetched = impl->source->sourcing() == ChunkSourcing::kFetched;
   impl->local = impl->storage->is_local() && !impl->fetched;

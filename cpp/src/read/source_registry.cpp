@@ -79,6 +79,9 @@ Result<std::shared_ptr<Source>> OpenSource(const std::string& requested, const S
   if (!factory)
     return Status::Invalid(location.url + ": unknown dataset format '" + format + "' (known: " + registry.Names() +
                            ")");
+  if (!location.split.empty() && format != "parquet")
+    return Status::Invalid(location.url + ": split= selects files of Parquet datasets only (this one is " + format +
+                           ")");
   if (!location.columns.empty() && format != "parquet")
     return Status::Invalid(location.url + ": columns= selects columns of Parquet datasets only (this one is " + format +
                            "): select fields in a transform");
