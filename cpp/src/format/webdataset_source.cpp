@@ -8,7 +8,10 @@
 // shards' names and sizes are those it was made from. A sample is one
 // ranged read; its fields are its members' bytes keyed by (lower-cased) extension, plus
 // "__key__" (str); fields a sample lacks are null leaves (the Python layer drops them).
-// Compressed shards (.tar.gz, ...) and GNU sparse members are refused.
+// Gzip shards (.tar.gz, .tgz) have no random access inside: the scan inflates each as a
+// stream (headers found in passing, memory bounded), and a chunk is inflated whole when
+// it is opened (like a compressed MDS shard); ds[i] of one reads its whole shard. Other
+// compressions (.tar.bz2, .tar.xz, .tar.zst) and GNU sparse members are refused.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -22,7 +25,9 @@
 
 #include "chute/source.h"
 #include "format/foreign_source.h"
+#include "format/tar.h"
 #include "util/checksum.h"
+#include "util/inflater.h"
 #include "util/json.h"
 #include "util/posix_file.h"
 
@@ -30,138 +35,32 @@ namespace chute {
 
 namespace {
 
-constexpr uint64_t kBlock = 512;
+using namespace tar;
+
 constexpr uint64_t kWindow = uint64_t{1} << 20;
 constexpr size_t kScanThreads = 32;
-constexpr uint64_t kMaxMemberSize = uint64_t{1} << 50;  // sizes past this are damage, not data
 
-uint64_t Padded(uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
-
-// An octal field (NUL/space terminated) or GNU base-256.
-bool ParseNumber(const std::byte* p, size_t n, uint64_t* out) {
-  auto b = reinterpret_cast<const uint8_t*>(p);
-  uint64_t v = 0;
-  if (b[0] & 0x80) {  // base-256 (0xff: negative)
-    if (b[0] == 0xff) return false;
-    for (size_t i = 1; i < n; ++i) v = (v << 8) | b[i];
-    *out = v;
-    return v <= kMaxMemberSize;
-  }
-  size_t i = 0;
-  while (i < n && b[i] == ' ') ++i;
-  for (; i < n && b[i] >= '0' && b[i] <= '7'; ++i) v = v * 8 + (b[i] - '0');
-  if (i < n && b[i] != 0 && b[i] != ' ') return false;
-  *out = v;
-  return v <= kMaxMemberSize;
+bool EndsWith(const std::string& s, const char* suffix) {
+  size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
 }
 
-std::string Field(const std::byte* p, size_t n) {
-  auto c = reinterpret_cast<const char*>(p);
-  return std::string(c, strnlen(c, n));
-}
-
-struct Member {
-  std::string name;
-  uint64_t header = 0;  // offset of its first header (PAX / long-name ones included)
-  uint64_t data = 0, size = 0;
-  bool regular = false;
-};
-
-// Walks the members of a tar through `get(offset, length)` (bytes that stay valid until
-// the next call) from `pos` until `end` or the archive's end.
-template <typename Get>
-Status Walk(Get&& get, uint64_t pos, uint64_t end, const std::string& url, const std::function<Status(Member)>& visit) {
-  std::string long_name;
-  uint64_t long_size = UINT64_MAX;
-  uint64_t first = pos;
-  while (pos + kBlock <= end) {
-    CHUTE_ASSIGN_OR_RETURN(const std::byte* h, get(pos, kBlock));
-    if (std::all_of(h, h + kBlock, [](std::byte b) { return b == std::byte{0}; })) break;
-    uint64_t sum = 0, stored = 0;
-    int64_t signed_sum = 0;
-    for (uint64_t i = 0; i < kBlock; ++i) {
-      auto v = (i >= 148 && i < 156) ? uint8_t{' '} : static_cast<uint8_t>(h[i]);
-      sum += v;
-      signed_sum += (i >= 148 && i < 156) ? ' ' : static_cast<int8_t>(h[i]);
-    }
-    if (!ParseNumber(h + 148, 8, &stored) || (stored != sum && static_cast<int64_t>(stored) != signed_sum))
-      return Status::Corrupt(url + ": bad tar header checksum at offset " + std::to_string(pos) +
-                             " (not a tar file, or a damaged one)");
-    uint64_t size = 0;
-    if (!ParseNumber(h + 124, 12, &size)) return Status::Corrupt(url + ": bad member size at offset " + std::to_string(pos));
-    char type = static_cast<char>(h[156]);
-    std::string name = Field(h, 100);
-    if (std::memcmp(h + 257, "ustar", 5) == 0) {
-      std::string prefix = Field(h + 345, 155);
-      if (!prefix.empty()) name = prefix + "/" + name;
-    }
-    uint64_t data = pos + kBlock;
-    if (type == 'S') return Status::Unsupported(url + ": member " + name + " is a GNU sparse file, which is not read");
-    if (type == 'x' || type == 'g' || type == 'L' || type == 'K') {  // PAX attributes, GNU long name / link name
-      if (data > end || size > end - data) return Status::Corrupt(url + ": a tar header runs past the end of the file");
-      CHUTE_ASSIGN_OR_RETURN(const std::byte* d, get(data, size));
-      std::string text(reinterpret_cast<const char*>(d), size);
-      if (type == 'L') long_name = text.substr(0, text.find('\0'));
-      // "<len> <key>=<value>\n" records; a global header ('g') applies to no member here.
-      for (size_t at = 0; type == 'x' && at < text.size();) {
-        size_t space = text.find(' ', at);
-        if (space == std::string::npos) break;
-        size_t len = std::strtoull(text.c_str() + at, nullptr, 10);
-        if (len < space - at + 2 || at + len > text.size()) break;
-        std::string record = text.substr(space + 1, at + len - space - 2);
-        size_t eq = record.find('=');
-        if (eq != std::string::npos) {
-          if (record.compare(0, eq, "path") == 0) long_name = record.substr(eq + 1);
-          if (record.compare(0, eq, "size") == 0) long_size = std::strtoull(record.c_str() + eq + 1, nullptr, 10);
-        }
-        at += len;
-      }
-      pos = data + Padded(size);
-      continue;
-    }
-    if (!long_name.empty()) name = std::exchange(long_name, "");
-    if (long_size != UINT64_MAX) size = std::exchange(long_size, UINT64_MAX);
-    if (data > end || size > end - data)
-      return Status::Corrupt(url + ": member " + name + " runs past the end of the file");
-    bool regular = (type == '0' || type == '\0' || type == '7') && !name.empty() && name.back() != '/';
-    CHUTE_RETURN_NOT_OK(visit(Member{name, first, data, size, regular}));
-    pos = data + Padded(size);
-    first = pos;
-  }
-  return Status::OK();
-}
-
-// A member's key and extension (WebDataset's rule: the path up to the first dot of the
-// basename, the rest lower-cased); false for members that are not sample files.
-bool KeyAndExtension(const std::string& name, std::string* key, std::string* ext) {
-  size_t slash = name.rfind('/');
-  std::string base = slash == std::string::npos ? name : name.substr(slash + 1);
-  if (base.empty() || base[0] == '.') return false;  // hidden files, AppleDouble "._*"
-  if (name.size() >= 4 && name.compare(0, 2, "__") == 0) {  // metadata: "__*__" at the top level
-    size_t end = name.find('/');
-    std::string top = name.substr(0, end);
-    if (top.size() >= 4 && top.compare(top.size() - 2, 2, "__") == 0) return false;
-  }
-  size_t dot = base.find('.');
-  if (dot == std::string::npos || dot == 0) return false;
-  *key = name.substr(0, name.size() - base.size() + dot);
-  *ext = base.substr(dot + 1);
-  std::transform(ext->begin(), ext->end(), ext->begin(), [](unsigned char c) { return std::tolower(c); });
-  return !ext->empty();
-}
+bool IsGzipShard(const std::string& path) { return EndsWith(path, ".tar.gz") || EndsWith(path, ".tgz"); }
 
 struct Sample {
   std::string key;
   uint64_t begin = 0, end = 0;
 };
 
-// The samples of one shard, from its headers.
+// The samples of one shard, from its headers; a gzip shard's decompressed size in
+// *inflated_size.
 Status ScanShard(Storage& storage, const std::string& path, uint64_t size, std::vector<Sample>* samples,
-                 std::set<std::string>* fields) {
+                 std::set<std::string>* fields, uint64_t* inflated_size) {
   const std::string url = storage.Url(path);
   std::vector<std::byte> window;
   uint64_t window_at = 0;
-  auto get = [&](uint64_t offset, uint64_t length) -> Result<const std::byte*> {
+  std::function<Result<const std::byte*>(uint64_t, uint64_t)> get = [&](uint64_t offset, uint64_t length)
+      -> Result<const std::byte*> {
     if (offset < window_at || offset + length > window_at + window.size()) {
       uint64_t n = std::min(std::max(kWindow, length), size - offset);
       if (n < length) return Status::Corrupt(url + ": truncated at offset " + std::to_string(offset));
@@ -171,8 +70,37 @@ Status ScanShard(Storage& storage, const std::string& path, uint64_t size, std::
     }
     return window.data() + (offset - window_at);
   };
+  uint64_t end = size;
+  // A gzip shard: its decompressed bytes, forward only (the walk never goes back), the
+  // compressed ones read kWindow at a time.
+  std::vector<std::byte> compressed;
+  uint64_t read = 0;
+  Inflater inflater([&]() -> Result<std::span<const std::byte>> {
+    compressed.resize(std::min(kWindow, size - read));
+    if (!compressed.empty()) CHUTE_RETURN_NOT_OK(storage.ReadRange(path, read, compressed.size(), compressed.data()));
+    read += compressed.size();
+    return std::span<const std::byte>(compressed);
+  }, url);
+  static const std::byte kZeros[kBlock] = {};
+  if (IsGzipShard(path)) {
+    end = kMaxMemberSize;  // unknown until inflated
+    get = [&](uint64_t offset, uint64_t length) -> Result<const std::byte*> {
+      if (offset < window_at) return Status::Corrupt(url + ": a tar member starts before the one ahead of it");
+      if (offset - window_at > kWindow) {  // drop what the walk has passed
+        const size_t drop = std::min<uint64_t>(offset - window_at, window.size());
+        window.erase(window.begin(), window.begin() + static_cast<ptrdiff_t>(drop));
+        window_at += drop;
+      }
+      const uint64_t have = window_at + window.size();
+      if (offset + length > have) CHUTE_RETURN_NOT_OK(inflater.Inflate(&window, offset + length - have));
+      if (offset + length <= window_at + window.size()) return window.data() + (offset - window_at);
+      // The stream's end is the archive's end (tar writers may leave out its zero blocks).
+      if (offset == window_at + window.size() && length == kBlock) return kZeros;
+      return Status::Corrupt(url + ": truncated at decompressed offset " + std::to_string(offset));
+    };
+  }
   std::set<std::string> exts;
-  return Walk(get, 0, size, url, [&](Member m) -> Status {
+  CHUTE_RETURN_NOT_OK(Walk(get, 0, end, url, [&](Member m) -> Status {
     std::string key, ext;
     if (!m.regular || !KeyAndExtension(m.name, &key, &ext)) return Status::OK();
     if (samples->empty() || samples->back().key != key) {
@@ -184,7 +112,17 @@ Status ScanShard(Storage& storage, const std::string& path, uint64_t size, std::
     fields->insert(ext);
     samples->back().end = m.data + m.size;
     return Status::OK();
-  });
+  }));
+  if (!IsGzipShard(path)) return Status::OK();
+  for (;;) {  // the rest of the stream (the archive's padding): its size
+    const size_t before = window.size();
+    CHUTE_RETURN_NOT_OK(inflater.Inflate(&window, kWindow));
+    if (window.size() - before < kWindow) break;
+    window_at += window.size();
+    window.clear();
+  }
+  *inflated_size = window_at + window.size();
+  return Status::OK();
 }
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;  // each sample's [begin, end) in its shard
@@ -244,14 +182,31 @@ std::string TarSchema(const std::vector<std::string>& fields) {
   return json::Dump(json::Object{{"tree", json::Object{{"dict", std::move(tree)}}}, {"fields", std::move(schema_fields)}});
 }
 
+// A gzip shard's tar, inflated in memory.
+class InflatedBytes final : public ChunkBytes {
+ public:
+  explicit InflatedBytes(std::vector<std::byte> bytes) : bytes_(std::move(bytes)) {}
+  const std::byte* data() const override { return bytes_.data(); }
+  size_t size() const override { return bytes_.size(); }
+  Status Wait(uint64_t offset, uint64_t length) override {
+    return offset + length <= bytes_.size() ? Status::OK() : Status::Corrupt("a range past the inflated shard");
+  }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
 class WebDatasetSource final : public ForeignSource {
  public:
   WebDatasetSource(std::string description, std::vector<ChunkInfo> chunks,
-                   std::vector<std::shared_ptr<const Ranges>> ranges, std::vector<std::string> fields)
+                   std::vector<std::shared_ptr<const Ranges>> ranges, std::vector<uint64_t> inflated_sizes,
+                   std::vector<std::string> fields)
       : ForeignSource("webdataset", "*.tar", std::move(description), std::move(chunks), TarSchema(fields)),
-        ranges_(std::move(ranges)), fields_(std::make_shared<const std::vector<std::string>>(std::move(fields))) {}
+        ranges_(std::move(ranges)), inflated_sizes_(std::move(inflated_sizes)),
+        fields_(std::make_shared<const std::vector<std::string>>(std::move(fields))) {}
 
   uint64_t TablesSizeHint(uint32_t c) const override {
+    if (inflated_sizes_[c]) return chunks()[c].num_bytes;  // gzip: all of it
     return ranges_[c]->empty() ? 0 : (*ranges_[c])[0].second;  // the first sample
   }
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
@@ -259,32 +214,48 @@ class WebDatasetSource final : public ForeignSource {
     if (bytes->size() != chunks()[c].num_bytes)
       return Status::Corrupt(url + ": " + std::to_string(bytes->size()) + " bytes, " +
                              std::to_string(chunks()[c].num_bytes) + " when the dataset was opened (the shard changed)");
+    if (const uint64_t inflated_size = inflated_sizes_[c]) {  // no random access inside: inflated whole
+      CHUTE_RETURN_NOT_OK(bytes->Wait(0, bytes->size()));
+      std::vector<std::byte> tar;
+      bool given = false;
+      Inflater inflater([&]() -> Result<std::span<const std::byte>> {
+        if (std::exchange(given, true)) return std::span<const std::byte>();
+        return std::span<const std::byte>(bytes->data(), bytes->size());
+      }, url);
+      try {
+        tar.reserve(inflated_size + 1);  // one more: a longer stream is found without growing
+      } catch (const std::exception&) {
+        return Status::IOError(url + ": no memory for its " + std::to_string(inflated_size) + " inflated bytes");
+      }
+      CHUTE_RETURN_NOT_OK(inflater.Inflate(&tar, inflated_size + 1));
+      if (tar.size() != inflated_size)
+        return Status::Corrupt(url + ": inflates to " + std::to_string(tar.size()) + " bytes, " +
+                               std::to_string(inflated_size) + " when the dataset was opened (the shard changed)");
+      bytes = std::make_shared<InflatedBytes>(std::move(tar));
+    }
     return std::shared_ptr<ChunkReader>(std::make_shared<TarSampleReader>(std::move(bytes), url, ranges_[c], fields_));
   }
 
  private:
   std::vector<std::shared_ptr<const Ranges>> ranges_;  // per shard
+  std::vector<uint64_t> inflated_sizes_;  // per shard: a gzip shard's tar bytes, else 0
   std::shared_ptr<const std::vector<std::string>> fields_;  // sorted extensions
 };
 
-bool EndsWith(const std::string& s, const char* suffix) {
-  size_t n = std::strlen(suffix);
-  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
-}
-
-// The description: {"format": "webdataset", "fields": [...], "shards": [[file, size, [begin, end, ...]], ...]}.
+// The description: {"format": "webdataset", "fields": [...], "shards": [[file, size, [begin, end, ...]
+// (in the tar: inflated for gzip), inflated size (gzip only)], ...]}.
 Result<std::string> Describe(const SourceLocation& location) {
   Storage& storage = *location.storage;
   CHUTE_ASSIGN_OR_RETURN(auto listing, storage.List(location.root));
   std::vector<ObjectInfo> shards;
   for (ObjectInfo& o : listing) {
-    if (EndsWith(o.path, ".tar")) shards.push_back(std::move(o));
-    else if (EndsWith(o.path, ".tar.gz") || EndsWith(o.path, ".tgz") || EndsWith(o.path, ".tar.bz2") ||
-             EndsWith(o.path, ".tar.xz"))
-      return Status::Unsupported(storage.Url(o.path) + ": compressed tar shards are not read yet (no random access "
-                                 "inside them); decompress them to .tar");
+    if (EndsWith(o.path, ".tar") || IsGzipShard(o.path)) shards.push_back(std::move(o));
+    else if (EndsWith(o.path, ".tar.bz2") || EndsWith(o.path, ".tar.xz") || EndsWith(o.path, ".tar.zst"))
+      return Status::Unsupported(storage.Url(o.path) + ": tar shards compressed other than with gzip are not read; "
+                                 "decompress them to .tar (or recompress them as .tar.gz)");
   }
-  if (shards.empty()) return Status::NotFound(location.url + ": no *.tar shards there (not a WebDataset dataset)");
+  if (shards.empty())
+    return Status::NotFound(location.url + ": no *.tar or *.tar.gz shards there (not a WebDataset dataset)");
   std::sort(shards.begin(), shards.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.path < b.path; });
   const std::string prefix = location.root.empty() ? "" : location.root + "/";
   auto relative = [&](const std::string& path) {
@@ -304,7 +275,7 @@ Result<std::string> Describe(const SourceLocation& location) {
       bool same = listed.size() == shards.size();
       for (size_t s = 0; same && s < shards.size(); ++s) {
         const json::Array* entry = listed[s].array();
-        same = entry && entry->size() == 3 && (*entry)[0].string() && (*entry)[1].integer() &&
+        same = entry && entry->size() >= 3 && (*entry)[0].string() && (*entry)[1].integer() &&
                *(*entry)[0].string() == relative(shards[s].path) &&
                static_cast<uint64_t>(*(*entry)[1].integer()) == shards[s].size;
       }
@@ -314,12 +285,13 @@ Result<std::string> Describe(const SourceLocation& location) {
   std::vector<std::vector<Sample>> samples(shards.size());
   std::vector<std::set<std::string>> fields(shards.size());
   std::vector<Status> scanned(shards.size());
+  std::vector<uint64_t> inflated(shards.size(), 0);
   std::atomic<size_t> next{0};
   std::vector<std::future<void>> scanners;
   for (size_t t = 0; t < std::min(kScanThreads, shards.size()); ++t)
     scanners.push_back(std::async(std::launch::async, [&] {
       for (size_t s; (s = next.fetch_add(1)) < shards.size();)
-        scanned[s] = ScanShard(storage, shards[s].path, shards[s].size, &samples[s], &fields[s]);
+        scanned[s] = ScanShard(storage, shards[s].path, shards[s].size, &samples[s], &fields[s], &inflated[s]);
     }));
   for (auto& scanner : scanners) scanner.get();
   for (const Status& st : scanned) CHUTE_RETURN_NOT_OK(st);
@@ -332,7 +304,9 @@ Result<std::string> Describe(const SourceLocation& location) {
       ranges.push_back(sample.begin);
       ranges.push_back(sample.end);
     }
-    shard_list.push_back(json::Array{relative(shards[s].path), shards[s].size, std::move(ranges)});
+    json::Array entry{relative(shards[s].path), shards[s].size, std::move(ranges)};
+    if (IsGzipShard(shards[s].path)) entry.push_back(inflated[s]);  // the tar's size
+    shard_list.push_back(std::move(entry));
   }
   json::Array field_list(all.begin(), all.end());
   std::string scan = json::Dump(json::Object{{"format", "webdataset"}, {"fields", std::move(field_list)},
@@ -364,11 +338,15 @@ Result<std::shared_ptr<Source>> OpenWebDataset(const SourceLocation& location, c
   }
   std::vector<ChunkInfo> chunks;
   std::vector<std::shared_ptr<const Ranges>> ranges;
+  std::vector<uint64_t> inflated_sizes;
   for (const json::Value& shard : *shards->array()) {
     const json::Array* fields_of = shard.array();
-    if (!fields_of || fields_of->size() != 3 || !(*fields_of)[0].string() || !(*fields_of)[1].integer() ||
-        !(*fields_of)[2].array())
+    if (!fields_of || fields_of->size() < 3 || fields_of->size() > 4 || !(*fields_of)[0].string() ||
+        !(*fields_of)[1].integer() || !(*fields_of)[2].array() ||
+        (fields_of->size() == 4) != IsGzipShard(*(*fields_of)[0].string()) ||
+        (fields_of->size() == 4 && (!(*fields_of)[3].integer() || *(*fields_of)[3].integer() <= 0)))
       return malformed;
+    inflated_sizes.push_back(fields_of->size() == 4 ? static_cast<uint64_t>(*(*fields_of)[3].integer()) : 0);
     const json::Array& s = *fields_of;
     ChunkInfo info;
     info.file = *s[0].string();
@@ -385,7 +363,8 @@ Result<std::shared_ptr<Source>> OpenWebDataset(const SourceLocation& location, c
     ranges.push_back(std::move(shard_ranges));
   }
   return std::shared_ptr<Source>(
-      std::make_shared<WebDatasetSource>(std::move(text), std::move(chunks), std::move(ranges), std::move(field_names)));
+      std::make_shared<WebDatasetSource>(std::move(text), std::move(chunks), std::move(ranges),
+                                         std::move(inflated_sizes), std::move(field_names)));
 }
 
 const bool registered = (RegisterSource("webdataset", OpenWebDataset), true);
