@@ -375,7 +375,7 @@ class Decoder:
 
     def decode(self, leaves: list):
         if not self.identity:
-            leaves = [v if d is None else d(v) for d, v in zip(self.decoders, leaves)]
+            leaves = [v if d is None or v is None else d(v) for d, v in zip(self.decoders, leaves)]
         if self.tree == LEAF:
             return leaves[0]
         return unflatten(self.tree, iter(leaves))

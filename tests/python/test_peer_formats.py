@@ -431,14 +431,32 @@ def test_parquet_order_resume_and_s3(s3_server, tmp_path):
     assert sorted(i for b in loader for i in b["i"].tolist()) == list(range(120))
 
 
-def test_parquet_unsupported_column_is_named(tmp_path):
+def test_parquet_nested_columns_come_as_python_values(tmp_path):
+    import datetime
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"a": [1], "m": pa.array([{"x": 1}], pa.struct([("x", pa.int64())]))}),
-                   str(tmp_path / "t.parquet"))
-    with pytest.raises(Exception, match=r"t\.parquet: column 'm' has type struct<x: int64>, which chute does not read"):
-        chute.StreamingDataset(str(tmp_path))
+    point = pa.struct([("x", pa.int64()), ("tags", pa.list_(pa.string()))])
+    table = pa.table({
+        "id": [0, 1, 2],
+        "meta": pa.array([{"x": 1, "tags": ["a", "b"]}, None, {"x": 3, "tags": []}], point),
+        "words": pa.array([["ü", None], [], None], pa.list_(pa.string())),
+        "boxes": pa.array([[{"x": 1, "tags": None}], [], [{"x": 2, "tags": ["c"]}]], pa.list_(point)),
+        "attrs": pa.array([[("k", 1)], [], None], pa.map_(pa.string(), pa.int32())),
+        "label": pa.array(["cat", "dog", "cat"]).dictionary_encode(),
+        "blob": pa.array([[b"\x00\xff"], [], None], pa.list_(pa.binary())),
+        "when": pa.array([datetime.datetime(2020, 1, 2, 3, 4, 5)] * 3, pa.timestamp("us")),
+    })
+    pq.write_table(table, str(tmp_path / "t.parquet"))
+    ds = chute.StreamingDataset(str(tmp_path))
+    for i, want in enumerate(table.to_pylist()):
+        got = ds[i]
+        assert got["when"].startswith("2020-01-02 03:04:05")  # other types: Arrow's text
+        want["attrs"] = None if want["attrs"] is None else [list(kv) for kv in want["attrs"]]  # maps: [[k, v], ...]
+        want["blob"] = None if want["blob"] is None else [b.decode("latin-1") for b in want["blob"]]
+        del got["when"], want["when"]
+        assert got == want, i
 
 
 def test_parquet_columns_reads_only_those(s3_server, tmp_path):

@@ -158,16 +158,17 @@ class ParquetSource final : public ForeignSource {
     if (!reader.ok()) return Status::Corrupt(url + ": not a readable Parquet file: " + reader.status().message());
     std::shared_ptr<arrow::Schema> schema;
     if (auto st = (*reader)->GetSchema(&schema); !st.ok()) return Status::Corrupt(url + ": " + st.message());
-    std::vector<int> fields;
-    for (const std::string& name : fields_) {
-      int f = schema->GetFieldIndex(name);
-      if (f < 0) return Status::Corrupt(url + ": has no column '" + name + "' (the dataset changed)");
-      fields.push_back(f);
+    for (const std::string& name : fields_)
+      if (schema->GetFieldIndex(name) < 0) return Status::Corrupt(url + ": has no column '" + name + "' (the dataset changed)");
+    // The Parquet leaf columns under the selected fields (a struct or list has several).
+    const parquet::SchemaDescriptor& leaf_schema = *(*reader)->parquet_reader()->metadata()->schema();
+    std::vector<int> leaves;
+    for (int i = 0; i < leaf_schema.num_columns(); ++i) {
+      const std::string top = leaf_schema.Column(i)->path()->ToDotVector().front();
+      if (std::find(fields_.begin(), fields_.end(), top) != fields_.end()) leaves.push_back(i);
     }
-    auto leaves = (*reader)->manifest().GetFieldIndices(fields);
-    if (!leaves.ok()) return Status::Corrupt(url + ": " + leaves.status().message());
     return std::shared_ptr<ChunkReader>(
-        std::make_shared<ParquetChunkReader>(std::move(*reader), url, std::move(*leaves), fields.size()));
+        std::make_shared<ParquetChunkReader>(std::move(*reader), url, std::move(leaves), fields_.size()));
   }
 
  private:

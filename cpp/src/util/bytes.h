@@ -44,6 +44,7 @@ inline bool ArrayBytes(std::span<const int64_t> shape, uint64_t itemsize, uint64
 struct ItemMemory {
   std::shared_ptr<const void> bytes;
   std::vector<int64_t> scalars;
+  std::vector<std::string> texts;  // reserved before use: leaves point into them
 };
 
 }  // namespace chute
