@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from chute import _core
 
-_VERSION = 1
+_VERSION = 2
 _refreshed: set[str] = set()  # the settings digests this process rebuilt with refresh_index=True
 _INDEX_KINDS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".json": "json",
                 ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}

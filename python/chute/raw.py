@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 
 import pyarrow.parquet as pq
@@ -60,7 +61,7 @@ class StreamingRawDataset(StreamingDataset):
             per node under ``cache_dir/raw-objects/`` (named by content, with the
             extension for prefixes), at most ``max_cache_size`` of them (default half the
             free disk), least recently handed out removed first, none within 10 minutes of
-            being handed out.
+            being handed out unless they take twice ``max_cache_size``.
 
     The other arguments are :class:`StreamingDataset`'s. The index is built once per node
     in ``cache_dir`` and reused by every process, rank and run until the index files change
@@ -141,7 +142,8 @@ class _ObjectFiles:
     paths already; fetched ones (bytes) are written once per node as
     <cache_dir>/raw-objects/<content hash>[.<extension>] (a temporary name, then renamed),
     trimmed least recently handed out first (a file's mtime is when it was last handed
-    out) while over `limit` bytes, sparing the files handed out in the last KEEP_S seconds."""
+    out) while over `limit` bytes, sparing the files handed out in the last KEEP_S seconds
+    while they take less than twice the limit (a path stays usable for a while)."""
 
     KEEP_S = 600
 
@@ -154,7 +156,7 @@ class _ObjectFiles:
         self.root = os.path.join(cache_dir, "raw-objects")
         os.makedirs(self.root, exist_ok=True)
         self.limit = (parse_size(max_cache_size, "max_cache_size") if max_cache_size is not None
-                      else shutil.disk_usage(self.root).free // 2)
+                      else (shutil.disk_usage(self.root).free + sum(size for _, size, _ in self._files())) // 2)
         self._written = 0
 
     def paths(self, sample: dict) -> dict:
@@ -170,7 +172,7 @@ class _ObjectFiles:
         try:
             os.utime(path)  # handed out again
         except FileNotFoundError:
-            temp = f"{path}.{os.getpid()}.tmp"
+            temp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"  # decode threads write too
             with open(temp, "wb") as f:
                 f.write(data)
             os.replace(temp, path)
@@ -180,7 +182,8 @@ class _ObjectFiles:
                 self._trim()
         return path
 
-    def _trim(self) -> None:
+    def _files(self) -> list:
+        """(mtime, size, path) of each file there."""
         files = []
         for entry in os.scandir(self.root):
             try:
@@ -188,10 +191,14 @@ class _ObjectFiles:
             except FileNotFoundError:
                 continue
             files.append((st.st_mtime, st.st_size, entry.path))
+        return files
+
+    def _trim(self) -> None:
+        files = self._files()
         total = sum(size for _, size, _ in files)
         horizon = time.time() - self.KEEP_S
         for mtime, size, path in sorted(files):
-            if total <= self.limit or mtime > horizon:
+            if total <= self.limit or (mtime > horizon and total <= 2 * self.limit):
                 break
             try:
                 os.unlink(path)

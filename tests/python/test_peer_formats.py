@@ -3,11 +3,13 @@
 their own readers return: tests/data/peers/make_fixtures.py)."""
 
 import gzip
+import io
 import json
 import math
 import os
 import pickle
 import shutil
+import tarfile
 import uuid
 
 import numpy as np
@@ -313,6 +315,19 @@ def test_webdataset_gzip_shards(s3_server, tmp_path):
     assert [ds[i] for i in range(24)] == [plain[i] for i in range(24)]
     assert global_batches(run_layout(str(gz), 1, 2, 2, transform=_key_only)[0]) == global_batches(
         run_layout(WEBDATASET, 1, 2, 2, transform=_key_only)[0])
+    # Members larger than the scan's window are skipped piece by piece.
+    big = tmp_path / "big"
+    big.mkdir()
+    payload = np.random.default_rng(0).integers(0, 256, 3 << 20, np.uint8).tobytes()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in [("a.bin", payload), ("a.txt", b"first"), ("b.txt", b"second")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (big / "s.tar.gz").write_bytes(gzip.compress(buf.getvalue(), mtime=0))
+    assert [chute.StreamingDataset(str(big))[i] for i in range(2)] == [
+        {"__key__": "a", "bin": payload, "txt": b"first"}, {"__key__": "b", "txt": b"second"}]
     bucket = _upload(s3_server, str(gz), "gz")
     remote = chute.StreamingDataset(f"s3://{bucket}/gz", storage_options=s3_options(s3_server.endpoint),
                                     cache_dir=str(tmp_path / "cache"), decode=True)
@@ -402,7 +417,7 @@ def test_parquet_split_selection(tmp_path):
     train = _write_parquet(tmp_path / "hf")  # data/train-0000k-of-00003.parquet
     for k in range(2):
         pq.write_table(pa.table({"id": pa.array([1000 + 10 * k + i for i in range(10)], pa.int64())}).append_column(
-            "text", pa.array(["t"] * 10)), str(tmp_path / "hf" / "data" / f"test-{k:05d}-of-00002.parquet"))
+            "text", pa.array(["t"] * 10)), str(tmp_path / "hf" / "data" / f"test-{k:05d}-of-00002{'-9f2c' * k}.parquet"))
     with pytest.raises(ValueError, match=r"several splits \('test', 'train'\): choose one with split="):
         chute.StreamingDataset(str(tmp_path / "hf"))
     ds = chute.StreamingDataset(str(tmp_path / "hf"), split="train")

@@ -75,7 +75,8 @@ json::Value ArrowJson(const arrow::Scalar& s) {
     case arrow::Type::STRING:
     case arrow::Type::LARGE_STRING: return std::string(static_cast<const arrow::BaseBinaryScalar&>(s).view());
     case arrow::Type::BINARY:
-    case arrow::Type::LARGE_BINARY: {  // byte b -> code point b (Latin-1): valid text, nothing lost
+    case arrow::Type::LARGE_BINARY:
+    case arrow::Type::FIXED_SIZE_BINARY: {  // byte b -> code point b (Latin-1): valid text, nothing lost
       std::string text;
       for (unsigned char b : static_cast<const arrow::BaseBinaryScalar&>(s).view()) {
         if (b < 0x80) {

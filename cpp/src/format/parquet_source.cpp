@@ -179,9 +179,9 @@ bool IsParquet(const std::string& path) {
   return path.size() > 8 && path.compare(path.size() - 8, 8, ".parquet") == 0;
 }
 
-// The split of a file named "<split>-00000-of-00003.parquet" (Hugging Face), else "".
+// The split of a file named "<split>-00000-of-00003[-<hash>].parquet" (Hugging Face), else "".
 std::string SplitOf(const std::string& path) {
-  static const std::regex kSharded(R"(^(.+)-\d+-of-\d+\.parquet$)");
+  static const std::regex kSharded(R"(^(.+?)-\d+-of-\d+(-[0-9a-f]+)?\.parquet$)");
   std::smatch m;
   const std::string base = path.substr(path.rfind('/') + 1);
   return std::regex_match(base, m, kSharded) ? m[1].str() : "";

@@ -86,7 +86,14 @@ Status ScanShard(Storage& storage, const std::string& path, uint64_t size, std::
     end = kMaxMemberSize;  // unknown until inflated
     get = [&](uint64_t offset, uint64_t length) -> Result<const std::byte*> {
       if (offset < window_at) return Status::Corrupt(url + ": a tar member starts before the one ahead of it");
-      if (offset - window_at > kWindow) {  // drop what the walk has passed
+      // Drop what the walk has passed, inflating skipped member data kWindow at a time.
+      while (offset > window_at + window.size()) {
+        window_at += window.size();
+        window.clear();
+        CHUTE_RETURN_NOT_OK(inflater.Inflate(&window, std::min<uint64_t>(kWindow, offset - window_at)));
+        if (window.empty()) break;  // the stream ended
+      }
+      if (offset - window_at > kWindow) {
         const size_t drop = std::min<uint64_t>(offset - window_at, window.size());
         window.erase(window.begin(), window.begin() + static_cast<ptrdiff_t>(drop));
         window_at += drop;
@@ -206,7 +213,7 @@ class WebDatasetSource final : public ForeignSource {
         fields_(std::make_shared<const std::vector<std::string>>(std::move(fields))) {}
 
   uint64_t TablesSizeHint(uint32_t c) const override {
-    if (inflated_sizes_[c]) return chunks()[c].num_bytes;  // gzip: all of it
+    if (IsGzipShard(chunks()[c].file)) return chunks()[c].num_bytes;  // all of it
     return ranges_[c]->empty() ? 0 : (*ranges_[c])[0].second;  // the first sample
   }
   Result<std::shared_ptr<ChunkReader>> OpenChunk(uint32_t c, std::shared_ptr<ChunkBytes> bytes, const std::string& url,
@@ -214,7 +221,8 @@ class WebDatasetSource final : public ForeignSource {
     if (bytes->size() != chunks()[c].num_bytes)
       return Status::Corrupt(url + ": " + std::to_string(bytes->size()) + " bytes, " +
                              std::to_string(chunks()[c].num_bytes) + " when the dataset was opened (the shard changed)");
-    if (const uint64_t inflated_size = inflated_sizes_[c]) {  // no random access inside: inflated whole
+    if (IsGzipShard(chunks()[c].file)) {  // no random access inside: inflated whole
+      const uint64_t inflated_size = inflated_sizes_[c];
       CHUTE_RETURN_NOT_OK(bytes->Wait(0, bytes->size()));
       std::vector<std::byte> tar;
       bool given = false;
@@ -238,7 +246,7 @@ class WebDatasetSource final : public ForeignSource {
 
  private:
   std::vector<std::shared_ptr<const Ranges>> ranges_;  // per shard
-  std::vector<uint64_t> inflated_sizes_;  // per shard: a gzip shard's tar bytes, else 0
+  std::vector<uint64_t> inflated_sizes_;  // per shard: a gzip shard's tar bytes
   std::shared_ptr<const std::vector<std::string>> fields_;  // sorted extensions
 };
 
@@ -344,7 +352,7 @@ Result<std::shared_ptr<Source>> OpenWebDataset(const SourceLocation& location, c
     if (!fields_of || fields_of->size() < 3 || fields_of->size() > 4 || !(*fields_of)[0].string() ||
         !(*fields_of)[1].integer() || !(*fields_of)[2].array() ||
         (fields_of->size() == 4) != IsGzipShard(*(*fields_of)[0].string()) ||
-        (fields_of->size() == 4 && (!(*fields_of)[3].integer() || *(*fields_of)[3].integer() <= 0)))
+        (fields_of->size() == 4 && (!(*fields_of)[3].integer() || *(*fields_of)[3].integer() < 0)))
       return malformed;
     inflated_sizes.push_back(fields_of->size() == 4 ? static_cast<uint64_t>(*(*fields_of)[3].integer()) : 0);
     const json::Array& s = *fields_of;

@@ -36,6 +36,8 @@ Status Inflater::Inflate(std::vector<std::byte>* out, size_t want) {
     auto r = inflater_->Decompress(static_cast<int64_t>(piece_.size()), reinterpret_cast<const uint8_t*>(piece_.data()),
                                    static_cast<int64_t>(out->size() - at), reinterpret_cast<uint8_t*>(out->data() + at));
     if (!r.ok()) return Status::Corrupt(url_ + ": not a gzip stream, or a damaged one: " + r.status().ToString());
+    if (r->bytes_read == 0 && r->bytes_written == 0)
+      return Status::Corrupt(url_ + ": the gzip stream does not inflate (damaged)");
     out->resize(at + static_cast<size_t>(r->bytes_written));
     piece_ = piece_.subspan(static_cast<size_t>(r->bytes_read));
   }
