@@ -56,6 +56,10 @@ class StreamingRawDataset(StreamingDataset):
         refresh_index: list the prefix (or read the index files) again instead of reusing
             the node's index.
         max_concurrency: requests in flight per process.
+        storage_options: the stores' options (:class:`StreamingDataset`'s); for an index
+            naming objects in several kinds of stores, options of one kind go in a dict
+            under its scheme: ``{"s3": {"endpoint_url": ...}, "https": {"ca_file": ...},
+            "timeout": 30}``.
         as_paths: each downloaded field is the path of a local file holding the object
             instead of its bytes: local objects' own paths; fetched objects are written once
             per node under ``cache_dir/raw-objects/`` (named by content, with the
@@ -83,10 +87,11 @@ class StreamingRawDataset(StreamingDataset):
             raise ValueError(f"block_rows={block_rows!r} must be a positive int")
         self.src = os.fspath(src)
         self._allow_missing = allow_missing
-        self._object_storage_options = storage_options_to_strings(storage_options)
+        self._object_storage_options = _flat_options(storage_options)
         cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
         self._index_args = dict(columns_to_download=columns_to_download, index_col=index_col, filter=filter,
-                                storage_options=self._object_storage_options, cache_dir=cache_dir,
+                                storage_options=_options_for(self._object_storage_options, self.src),
+                                cache_dir=cache_dir,
                                 block_rows=block_rows)
         index_dir = _raw_index.build(self.src, refresh=refresh_index, **self._index_args)
         if as_paths:
@@ -135,6 +140,24 @@ class StreamingRawDataset(StreamingDataset):
     def _missing(self, index: int):
         raise FileNotFoundError(f"{self.src}: sample {index} has a missing object (iterating with allow_missing=True "
                                 "skips it)")
+
+
+def _flat_options(options) -> dict:
+    """storage_options as strings, a scheme's own dict flattened to "<scheme>.<option>"
+    (the engine gives each store the options without a scheme and those of its own)."""
+    flat = dict(options or {})
+    for scheme, own in list(flat.items()):
+        if isinstance(own, dict):
+            del flat[scheme]
+            flat.update({f"{scheme}.{k}": v for k, v in own.items()})
+    return storage_options_to_strings(flat)
+
+
+def _options_for(flat: dict, url: str) -> dict:
+    """The options of the store of `url` (an index file or prefix) from _flat_options'."""
+    scheme = url.split("://", 1)[0] + "." if "://" in url else "file."
+    return {**{k: v for k, v in flat.items() if "." not in k},
+            **{k[len(scheme):]: v for k, v in flat.items() if k.startswith(scheme)}}
 
 
 class _ObjectFiles:

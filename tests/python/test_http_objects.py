@@ -125,3 +125,23 @@ def test_https_errors_name_the_url_and_the_fix(served, certificate, tmp_path):
     ds = chute.StreamingRawDataset(str(index), storage_options=options, allow_missing=True, **kwargs)
     assert sorted(s["url"] for s in ds) == sorted(_payload(i) for i in range(4))
     assert ds.skipped == [4]
+
+
+def test_an_index_mixing_stores_takes_options_per_scheme(served, certificate, s3_server, tmp_path):
+    import boto3
+
+    from object_store import create_s3_bucket, s3_options
+
+    https, _ = served
+    create_s3_bucket(s3_server.endpoint, "mixed")  # moto is shared by the session: a name of this test's
+    boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").put_object(Bucket="mixed", Key="o.bin", Body=b"from s3")
+    index = tmp_path / "index.csv"
+    index.write_text(f"url\n{https}/files/obj/0003.bin\ns3://mixed/o.bin\n")
+    ds = chute.StreamingRawDataset(str(index), columns_to_download=["url"], cache_dir=str(tmp_path / "cache"),
+                                   storage_options={"https": {"ca_file": certificate[0]},
+                                                    "s3": s3_options(s3_server.endpoint), "timeout": 30})
+    assert sorted(s["url"] for s in ds) == sorted([_payload(3), b"from s3"])
+    with pytest.raises(Exception, match=r"unknown storage option .* under its scheme, storage_options=\{\"s3\""):
+        list(chute.StreamingRawDataset(str(index), columns_to_download=["url"], cache_dir=str(tmp_path / "c2"),
+                                       storage_options={"ca_file": certificate[0], **s3_options(s3_server.endpoint)}))

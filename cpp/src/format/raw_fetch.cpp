@@ -36,8 +36,20 @@ Result<ObjectFetcher::Object> ObjectFetcher::First(const std::string& url) {
     std::lock_guard lock(stores_mu_);
     auto it = stores_.find(key);
     if (it == stores_.end()) {
-      CHUTE_ASSIGN_OR_RETURN(StorageLocation store, OpenStorage(local ? "/" : key, options_));
-      it = stores_.emplace(key, std::move(store)).first;
+      // The options without a scheme, and those for this scheme ("s3.endpoint_url").
+      const std::string scheme = key.substr(0, key.find("://")) + ".";
+      StorageOptions options;
+      for (const auto& [name, value] : options_) {
+        if (name.find('.') == std::string::npos) options[name] = value;
+        else if (name.compare(0, scheme.size(), scheme) == 0) options[name.substr(scheme.size())] = value;
+      }
+      Result<StorageLocation> store = OpenStorage(local ? "/" : key, options);
+      if (!store.ok() && store.status().message().find("unknown storage option") != std::string::npos)
+        return Status(store.status().code(), store.status().message() +
+                                                 " (objects in several kinds of stores: give each kind its options "
+                                                 "under its scheme, storage_options={\"s3\": {...}, \"https\": {...}})");
+      CHUTE_RETURN_NOT_OK(store.status());
+      it = stores_.emplace(key, std::move(*store)).first;
     }
     object.storage = it->second.storage;
     if (!local) object.path = JoinPath(it->second.path, object.path);

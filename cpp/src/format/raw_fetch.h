@@ -1,5 +1,6 @@
 // Fetching raw objects by URL for the raw source (raw.h): a store per "scheme://bucket"
-// (opened once, with the dataset's storage options), a pool of `concurrency` threads,
+// (opened once, with the dataset's storage options: those named "<scheme>.<option>" only
+// for stores of that scheme, the others for all), a pool of `concurrency` threads,
 // one request for an object up to kPart bytes (most objects: its first range also tells
 // the size) and the rest of a larger one in kPart ranges in parallel.
 //
