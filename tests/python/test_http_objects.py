@@ -3,7 +3,6 @@ bench/s3_bench_server.py on 127.0.0.1, over TLS with a certificate made here."""
 
 import datetime
 import ipaddress
-import os
 
 import numpy as np
 import pytest
