@@ -221,8 +221,11 @@ class _ObjectFiles:
         total = sum(size for _, size, _ in files)
         horizon = time.time() - self.KEEP_S
         for mtime, size, path in sorted(files):
-            if total <= self.limit or (mtime > horizon and total <= 2 * self.limit):
+            recent = mtime > horizon
+            if total <= self.limit or (recent and total <= 2 * self.limit):
                 break
+            if recent and path.endswith(".tmp"):
+                continue  # being written
             try:
                 os.unlink(path)
             except FileNotFoundError:

@@ -326,6 +326,10 @@ def test_webdataset_gzip_shards(s3_server, tmp_path):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     (big / "s.tar.gz").write_bytes(gzip.compress(buf.getvalue(), mtime=0))
+    shutil.copy(os.path.join(WEBDATASET, "shard-000001.tar"), gz)
+    with pytest.raises(ValueError, match=r"shard-000001\.tar\.gz and .*shard-000001\.tar are the same shard twice"):
+        chute.StreamingDataset(str(gz))
+    os.remove(gz / "shard-000001.tar")
     assert [chute.StreamingDataset(str(big))[i] for i in range(2)] == [
         {"__key__": "a", "bin": payload, "txt": b"first"}, {"__key__": "b", "txt": b"second"}]
     bucket = _upload(s3_server, str(gz), "gz")

@@ -265,6 +265,16 @@ Result<std::string> Describe(const SourceLocation& location) {
   if (shards.empty())
     return Status::NotFound(location.url + ": no *.tar or *.tar.gz shards there (not a WebDataset dataset)");
   std::sort(shards.begin(), shards.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.path < b.path; });
+  // A shard kept both plain and compressed would be read twice.
+  std::set<std::string> tars;
+  for (const ObjectInfo& o : shards)
+    if (EndsWith(o.path, ".tar")) tars.insert(o.path);
+  for (const ObjectInfo& o : shards) {
+    const std::string plain = o.path.substr(0, o.path.rfind('.')) + (EndsWith(o.path, ".tgz") ? ".tar" : "");
+    if (IsGzipShard(o.path) && tars.count(plain))
+      return Status::Invalid(storage.Url(o.path) + " and " + storage.Url(plain) +
+                             " are the same shard twice: keep one of them");
+  }
   const std::string prefix = location.root.empty() ? "" : location.root + "/";
   auto relative = [&](const std::string& path) {
     return path.compare(0, prefix.size(), prefix) == 0 ? path.substr(prefix.size()) : path;
