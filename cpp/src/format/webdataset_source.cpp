@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <deque>
 #include <future>
 #include <set>
 
@@ -52,34 +53,87 @@ struct Sample {
   uint64_t begin = 0, end = 0;
 };
 
+// A shard's bytes for the scan, kWindow-aligned windows read kReadAhead at a time ahead
+// of the walk, which goes forward: with small members it reads every window, and the
+// latency of one request per window would dominate (a shard of 62 MB from a store with
+// 20 ms to first byte: 1.8 s). A member skipped wastes at most the windows read ahead.
+class ShardWindows {
+ public:
+  ShardWindows(Storage& storage, std::string path, uint64_t size, std::string url)
+      : storage_(storage), path_(std::move(path)), size_(size), url_(std::move(url)) {}
+  ~ShardWindows() {
+    for (Window& w : windows_) w.done.wait();  // they write into their buffers
+  }
+
+  // Bytes [offset, offset + length), valid until the next call.
+  Result<const std::byte*> Get(uint64_t offset, uint64_t length) {
+    if (offset > size_ || length > size_ - offset)
+      return Status::Corrupt(url_ + ": truncated at offset " + std::to_string(offset));
+    const uint64_t first = offset / kWindow * kWindow;
+    while (!windows_.empty() && windows_.front().at < first) {  // passed
+      windows_.front().done.wait();
+      windows_.pop_front();
+    }
+    for (uint64_t at = windows_.empty() ? first : windows_.back().at + kWindow;
+         windows_.size() < kReadAhead && at < size_; at += kWindow) {
+      auto w = std::make_shared<std::vector<std::byte>>(std::min(kWindow, size_ - at));
+      windows_.push_back({at, w, std::async(std::launch::async, [this, w, at] {
+                            return storage_.ReadRange(path_, at, w->size(), w->data());
+                          })});
+    }
+    // The windows holding the range (several when it crosses a boundary).
+    joined_.clear();
+    for (Window& w : windows_) {
+      if (w.at >= offset + length) break;
+      CHUTE_RETURN_NOT_OK(w.done.get());
+      if (w.at <= offset && offset + length <= w.at + w.bytes->size()) return w.bytes->data() + (offset - w.at);
+      const uint64_t from = std::max(offset, w.at), to = std::min(offset + length, w.at + w.bytes->size());
+      joined_.insert(joined_.end(), w.bytes->begin() + static_cast<ptrdiff_t>(from - w.at),
+                     w.bytes->begin() + static_cast<ptrdiff_t>(to - w.at));
+    }
+    if (joined_.size() == length) return joined_.data();
+    // Past the read-ahead (a long PAX record): read directly.
+    joined_.resize(length);
+    CHUTE_RETURN_NOT_OK(storage_.ReadRange(path_, offset, length, joined_.data()));
+    return joined_.data();
+  }
+
+ private:
+  static constexpr size_t kReadAhead = 4;
+  struct Window {
+    uint64_t at;
+    std::shared_ptr<std::vector<std::byte>> bytes;
+    std::shared_future<Status> done;
+  };
+  Storage& storage_;
+  std::string path_;
+  uint64_t size_;
+  std::string url_;
+  std::deque<Window> windows_;  // consecutive, from the walk's position on
+  std::vector<std::byte> joined_;
+};
+
 // The samples of one shard, from its headers; a gzip shard's decompressed size in
 // *inflated_size.
 Status ScanShard(Storage& storage, const std::string& path, uint64_t size, std::vector<Sample>* samples,
                  std::set<std::string>* fields, uint64_t* inflated_size) {
   const std::string url = storage.Url(path);
-  std::vector<std::byte> window;
-  uint64_t window_at = 0;
-  std::function<Result<const std::byte*>(uint64_t, uint64_t)> get = [&](uint64_t offset, uint64_t length)
-      -> Result<const std::byte*> {
-    if (offset < window_at || offset + length > window_at + window.size()) {
-      uint64_t n = std::min(std::max(kWindow, length), size - offset);
-      if (n < length) return Status::Corrupt(url + ": truncated at offset " + std::to_string(offset));
-      window.resize(n);
-      CHUTE_RETURN_NOT_OK(storage.ReadRange(path, offset, n, window.data()));
-      window_at = offset;
-    }
-    return window.data() + (offset - window_at);
+  ShardWindows shard(storage, path, size, url);
+  std::function<Result<const std::byte*>(uint64_t, uint64_t)> get = [&](uint64_t offset, uint64_t length) {
+    return shard.Get(offset, length);
   };
   uint64_t end = size;
   // A gzip shard: its decompressed bytes, forward only (the walk never goes back), the
-  // compressed ones read kWindow at a time.
-  std::vector<std::byte> compressed;
+  // compressed ones read by windows.
+  std::vector<std::byte> window;
+  uint64_t window_at = 0;
   uint64_t read = 0;
   Inflater inflater([&]() -> Result<std::span<const std::byte>> {
-    compressed.resize(std::min(kWindow, size - read));
-    if (!compressed.empty()) CHUTE_RETURN_NOT_OK(storage.ReadRange(path, read, compressed.size(), compressed.data()));
-    read += compressed.size();
-    return std::span<const std::byte>(compressed);
+    const uint64_t n = std::min(kWindow, size - read);
+    if (n == 0) return std::span<const std::byte>();
+    CHUTE_ASSIGN_OR_RETURN(const std::byte* bytes, shard.Get(read, n));
+    read += n;
+    return std::span<const std::byte>(bytes, n);
   }, url);
   static const std::byte kZeros[kBlock] = {};
   if (IsGzipShard(path)) {
