@@ -264,7 +264,15 @@ def test_webdataset_order_resume_and_s3(s3_server, tmp_path):
     remote = chute.StreamingDataset(f"s3://{bucket}/shards", storage_options=s3_options(s3_server.endpoint),
                                     cache_dir=str(tmp_path / "cache"))
     local = chute.StreamingDataset(WEBDATASET)
-    assert remote.core.format == "webdataset" and remote[13] == local[13]  # one ranged read
+    # The scan read the (small) shards whole and kept them: the node cache takes them, the
+    # epoch fetches only its first batch's items (read by their own ranges, before chunks).
+    before = chute._core.trace_counters()["bytes_fetched"]
+    assert sorted(s["__key__"] for s in remote) == sorted(s["__key__"] for s in local)
+    shards = sum(os.path.getsize(os.path.join(WEBDATASET, n)) for n in os.listdir(WEBDATASET))
+    assert chute._core.trace_counters()["bytes_fetched"] - before < shards / 10
+    copies = [p for p in (tmp_path / "cache" / "webdataset-scans").iterdir() if p.name.endswith(".shards")]
+    assert len(copies) == 1 and not os.listdir(copies[0])  # all moved into the node cache
+    assert remote.core.format == "webdataset" and remote[13] == local[13]
     # The scan is kept in the cache directory: the next open reads no shard bytes.
     before = chute._core.trace_counters()["bytes_fetched"]
     again = chute.StreamingDataset(f"s3://{bucket}/shards", storage_options=s3_options(s3_server.endpoint),

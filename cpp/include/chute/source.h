@@ -104,6 +104,13 @@ class CHUTE_API Source {
   // The bytes at the start of chunk c that open it (header and tables): an on-demand
   // reader fetches that much in the first request.
   virtual uint64_t TablesSizeHint(uint32_t c) const = 0;
+  // A local file already holding exactly chunk c's bytes (kept by the source when opening
+  // the dataset read them, as a WebDataset scan does), which the node cache may move into
+  // place instead of downloading the chunk; empty if none.
+  virtual std::string LocalCopy(uint32_t c) const {
+    (void)c;
+    return {};
+  }
   // Flags the engine keeps for chunk c in memory shared by every process mapping a local
   // dataset (chute: one per checksum span), so that what one process has checked is not
   // checked again by the others. 0: none.

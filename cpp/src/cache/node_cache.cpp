@@ -1,6 +1,7 @@
 #include "cache/node_cache.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -117,6 +118,12 @@ Result<std::string> NodeCache::Acquire(uint32_t c) {
   std::string path = JoinPath(root_, info.file);
   auto fetch = [&](const std::string& temp) {
     if (source_->sourcing() == ChunkSourcing::kFetched) return FetchChunk(*source_, c, temp);
+    if (std::string copy = source_->LocalCopy(c); !copy.empty()) {
+      struct stat st;
+      if (::stat(copy.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == info.num_bytes &&
+          ::rename(copy.c_str(), temp.c_str()) == 0)
+        return Status::OK();
+    }
     return DownloadChunk(storage_, path, info, options_.part_size, options_.verify, *parts_, temp);
   };
   // Another process fetching it is waited for while it lives; a block of raw objects

@@ -1,33 +1,31 @@
-// WebDataset shards as a source (chute/source.h): the *.tar files of a directory (local or
-// in a bucket; POSIX ustar, PAX and GNU long names), no index. Opening scans each shard's
-// 512-byte member headers only (ranged reads of 1 MiB windows for remote shards, up to
-// kScanThreads shards at once), groups consecutive members sharing a key (the path up to
-// the first dot of its basename) into samples, and keeps each sample's byte range; the scan
-// is the source's description, so worker processes do not scan again, and it is kept in
-// the cache directory (SourceLocation::cache_dir) for the next runs, reused while the
-// shards' names and sizes are those it was made from. A sample is one
-// ranged read; its fields are its members' bytes keyed by (lower-cased) extension, plus
-// "__key__" (str); fields a sample lacks are null leaves (the Python layer drops them).
+// WebDataset shards as a source (chute/source.h): the *.tar (and *.tar.gz) files of a
+// directory (local or in a bucket; POSIX ustar, PAX and GNU long names), no index.
+// Opening scans each shard's member headers (webdataset_scan.h: windows read ahead of the
+// walk, kScanThreads shards at once; a remote shard read whole is kept for the node cache,
+// Source::LocalCopy), groups consecutive members sharing a key (the path up to the first
+// dot of its basename) into samples, and keeps each sample's byte range; the scan is the
+// source's description, so worker processes do not scan again, and it is kept in the
+// cache directory (SourceLocation::cache_dir) for the next runs, reused while the shards'
+// names and sizes are those it was made from. A sample is one ranged read; its fields are
+// its members' bytes keyed by (lower-cased) extension, plus "__key__" (str); fields a
+// sample lacks are null leaves (the Python layer drops them).
 // Gzip shards (.tar.gz, .tgz) have no random access inside: the scan inflates each as a
-// stream (headers found in passing, memory bounded), and a chunk is inflated whole when
-// it is opened (like a compressed MDS shard); ds[i] of one reads its whole shard. Other
-// compressions (.tar.bz2, .tar.xz, .tar.zst) and GNU sparse members are refused.
+// stream (memory bounded), and a chunk is inflated whole when it is opened (like a
+// compressed MDS shard); ds[i] of one reads its whole shard. Other compressions
+// (.tar.bz2, .tar.xz, .tar.zst) and GNU sparse members are refused.
 #include <algorithm>
 #include <atomic>
-#include <cstring>
+#include <chrono>
 #include <filesystem>
-#include <functional>
-#include <deque>
+#include <fstream>
 #include <future>
 #include <set>
-
-#include <fstream>
 #include <sstream>
 
 #include "chute/source.h"
 #include "format/foreign_source.h"
 #include "format/tar.h"
-#include "util/checksum.h"
+#include "format/webdataset_scan.h"
 #include "util/inflater.h"
 #include "util/json.h"
 #include "util/posix_file.h"
@@ -36,155 +34,10 @@ namespace chute {
 
 namespace {
 
+using namespace webdataset;
 using namespace tar;
 
-constexpr uint64_t kWindow = uint64_t{1} << 20;
 constexpr size_t kScanThreads = 32;
-
-bool EndsWith(const std::string& s, const char* suffix) {
-  size_t n = std::strlen(suffix);
-  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
-}
-
-bool IsGzipShard(const std::string& path) { return EndsWith(path, ".tar.gz") || EndsWith(path, ".tgz"); }
-
-struct Sample {
-  std::string key;
-  uint64_t begin = 0, end = 0;
-};
-
-// A shard's bytes for the scan, kWindow-aligned windows read kReadAhead at a time ahead
-// of the walk, which goes forward: with small members it reads every window, and the
-// latency of one request per window would dominate (a shard of 62 MB from a store with
-// 20 ms to first byte: 1.8 s). A member skipped wastes at most the windows read ahead.
-class ShardWindows {
- public:
-  ShardWindows(Storage& storage, std::string path, uint64_t size, std::string url)
-      : storage_(storage), path_(std::move(path)), size_(size), url_(std::move(url)) {}
-  ~ShardWindows() {
-    for (Window& w : windows_) w.done.wait();  // they write into their buffers
-  }
-
-  // Bytes [offset, offset + length), valid until the next call.
-  Result<const std::byte*> Get(uint64_t offset, uint64_t length) {
-    if (offset > size_ || length > size_ - offset)
-      return Status::Corrupt(url_ + ": truncated at offset " + std::to_string(offset));
-    const uint64_t first = offset / kWindow * kWindow;
-    while (!windows_.empty() && windows_.front().at < first) {  // passed
-      windows_.front().done.wait();
-      windows_.pop_front();
-    }
-    for (uint64_t at = windows_.empty() ? first : windows_.back().at + kWindow;
-         windows_.size() < kReadAhead && at < size_; at += kWindow) {
-      auto w = std::make_shared<std::vector<std::byte>>(std::min(kWindow, size_ - at));
-      windows_.push_back({at, w, std::async(std::launch::async, [this, w, at] {
-                            return storage_.ReadRange(path_, at, w->size(), w->data());
-                          })});
-    }
-    // The windows holding the range (several when it crosses a boundary).
-    joined_.clear();
-    for (Window& w : windows_) {
-      if (w.at >= offset + length) break;
-      CHUTE_RETURN_NOT_OK(w.done.get());
-      if (w.at <= offset && offset + length <= w.at + w.bytes->size()) return w.bytes->data() + (offset - w.at);
-      const uint64_t from = std::max(offset, w.at), to = std::min(offset + length, w.at + w.bytes->size());
-      joined_.insert(joined_.end(), w.bytes->begin() + static_cast<ptrdiff_t>(from - w.at),
-                     w.bytes->begin() + static_cast<ptrdiff_t>(to - w.at));
-    }
-    if (joined_.size() == length) return joined_.data();
-    // Past the read-ahead (a long PAX record): read directly.
-    joined_.resize(length);
-    CHUTE_RETURN_NOT_OK(storage_.ReadRange(path_, offset, length, joined_.data()));
-    return joined_.data();
-  }
-
- private:
-  static constexpr size_t kReadAhead = 4;
-  struct Window {
-    uint64_t at;
-    std::shared_ptr<std::vector<std::byte>> bytes;
-    std::shared_future<Status> done;
-  };
-  Storage& storage_;
-  std::string path_;
-  uint64_t size_;
-  std::string url_;
-  std::deque<Window> windows_;  // consecutive, from the walk's position on
-  std::vector<std::byte> joined_;
-};
-
-// The samples of one shard, from its headers; a gzip shard's decompressed size in
-// *inflated_size.
-Status ScanShard(Storage& storage, const std::string& path, uint64_t size, std::vector<Sample>* samples,
-                 std::set<std::string>* fields, uint64_t* inflated_size) {
-  const std::string url = storage.Url(path);
-  ShardWindows shard(storage, path, size, url);
-  std::function<Result<const std::byte*>(uint64_t, uint64_t)> get = [&](uint64_t offset, uint64_t length) {
-    return shard.Get(offset, length);
-  };
-  uint64_t end = size;
-  // A gzip shard: its decompressed bytes, forward only (the walk never goes back), the
-  // compressed ones read by windows.
-  std::vector<std::byte> window;
-  uint64_t window_at = 0;
-  uint64_t read = 0;
-  Inflater inflater([&]() -> Result<std::span<const std::byte>> {
-    const uint64_t n = std::min(kWindow, size - read);
-    if (n == 0) return std::span<const std::byte>();
-    CHUTE_ASSIGN_OR_RETURN(const std::byte* bytes, shard.Get(read, n));
-    read += n;
-    return std::span<const std::byte>(bytes, n);
-  }, url);
-  static const std::byte kZeros[kBlock] = {};
-  if (IsGzipShard(path)) {
-    end = kMaxMemberSize;  // unknown until inflated
-    get = [&](uint64_t offset, uint64_t length) -> Result<const std::byte*> {
-      if (offset < window_at) return Status::Corrupt(url + ": a tar member starts before the one ahead of it");
-      // Drop what the walk has passed, inflating skipped member data kWindow at a time.
-      while (offset > window_at + window.size()) {
-        window_at += window.size();
-        window.clear();
-        CHUTE_RETURN_NOT_OK(inflater.Inflate(&window, std::min<uint64_t>(kWindow, offset - window_at)));
-        if (window.empty()) break;  // the stream ended
-      }
-      if (offset - window_at > kWindow) {
-        const size_t drop = std::min<uint64_t>(offset - window_at, window.size());
-        window.erase(window.begin(), window.begin() + static_cast<ptrdiff_t>(drop));
-        window_at += drop;
-      }
-      const uint64_t have = window_at + window.size();
-      if (offset + length > have) CHUTE_RETURN_NOT_OK(inflater.Inflate(&window, offset + length - have));
-      if (offset + length <= window_at + window.size()) return window.data() + (offset - window_at);
-      // The stream's end is the archive's end (tar writers may leave out its zero blocks).
-      if (offset == window_at + window.size() && length == kBlock) return kZeros;
-      return Status::Corrupt(url + ": truncated at decompressed offset " + std::to_string(offset));
-    };
-  }
-  std::set<std::string> exts;
-  CHUTE_RETURN_NOT_OK(Walk(get, 0, end, url, [&](Member m) -> Status {
-    std::string key, ext;
-    if (!m.regular || !KeyAndExtension(m.name, &key, &ext)) return Status::OK();
-    if (samples->empty() || samples->back().key != key) {
-      samples->push_back(Sample{key, m.header, 0});
-      exts.clear();
-    }
-    if (!exts.insert(ext).second)
-      return Status::Corrupt(url + ": sample '" + key + "' has two members with extension '" + ext + "'");
-    fields->insert(ext);
-    samples->back().end = m.data + m.size;
-    return Status::OK();
-  }));
-  if (!IsGzipShard(path)) return Status::OK();
-  for (;;) {  // the rest of the stream (the archive's padding): its size
-    const size_t before = window.size();
-    CHUTE_RETURN_NOT_OK(inflater.Inflate(&window, kWindow));
-    if (window.size() - before < kWindow) break;
-    window_at += window.size();
-    window.clear();
-  }
-  *inflated_size = window_at + window.size();
-  return Status::OK();
-}
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;  // each sample's [begin, end) in its shard
 
@@ -261,10 +114,14 @@ class WebDatasetSource final : public ForeignSource {
  public:
   WebDatasetSource(std::string description, std::vector<ChunkInfo> chunks,
                    std::vector<std::shared_ptr<const Ranges>> ranges, std::vector<uint64_t> inflated_sizes,
-                   std::vector<std::string> fields)
+                   std::vector<std::string> fields, std::string copies)
       : ForeignSource("webdataset", "*.tar", std::move(description), std::move(chunks), TarSchema(fields)),
         ranges_(std::move(ranges)), inflated_sizes_(std::move(inflated_sizes)),
-        fields_(std::make_shared<const std::vector<std::string>>(std::move(fields))) {}
+        fields_(std::make_shared<const std::vector<std::string>>(std::move(fields))), copies_(std::move(copies)) {}
+
+  std::string LocalCopy(uint32_t c) const override {
+    return copies_.empty() ? "" : CopyPath(copies_, chunks()[c].file);
+  }
 
   uint64_t TablesSizeHint(uint32_t c) const override {
     if (IsGzipShard(chunks()[c].file)) return chunks()[c].num_bytes;  // all of it
@@ -302,6 +159,7 @@ class WebDatasetSource final : public ForeignSource {
   std::vector<std::shared_ptr<const Ranges>> ranges_;  // per shard
   std::vector<uint64_t> inflated_sizes_;  // per shard: a gzip shard's tar bytes
   std::shared_ptr<const std::vector<std::string>> fields_;  // sorted extensions
+  std::string copies_;  // where the scan kept whole shards (CopiesDir), or empty
 };
 
 // The description: {"format": "webdataset", "fields": [...], "shards": [[file, size, [begin, end, ...]
@@ -334,10 +192,8 @@ Result<std::string> Describe(const SourceLocation& location) {
     return path.compare(0, prefix.size(), prefix) == 0 ? path.substr(prefix.size()) : path;
   };
   // A scan kept by an earlier run, if it was made from these shards.
-  std::string kept;
-  if (!location.cache_dir.empty()) {
-    kept = JoinPath(JoinPath(location.cache_dir, "webdataset-scans"),
-                    ChecksumToHex(Checksum(location.url.data(), location.url.size())) + ".json");
+  const std::string kept = ScanPath(location), copies = CopiesDir(location);
+  if (!kept.empty()) {
     std::ifstream in(kept);
     std::stringstream text;
     text << in.rdbuf();
@@ -351,19 +207,36 @@ Result<std::string> Describe(const SourceLocation& location) {
                *(*entry)[0].string() == relative(shards[s].path) &&
                static_cast<uint64_t>(*(*entry)[1].integer()) == shards[s].size;
       }
-      if (same) return text.str();
+      if (same) {
+        // Shard copies an earlier scan kept and no cache took within the hour: left over.
+        std::error_code ec;
+        const auto hour_ago = std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+        if (!copies.empty())
+          for (const auto& entry : std::filesystem::directory_iterator(copies, ec))
+            if (entry.last_write_time(ec) < hour_ago) std::filesystem::remove(entry.path(), ec);
+        return text.str();
+      }
     }
   }
   std::vector<std::vector<Sample>> samples(shards.size());
   std::vector<std::set<std::string>> fields(shards.size());
   std::vector<Status> scanned(shards.size());
   std::vector<uint64_t> inflated(shards.size(), 0);
+  // A scan that reads whole shards keeps them for the node cache, up to half the free disk.
+  std::atomic<int64_t> budget{0};
+  if (!copies.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(copies, ec);
+    auto space = std::filesystem::space(copies, ec);
+    if (!ec) budget = static_cast<int64_t>(space.available / 2);
+  }
   std::atomic<size_t> next{0};
   std::vector<std::future<void>> scanners;
   for (size_t t = 0; t < std::min(kScanThreads, shards.size()); ++t)
     scanners.push_back(std::async(std::launch::async, [&] {
       for (size_t s; (s = next.fetch_add(1)) < shards.size();)
-        scanned[s] = ScanShard(storage, shards[s].path, shards[s].size, &samples[s], &fields[s], &inflated[s]);
+        scanned[s] = ScanShard(storage, shards[s].path, shards[s].size, &samples[s], &fields[s], &inflated[s],
+                               copies.empty() ? "" : CopyPath(copies, relative(shards[s].path)), &budget);
     }));
   for (auto& scanner : scanners) scanner.get();
   for (const Status& st : scanned) CHUTE_RETURN_NOT_OK(st);
@@ -436,7 +309,7 @@ Result<std::shared_ptr<Source>> OpenWebDataset(const SourceLocation& location, c
   }
   return std::shared_ptr<Source>(
       std::make_shared<WebDatasetSource>(std::move(text), std::move(chunks), std::move(ranges),
-                                         std::move(inflated_sizes), std::move(field_names)));
+                                         std::move(inflated_sizes), std::move(field_names), CopiesDir(location)));
 }
 
 const bool registered = (RegisterSource("webdataset", OpenWebDataset), true);
