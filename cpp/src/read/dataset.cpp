@@ -243,16 +243,9 @@ Result<std::shared_ptr<Dataset>> Dataset::Open(const std::string& url, const Dat
   impl->root = std::move(location.path);
   impl->options = options;
   impl->options.description.clear();  // kept once, by the source
-  SourceLocation where{url,
-                       impl->storage,
-                       impl->root,
-                       options.columns,
-                       options.cache_dir,
-                       options.object_storage_options,
-                       options.concurrency,
-                       options.allow_missing,
-                       options.as_paths,
-                       options.split};
+  SourceLocation where{url, impl->storage, impl->root, options.columns, options.cache_dir,
+                       options.object_storage_options, options.concurrency, options.allow_missing,
+                       options.as_paths, options.split};
   CHUTE_ASSIGN_OR_RETURN(impl->source, OpenSource(options.format, where, options.description));
   impl->fetched = impl->source->sourcing() == ChunkSourcing::kFetched;
   impl->local = impl->storage->is_local() && !impl->fetched;
