@@ -9,7 +9,8 @@ The data: --samples JPEGs of 400x350 at quality 90 (~110 KB; a few hundred disti
 cycled), in a chute dataset, a litdata dataset and WebDataset tar shards on local disk (the
 page cache warm: one untimed epoch first). Every case decodes, resizes to cover
 --resolution and center-crops to --resolution x --resolution, uint8 CHW, batches of --batch,
-with --workers worker processes (chute's preset: threads of the training process). The
+with --workers worker processes (`chute@threads`: chute's preset on a thread per core of
+the training process, num_workers=0). The
 limit is one PIL decode-and-resize loop on one core (no DCT scaling), times the cores.
 `chute@R` / `limit@R` repeat chute and the loop at resolution R (default 112: at most half
 the source, where libjpeg decodes at reduced scale). Each case runs in its own process
@@ -33,7 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from s3_bench_server import new_bench_dir  # noqa: E402
 
-CASES = {"limit": "python", "chute": "python", "chute+PIL": "python", "litdata+PIL": "peer",
+CASES = {"limit": "python", "chute": "python", "chute@threads": "python", "chute+PIL": "python", "litdata+PIL": "peer",
          "webdataset+PIL": "peer", "chute@small": "python", "limit@small": "python"}
 DISTINCT = 256
 
@@ -156,7 +157,8 @@ def run_case(case: str, args) -> dict:
         def make():
             ds = chute.StreamingDataset(path, shuffle=True,
                                         transform=transforms.image_pipeline("jpg", resolution, keep=["jpg", "label"]))
-            return chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers)
+            return chute.StreamingDataLoader(ds, batch_size=args.batch,
+                                             num_workers=0 if case == "chute@threads" else args.workers)
         return {"rate": _loader_rate(make, lambda b: len(b["jpg"]))}
     from torch.utils.data import DataLoader
 
@@ -223,12 +225,12 @@ def main():
 
 def report(args, r: dict) -> None:
     print(f"{args.samples} JPEGs 400x350 q90 -> {args.resolution}x{args.resolution} uint8 CHW, batch {args.batch}, "
-          f"{args.workers} workers (chute: threads), local warm")
+          f"{args.workers} workers, local warm")
     if "limit" in r:
         limit = r["limit"]["per_core"] * r["limit"]["cores"]
         print(f"machine limit (one PIL loop x {r['limit']['cores']} cores): {limit:.0f} images/s "
               f"({r['limit']['per_core']:.0f}/s per core)")
-    for case in ("chute", "chute+PIL", "litdata+PIL", "webdataset+PIL"):
+    for case in ("chute", "chute@threads", "chute+PIL", "litdata+PIL", "webdataset+PIL"):
         if case in r:
             extra = f"  ({r[case]['rate'] / limit:.0%} of the limit)" if "limit" in r else ""
             print(f"  {case:16}{r[case]['rate']:8.0f} images/s{extra}")

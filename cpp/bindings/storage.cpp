@@ -98,6 +98,17 @@ void init_storage(nb::module_& m) {
              return nb::bytes(bytes.data(), bytes.size());
            },
            "name"_a, "Object `name` whole (FileNotFoundError if absent).")
+      .def("read_prefix",
+           [](const StorageLocation& s, const std::string& name, uint64_t limit) {
+             Result<ObjectPrefix> prefix = [&] {
+               nb::gil_scoped_release release;
+               return s.storage->ReadPrefix(JoinPath(s.path, name), limit);
+             }();
+             ObjectPrefix got = Unwrap(std::move(prefix));
+             return nb::make_tuple(nb::bytes(got.bytes.data(), got.bytes.size()), got.size);
+           },
+           "name"_a, "limit"_a,
+           "(the first `limit` bytes of object `name`, its whole size): one request where the store allows.")
       .def("open_writer",
            [](const StorageLocation& s, const std::string& name) {
              nb::gil_scoped_release release;

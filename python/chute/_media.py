@@ -32,10 +32,16 @@ class DecodeVideo(Transform):
         start: "random" (uniform over the starts that leave room for all frames), "begin",
             or seconds.
         size: None (as decoded), an int (the shorter side) or (height, width).
+        ranged: in a raw dataset (chute.StreamingRawDataset), read the video object by
+            byte ranges as FFmpeg asks for them — its index and the packets of the frames
+            decoded, a small part of a long MP4 with its index at the front — instead of
+            fetching it whole into the node cache first (better for short clips read every
+            epoch). Unless an earlier step other than KeepFields sees the field.
     A clip shorter than asked repeats its last frame.
     """
 
-    def __init__(self, field: str, num_frames: int, fps: float | None = None, start="random", size=None):
+    def __init__(self, field: str, num_frames: int, fps: float | None = None, start="random", size=None,
+                 ranged: bool = True):
         if not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames={num_frames!r} must be a positive int")
         if fps is not None and not fps > 0:
@@ -44,6 +50,10 @@ class DecodeVideo(Transform):
         _pair(size, "size")
         _av("video")
         self.field, self.num_frames, self.fps, self.start, self.size = field, num_frames, fps, start, size
+        self.ranged = ranged
+
+    def ranged_fields(self) -> tuple:
+        return (self.field,) if self.ranged else ()
 
     def fixed_output(self):
         if self.size is None or isinstance(self.size, int):
@@ -55,7 +65,7 @@ class DecodeVideo(Transform):
         av = _av("video")
         data = _field(sample, self.field, "DecodeVideo")
         try:
-            with av.open(io.BytesIO(data)) as container:
+            with av.open(_file(data)) as container:
                 stream = _first(container.streams.video, "video", self.field)
                 stream.thread_type = "AUTO"
                 step = 1.0 / (self.fps or float(stream.average_rate or 25))
@@ -135,7 +145,7 @@ class DecodeAudio(Transform):
         av = _av("audio")
         data = _field(sample, self.field, "DecodeAudio")
         try:
-            with av.open(io.BytesIO(data)) as container:
+            with av.open(_file(data)) as container:
                 stream = _first(container.streams.audio, "audio", self.field)
                 # Channels kept as they are (mono: their mean, below; FFmpeg's downmix
                 # would scale a stereo signal by 1/sqrt(2) per channel).
@@ -163,6 +173,11 @@ def video_pipeline(field: str, num_frames: int, resolution, *, fps: float | None
     ``keep`` fields (default: the video alone)."""
     return Compose([DecodeVideo(field, num_frames, fps=fps, start=start, size=resolution),
                     KeepFields(list(keep) if keep is not None else [field])])
+
+
+def _file(data):
+    """bytes as a file; a file (an object read by byte ranges) as it is."""
+    return data if hasattr(data, "read") else io.BytesIO(data)
 
 
 def _first(streams, kind: str, field: str):

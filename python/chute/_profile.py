@@ -129,7 +129,8 @@ def traced_samples(dataset, samples):
         return
     profile_dir, batches, run = profile
     dataset._profile = None  # once per worker (a persistent one iterates again)
-    quota = len(range(worker.id, batches, worker.num_workers)) * dataset._batch_size
+    quota = len(range(worker.id, batches, worker.num_workers))  # batches, or samples:
+    quota *= 1 if getattr(dataset, "_decode_batches", None) is not None else dataset._batch_size
     name = f"chute worker {worker.id}"
     start()
     try:

@@ -54,8 +54,10 @@ def _kind(name: str) -> str | None:
 
 
 def build(src: str, *, columns_to_download, index_col, filter, storage_options: dict, cache_dir: str,
-          refresh: bool, block_rows: int) -> str:
-    """The directory of the normalized index of `src` (built now unless the node has it)."""
+          refresh: bool, block_rows: int, ranged=()) -> str:
+    """The directory of the normalized index of `src` (built now unless the node has it).
+    Download columns named in `ranged` hold absolute URLs but are not fetched by the engine
+    (their objects are read by byte range; see chute._object_reader)."""
     src = os.fspath(src)
     base, last = _split(src)
     wildcard = any(c in last for c in "*?[")
@@ -73,7 +75,7 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
         kind, store, names = "prefix", None, []
         identity = os.path.abspath(src) if "://" not in src else src.rstrip("/")
     settings = [_VERSION, kind, base, identity, columns_to_download, index_col, filter, block_rows,
-                storage_options.get("endpoint_url")]
+                storage_options.get("endpoint_url"), sorted(ranged)]
     digest = hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:20]
     root = os.path.join(cache_dir, "raw-index")
     os.makedirs(root, exist_ok=True)
@@ -104,11 +106,15 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
         else:
             table = _read_index_files(store, names)
             table, download = _prepare(table, src, base, columns_to_download, index_col, filter, names)
-            block_bytes, local = None, _all_local(table, download)
+            block_bytes, local = None, None
+        ranged_columns = [c for c in download if c in ranged]
+        download = [c for c in download if c not in ranged_columns]
+        local = _all_local(table, download) if local is None else local or not download  # (or nothing to fetch)
         if table.num_rows == 0:
             raise RawIndexError(f"{src}: the index has no rows" + (f" left by filter={filter!r}" if filter else ""))
         return _write(table, os.path.join(root, digest), current,
-                      {"download": download, "local": local, "index_col": index_col, "block_bytes": block_bytes,
+                      {"download": download, "ranged": ranged_columns, "local": local, "index_col": index_col,
+                       "block_bytes": block_bytes,
                        "source": src, "kind": kind, "digest": digest}, block_rows)
 
 

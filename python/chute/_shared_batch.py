@@ -11,15 +11,20 @@ Each worker keeps a few buffers and reuses them: fresh shared memory costs a pag
 and a zeroed page per 4 KiB on both sides, which is most of the cost of a copy. A
 buffer's first bytes hold an in-use flag: the worker sets it when it sends the buffer,
 the main process clears it once the batch no longer needs it (at once for bytes, when
-the last array view is freed otherwise). A buffer crosses once as a file descriptor
-(torch's reducer); after that only its number does. The worker never waits: with no
-free buffer it makes another.
+the last array or tensor view is freed otherwise). A buffer crosses once as a file
+descriptor (torch's reducer); after that only its number does. The worker never waits:
+with no free buffer it makes another.
+
+A worker that decodes a batch itself (chute.transforms with worker processes) takes a
+buffer first (`Reservation`) and decodes the fixed-shape field's rows straight into it:
+those bytes are not copied again on their way to the main process.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 import weakref
 from multiprocessing.reduction import ForkingPickler
 
@@ -32,36 +37,55 @@ from chute import _core, _profile
 _MIN_BYTES = 4096
 _ALIGN = 64  # array payloads and the flag get their own cache lines
 _POOL = 6    # reusable buffers per worker (a worker has prefetch_factor batches in flight)
+# Room a Reservation keeps after its rows for the batch's other leaves (address space only:
+# shared memory takes pages when they are written).
+_ROOM = 1 << 20
 
 
 class SharedBatch:
     """A collated batch on its way from a worker process (see the module docstring), with
-    the worker's engine counters for its loader's stats()."""
+    the worker's engine counters for its loader's stats() and the Reservation its rows
+    were decoded into, if any."""
 
-    __slots__ = ("batch", "report")
+    __slots__ = ("batch", "report", "reservation")
 
-    def __init__(self, batch, report):
-        self.batch, self.report = batch, report
+    def __init__(self, batch, report, reservation=None):
+        self.batch, self.report, self.reservation = batch, report, reservation
+
+
+class DecodedBatch:
+    """A batch a worker's dataset collated itself, as the DataLoader's item (batch_size=None),
+    with the Reservation holding its rows (or None)."""
+
+    __slots__ = ("batch", "reservation")
+
+    def __init__(self, batch, reservation):
+        self.batch, self.reservation = batch, reservation
 
 
 _loader_ids = itertools.count()
 
 
 class SharedCollate:
-    """collate_fn for DataLoader workers: the user's collation, sent as a SharedBatch."""
+    """collate_fn for DataLoader workers: the user's collation (None: the items are
+    DecodedBatches, collated by the dataset), sent as a SharedBatch."""
 
     def __init__(self, collate_fn):
         self.collate_fn = collate_fn
         self.loader_id = (os.getpid(), next(_loader_ids))
 
     def __call__(self, samples):
+        report = (self.loader_id, os.getpid(), _core.trace_counters())
+        if self.collate_fn is None:
+            return SharedBatch(samples.batch, report, samples.reservation)
         with _profile.span("collate"):
             batch = self.collate_fn(samples)
-        return SharedBatch(batch, (self.loader_id, os.getpid(), _core.trace_counters()))
+        return SharedBatch(batch, report)
 
 
 class _Slot:
-    """Where a leaf went in the shared buffer: bytes (dtype None) or an array."""
+    """Where a leaf went in the shared buffer: bytes (dtype None), a numpy array (a numpy
+    dtype) or a tensor (a torch dtype)."""
 
     __slots__ = ("dtype", "offset", "shape", "size")
 
@@ -69,21 +93,33 @@ class _Slot:
         self.offset, self.size, self.dtype, self.shape = offset, size, dtype, shape
 
 
+def _is_plain_tensor(obj) -> bool:
+    """A CPU tensor that a view of shared bytes can stand for (torch's reducer sends the rest)."""
+    return (type(obj) is torch.Tensor and obj.device.type == "cpu" and obj.layout == torch.strided
+            and not obj.requires_grad and obj.nbytes >= _MIN_BYTES)
+
+
 def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _strip(obj, leaves: list, end: list):
+def _strip(obj, leaves: list, end: list, rows=None, found=None):
     """`obj` with its big leaves replaced by _Slots; the leaves are appended to `leaves`
-    and `end[0]` grows by their aligned sizes."""
+    and `end[0]` grows by their aligned sizes. The tensor `rows`, already at offset 0 of
+    the buffer, becomes a slot there and `found` is set."""
+    if rows is not None and obj is rows:
+        found.append(True)
+        return _Slot(0, obj.nbytes, obj.dtype, obj.shape)
     if isinstance(obj, bytes) and len(obj) >= _MIN_BYTES:
         slot = _Slot(end[0], len(obj))
     elif isinstance(obj, np.ndarray) and obj.nbytes >= _MIN_BYTES and not obj.dtype.hasobject:
         slot = _Slot(end[0], obj.nbytes, obj.dtype, obj.shape)
+    elif _is_plain_tensor(obj):
+        slot = _Slot(end[0], obj.nbytes, obj.dtype, obj.shape)
     elif type(obj) is dict:
-        return {k: _strip(v, leaves, end) for k, v in obj.items()}
+        return {k: _strip(v, leaves, end, rows, found) for k, v in obj.items()}
     elif type(obj) in (list, tuple):
-        return type(obj)(_strip(v, leaves, end) for v in obj)
+        return type(obj)(_strip(v, leaves, end, rows, found) for v in obj)
     else:
         return obj
     leaves.append((slot, obj))
@@ -97,6 +133,8 @@ def _restore(obj, buffer: np.ndarray, views: list):
         if obj.dtype is None:
             return view.tobytes()
         views.append(True)
+        if isinstance(obj.dtype, torch.dtype):
+            return torch.from_numpy(view).view(obj.dtype).reshape(obj.shape)
         return view.view(obj.dtype).reshape(obj.shape)
     if type(obj) is dict:
         return {k: _restore(v, buffer, views) for k, v in obj.items()}
@@ -109,6 +147,9 @@ def _restore(obj, buffer: np.ndarray, views: list):
 
 _pool: list = []       # this worker's buffers: uint8 tensors over shared memory
 _pool_pid = None       # the process the pool belongs to (a forked child starts afresh)
+_pool_known: set = set()  # indices of the buffers the main process has (the rest cross as fds)
+# Buffers are taken by the thread that pickles batches and by the decoding loop (Reservation).
+_pool_lock = threading.Lock()
 
 
 def _capacity(tensor) -> int:
@@ -116,22 +157,45 @@ def _capacity(tensor) -> int:
 
 
 def _buffer_for(size: int):
-    """(index, tensor, is_new) of a free buffer of at least `size` payload bytes."""
-    global _pool, _pool_pid
+    """(index, tensor) of a buffer of at least `size` payload bytes, marked in use; index
+    -1 for a one-off buffer."""
+    with _pool_lock:
+        index, tensor = _free_buffer(size)
+        tensor[0] = 1  # in use until the main process clears it
+    return index, tensor
+
+
+def _free_buffer(size: int):
+    global _pool, _pool_pid, _pool_known
     if _pool_pid != os.getpid():
-        _pool, _pool_pid = [], os.getpid()
+        _pool, _pool_pid, _pool_known = [], os.getpid(), set()
     free = [i for i, t in enumerate(_pool) if t[0] == 0]
     fits = [i for i in free if _capacity(_pool[i]) >= size]
     if fits:
-        return fits[0], _pool[fits[0]], False
+        return fits[0], _pool[fits[0]]
     tensor = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(_ALIGN + _aligned(size)))
     if len(_pool) < _POOL:
         _pool.append(tensor)
-        return len(_pool) - 1, tensor, True
+        return len(_pool) - 1, tensor
     if free:  # replace a free buffer that is too small
         _pool[free[0]] = tensor
-        return free[0], tensor, True
-    return -1, tensor, True  # all busy: a one-off buffer
+        _pool_known.discard(free[0])
+        return free[0], tensor
+    return -1, tensor  # all busy
+
+
+class Reservation:
+    """A buffer of this worker's pool taken for one batch: `rows`, a tensor of `shape` and
+    numpy `dtype` at its start, is where the batch's fixed-shape field is decoded. It is
+    sent with the batch (SharedBatch.reservation), or given back by release()."""
+
+    def __init__(self, shape, dtype):
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        self.index, self.tensor = _buffer_for(nbytes + _ROOM)
+        self.rows = torch.from_numpy(self.tensor.numpy()[_ALIGN:_ALIGN + nbytes].view(dtype).reshape(shape))
+
+    def release(self):
+        self.tensor[0] = 0
 
 
 def _reduce(shared: SharedBatch):
@@ -140,19 +204,36 @@ def _reduce(shared: SharedBatch):
 
 
 def _reduce_batch(shared: SharedBatch):
+    reserved = shared.reservation
+    if reserved is not None:  # the rows are in place: the other leaves go after them
+        leaves, end, found = [], [_aligned(reserved.rows.nbytes)], []
+        skeleton = _strip(shared.batch, leaves, end, reserved.rows, found)
+        if found and end[0] <= _capacity(reserved.tensor):
+            return _sent(skeleton, leaves, reserved.index, reserved.tensor, shared.report)
+        reserved.release()  # the rows are not in the batch (rows were dropped), or the rest does not fit
     leaves, end = [], [0]
     skeleton = _strip(shared.batch, leaves, end)
     if not leaves:
         return _rebuild_plain, (shared.batch, shared.report)
-    index, tensor, is_new = _buffer_for(end[0])
+    return _sent(skeleton, leaves, *_buffer_for(end[0]), shared.report)
+
+
+def _sent(skeleton, leaves, index, tensor, report):
+    """The leaves copied into the buffer (marked in use), and how to rebuild the batch."""
+    is_new = index < 0 or index not in _pool_known
+    if index >= 0:
+        _pool_known.add(index)
     buffer = tensor.numpy()
-    buffer[0] = 1  # in use until the main process clears it
     for slot, leaf in leaves:
-        source = np.frombuffer(leaf, np.uint8) if slot.dtype is None else \
-            np.ascontiguousarray(leaf).reshape(-1).view(np.uint8)
+        if slot.dtype is None:
+            source = np.frombuffer(leaf, np.uint8)
+        elif isinstance(leaf, torch.Tensor):
+            source = leaf.detach().resolve_conj().resolve_neg().contiguous().reshape(-1).view(torch.uint8).numpy()
+        else:
+            source = np.ascontiguousarray(leaf).reshape(-1).view(np.uint8)
         start = _ALIGN + slot.offset
         buffer[start: start + slot.size] = source
-    return _rebuild, (skeleton, os.getpid(), index, tensor if is_new else None, shared.report)
+    return _rebuild, (skeleton, os.getpid(), index, tensor if is_new else None, report)
 
 
 # -- main process side ------------------------------------------------------------------

@@ -26,19 +26,57 @@ class Transform:
         gives the same shape, else None."""
         return None
 
+    @property
+    def runs_python(self) -> bool:
+        """Whether a step is a user's Python function (which holds the GIL: worker
+        processes, not threads, run it in parallel)."""
+        return False
+
+    def ranged_fields(self) -> tuple:
+        """Fields this step reads as seekable files when a raw dataset gives it one (only
+        the parts it reads are fetched) instead of bytes."""
+        return ()
+
     def __call__(self, sample: dict) -> dict:
         return self.apply(sample, np.random.default_rng(0))
 
 
-class Compose(Transform):
-    """Transforms applied in turn."""
+class PythonStep(Transform):
+    """A user's function on the sample dict, as a step of a Compose."""
 
-    def __init__(self, transforms: Sequence[Transform]):
-        self.transforms = [t for step in transforms for t in (step.transforms if isinstance(step, Compose) else [step])]
+    def __init__(self, fn):
+        if not callable(fn):
+            raise TypeError(f"{fn!r} is neither a chute.transforms transform nor a function of a sample")
+        self.fn = fn
+
+    @property
+    def runs_python(self) -> bool:
+        return True
+
+    def apply(self, sample, rng, out=None):
+        return self.fn(sample)
+
+
+class Compose(Transform):
+    """Transforms applied in turn; a step that is not a chute transform is a function of
+    the sample (see PythonStep)."""
+
+    def __init__(self, transforms: Sequence):
+        steps = [s if isinstance(s, Transform) else PythonStep(s) for s in transforms]
+        self.transforms = [t for step in steps for t in (step.transforms if isinstance(step, Compose) else [step])]
+
+    @property
+    def runs_python(self) -> bool:
+        return any(t.runs_python for t in self.transforms)
+
+    def ranged_fields(self) -> tuple:
+        """Those of the steps that no earlier step but KeepFields sees."""
+        fields = []
         for t in self.transforms:
-            if not isinstance(t, Transform):
-                raise TypeError(f"{t!r} is not a chute.transforms transform: wrap your own steps in a function and "
-                                "give that as the dataset's transform")
+            fields += t.ranged_fields()
+            if not isinstance(t, KeepFields):
+                break
+        return tuple(fields)
 
     def apply(self, sample, rng, out=None):
         last = self._last_fixed()
@@ -65,11 +103,13 @@ class Compose(Transform):
 
 
 def as_transform(transform) -> Transform | None:
-    """`transform` as one chute Transform if it is made only of them (a list or a
-    Compose), else None (a user's function)."""
+    """`transform` as one chute Transform when it is one or a list of steps (chute
+    transforms and functions of a sample), else None (a user's function alone)."""
     if isinstance(transform, Transform):
         return transform
-    if isinstance(transform, (list, tuple)) and transform and all(isinstance(t, Transform) for t in transform):
+    if isinstance(transform, (list, tuple)):
+        if not transform:
+            raise ValueError("transform=[]: give None for no transform")
         return Compose(transform)
     return None
 

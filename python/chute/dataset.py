@@ -52,9 +52,11 @@ class StreamingDataset(IterableDataset):
             every rank gets ``len(ds)`` samples; otherwise the first samples of the epoch
             are repeated to fill the last ranks.
         transform: called on each sample before it is yielded or returned. A list of
-            :mod:`chute.transforms` (decoders, field presets) runs on a pool of threads,
-            several samples at a time, with randomness drawn from (seed, epoch, sample id);
-            :class:`StreamingDataLoader` then needs no worker processes.
+            steps — :mod:`chute.transforms` (decoders, field presets) and functions of a
+            sample — runs on a pool of threads, several samples at a time, with randomness
+            drawn from (seed, epoch, sample id). Made only of chute.transforms,
+            :class:`StreamingDataLoader` needs no worker processes; with functions of
+            yours, each worker process decodes its batches on its own threads.
         partitions: the epoch is read as this many interleaved streams; a layout whose
             world size divides it reads each chunk on one rank only (locality).
         shuffle_window: items are shuffled within windows of this many chunks (an int)
@@ -129,7 +131,7 @@ class StreamingDataset(IterableDataset):
         self.seed = seed
         self.drop_last = drop_last
         self.transform = transform
-        self._preset = as_transform(transform)  # chute.transforms only: decoded on threads
+        self._preset = as_transform(transform)  # a list of steps: decoded on threads
         self._pool = None  # (pid, the decode threads of that process)
         self.partitions = partitions
         self.shuffle_window = shuffle_window
@@ -143,6 +145,9 @@ class StreamingDataset(IterableDataset):
         self._position = multiprocessing.RawArray("q", 2)
         self._batch_size = 1  # set by StreamingDataLoader: workers take whole batches
         self._in_loader = False  # set by StreamingDataLoader: skipped samples are yielded as SKIPPED
+        # Set by StreamingDataLoader for its workers to decode whole batches: whether to
+        # drop a last partial one (None: samples are yielded).
+        self._decode_batches = None
         self._open()
         self.window_items = self._window_items(shuffle_window)
 
@@ -313,8 +318,9 @@ class StreamingDataset(IterableDataset):
         sample = self._decoder.decode(leaves)
         if self._tar_samples:
             sample = webdataset_sample(sample, self.decode)
-        if self._object_files is not None:
-            sample = self._object_files.paths(sample)
+        sample = self._objects(sample, item)
+        if sample is SKIPPED:
+            return sample
         if self._preset is not None:
             rng = np.random.default_rng([self.seed, epoch or 0, item or 0])
             try:
@@ -339,6 +345,10 @@ class StreamingDataset(IterableDataset):
             return self._tokens(self.blocks.gather(np.array([i], dtype=np.uint64), self.item_loader.dtype))[0]
         leaves = self.core.read(i)  # an uncached remote chunk is read only in part
         return self._missing(i) if leaves is None else self._decode(leaves, i, self.epoch)
+
+    def _objects(self, sample: dict, item) -> dict:
+        """The sample with its raw objects as the transform is given them (chute.raw)."""
+        return sample
 
     def _missing(self, index: int):
         raise FileNotFoundError(f"{self.input_dir}: sample {index} has a missing object")
@@ -372,6 +382,11 @@ class StreamingDataset(IterableDataset):
 
     def _read(self, reader):
         epoch = self._position[0]
+        if self._decode_batches is not None:
+            from chute._decoded_batch import worker_batches  # (it needs this module)
+
+            yield from worker_batches(self, reader, epoch, self._decode_batches)
+            return
         while (batch := reader.next()) is not None:
             samples = self._samples(batch, reader.ids, epoch)
             yield from samples if self._in_loader else (s for s in samples if s is not SKIPPED)

@@ -13,6 +13,8 @@ import time
 import pyarrow.parquet as pq
 
 from chute import _raw_index
+from chute._object_reader import open_object
+from chute._transform_base import as_transform
 from chute._units import parse_size, storage_options_to_strings
 from chute._process import default_cache_dir
 from chute.dataset import _DEFAULTS, StreamingDataset
@@ -67,6 +69,12 @@ class StreamingRawDataset(StreamingDataset):
             free disk), least recently handed out removed first, none within 10 minutes of
             being handed out unless they take twice ``max_cache_size``.
 
+    A download column that the transform's :class:`chute.transforms.DecodeVideo` reads
+    first is not fetched whole: the decoder is given a seekable reader of the object that
+    fetches only the byte ranges FFmpeg reads (an MP4's index and the packets of the frames
+    it decodes), bypassing the node cache; ``DecodeVideo(..., ranged=False)`` fetches it
+    whole into the cache instead.
+
     The other arguments are :class:`StreamingDataset`'s. The index is built once per node
     in ``cache_dir`` and reused by every process, rank and run until the index files change
     (a prefix is listed again only with ``refresh_index=True``); processes read it in blocks,
@@ -89,13 +97,17 @@ class StreamingRawDataset(StreamingDataset):
         self._allow_missing = allow_missing
         self._object_storage_options = _flat_options(storage_options)
         cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
+        preset = as_transform(transform)
         self._index_args = dict(columns_to_download=columns_to_download, index_col=index_col, filter=filter,
                                 storage_options=_options_for(self._object_storage_options, self.src),
-                                cache_dir=cache_dir,
-                                block_rows=block_rows)
+                                cache_dir=cache_dir, block_rows=block_rows,
+                                ranged=preset.ranged_fields() if preset is not None else ())
         index_dir = _raw_index.build(self.src, refresh=refresh_index, **self._index_args)
+        settings = json.loads(pq.read_metadata(os.path.join(index_dir, "index.parquet")).metadata[b"chute.raw"])
+        self._ranged = settings.get("ranged", [])  # URL columns the transform reads by byte range
+        self._index_col = settings["index_col"]
         if as_paths:
-            self._object_files = _ObjectFiles(index_dir, cache_dir, max_cache_size)
+            self._object_files = _ObjectFiles(settings, cache_dir, max_cache_size)
         super().__init__(index_dir, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
                          partitions=partitions, shuffle_window=shuffle_window,
                          max_concurrency=max_concurrency, cache_dir=cache_dir, max_cache_size=max_cache_size,
@@ -137,6 +149,33 @@ class StreamingRawDataset(StreamingDataset):
         identity["dataset"]["input_dir"] = self.src  # not the index's place in this node's cache
         return identity
 
+    def _objects(self, sample: dict, item) -> dict:
+        """Downloaded objects as paths with as_paths; URLs of ranged columns as
+        ObjectReaders (SKIPPED for a missing object with allow_missing)."""
+        if self._object_files is not None:
+            sample = self._object_files.paths(sample)
+        for field in self._ranged:
+            url = sample.get(field)
+            if url is None:
+                continue
+            try:
+                sample[field] = open_object(url, _options_for(self._object_storage_options, url))
+            except FileNotFoundError:
+                if self._allow_missing:
+                    return self._skip(item)
+                raise FileNotFoundError(f"{self._row(sample, item)}, column {field!r}: {url} does not exist "
+                                        "(allow_missing=True skips such samples)") from None
+            except OSError as e:
+                raise type(e)(f"{self._row(sample, item)}, column {field!r}: {url}: {e}") from None
+        return sample
+
+    def _row(self, sample: dict, item) -> str:
+        """The sample as errors name it (as the engine does): its row, index_col value and index."""
+        label = f"row {item}"
+        if self._index_col and self._index_col in sample:
+            label += f" ({self._index_col}={sample[self._index_col]})"
+        return f"{label} of {self.src}"
+
     def _missing(self, index: int):
         raise FileNotFoundError(f"{self.src}: sample {index} has a missing object (iterating with allow_missing=True "
                                 "skips it)")
@@ -170,9 +209,7 @@ class _ObjectFiles:
 
     KEEP_S = 600
 
-    def __init__(self, index_dir, cache_dir, max_cache_size):
-        meta = pq.read_metadata(os.path.join(index_dir, "index.parquet")).metadata
-        settings = json.loads(meta[b"chute.raw"])
+    def __init__(self, settings: dict, cache_dir, max_cache_size):
         self.fields = settings["download"]
         # A prefix's fields are extensions: files keep them (decoders that look at names).
         self.extension = settings.get("kind") == "prefix"

@@ -3,9 +3,10 @@
 Each transform is a picklable callable on a sample dict; a list of them (or
 :class:`Compose`) is one transform. Given as a dataset's ``transform``, they run on a pool
 of threads — the decoders (Pillow, FFmpeg through PyAV) release the GIL — several samples
-at a time, and when every step of a dataset's transform is one of these,
-:class:`chute.StreamingDataLoader` builds batches with threads of the training process
-instead of worker processes, fixed-shape outputs written straight into the batch tensor.
+at a time, fixed-shape outputs written straight into the batch tensor: in each worker
+process of a :class:`chute.StreamingDataLoader`, into the shared memory the batch crosses
+in; with ``num_workers=0`` and only these steps, on threads of the training process. A
+step of a list may also be a function of a sample.
 
 Randomness (crops, flips, start frames) is drawn from a generator seeded by (dataset seed,
 epoch, sample id): a resumed run, and any cluster layout, augment each sample the same way.

@@ -1,9 +1,10 @@
 """chute.transforms: decoded images against PIL, video and audio through PyAV, field
-presets, deterministic augmentation, and batches built on threads with no worker
-processes."""
+presets, deterministic augmentation, and batches decoded by threads with no worker
+processes or by worker processes straight into shared memory."""
 
 import io
 import math
+import os
 import sys
 import wave
 
@@ -124,8 +125,8 @@ def _train(images, **kwargs):
 
 def test_loader_builds_image_batches_on_threads_without_worker_processes(images):
     ds = _train(images)
-    loader = chute.StreamingDataLoader(ds, batch_size=5, num_workers=2)
-    assert loader.num_workers == 0 and loader._decode_threads == 2
+    loader = chute.StreamingDataLoader(ds, batch_size=5)
+    assert loader.num_workers == 0 and loader._decode_threads == os.cpu_count()
     batches = list(loader)
     assert len(batches) == len(loader) == math.ceil(N / 5)
     for b in batches:
@@ -135,18 +136,53 @@ def test_loader_builds_image_batches_on_threads_without_worker_processes(images)
     # The same augmentation as random access gives for that sample and epoch.
     first = batches[0]
     assert torch.equal(first["jpg"][0], torch.from_numpy(ds[int(first["id"][0])]["jpg"]))
-    whole = chute.StreamingDataLoader(_train(images), batch_size=5, num_workers=2, drop_last=True)
+    whole = chute.StreamingDataLoader(_train(images), batch_size=5, drop_last=True)
+    assert [len(b["id"]) for b in whole] == [5] * (N // 5) == [5] * len(whole)
+
+
+def _with_blob(sample):
+    """A step of the user's own: a field big enough to cross in shared memory."""
+    return {**sample, "blob": bytes([sample["id"]]) * 5000}
+
+
+def test_workers_decode_batches_straight_into_shared_memory(images):
+    from chute import _shared_batch
+
+    def dataset():
+        return chute.StreamingDataset(images, shuffle=True, seed=3, transform=[
+            _with_blob, T.DecodeImage("jpg", size=32, resize="crop", crop="random", flip=0.5),
+            T.KeepFields(["id", "blob", "jpg"])])
+
+    ds = dataset()
+    loader = chute.StreamingDataLoader(ds, batch_size=5, num_workers=2)
+    assert loader.num_workers == 2 and loader._worker_decoding is False
+    batches, buffers = [], set()
+    for b in loader:
+        batches.append(b)
+        buffers |= {t.data_ptr() for t in _shared_batch._received.values()}  # (forgotten when workers exit)
+    assert len(batches) == len(loader) == math.ceil(N / 5)
+    assert sorted(i for b in batches for i in b["id"].tolist()) == list(range(N))
+    for b in batches:
+        assert b["jpg"].dtype == torch.uint8 and b["jpg"].shape[1:] == (3, 32, 32)
+        assert b["blob"] == [bytes([i]) * 5000 for i in b["id"].tolist()]
+        # Decoded in the worker into the start of the buffer it crossed in (the blobs,
+        # first in the batch, were placed after it), and not copied on arrival.
+        assert b["jpg"].data_ptr() - _shared_batch._ALIGN in buffers
+        for i, img in zip(b["id"].tolist(), b["jpg"]):
+            assert torch.equal(img, torch.from_numpy(ds[i]["jpg"]))  # the same augmentation as ds[i]
+    whole = chute.StreamingDataLoader(dataset(), batch_size=5, num_workers=2, drop_last=True)
     assert [len(b["id"]) for b in whole] == [5] * (N // 5) == [5] * len(whole)
 
 
 def _augmented(images, layout, epochs=1, state=None, stop_after=None):
-    """{(epoch, id): image bytes} seen by every rank of `layout` (ranks, threads)."""
-    ranks, threads = layout
+    """{(epoch, id): image bytes} seen by every rank of `layout` (ranks, worker processes;
+    0: decoded by threads of the process)."""
+    ranks, workers = layout
     seen, saved = {}, None
     for rank in range(ranks):
         with rank_env(rank, ranks, ranks):
             ds = _train(images)
-            loader = chute.StreamingDataLoader(ds, batch_size=4 // ranks, num_workers=threads)
+            loader = chute.StreamingDataLoader(ds, batch_size=4 // ranks, num_workers=workers)
             if state is not None:
                 loader.load_state_dict(state)
             for epoch in range(epochs):
@@ -161,7 +197,7 @@ def _augmented(images, layout, epochs=1, state=None, stop_after=None):
 
 
 def test_augmentation_is_the_same_on_any_layout_and_after_resume(images):
-    one, _ = _augmented(images, (1, 1), epochs=2)
+    one, _ = _augmented(images, (1, 0), epochs=2)
     two, _ = _augmented(images, (2, 2), epochs=2)
     assert one == two  # the same crop and flip for each (epoch, sample) on 1 or 2 ranks
     assert any(one[(0, i)] != one[(1, i)] for i in range(N))  # epochs differ
@@ -170,17 +206,27 @@ def test_augmentation_is_the_same_on_any_layout_and_after_resume(images):
     assert {**first, **rest} == {k: v for k, v in one.items() if k[0] == 0}
 
 
-def _mp4(frames=30, fps=10, size=(64, 48)) -> bytes:
-    out = io.BytesIO()
-    with av.open(out, "w", format="mp4") as container:
+def _mp4(frames=30, fps=10, size=(64, 48), noise=False, path=None) -> bytes:
+    """An MP4 whose frame k is gray level 8k (plus noise: a bigger file). Written to `path`
+    with its index (moov) moved to the front."""
+    out = path or io.BytesIO()
+    rng = np.random.default_rng(0)
+    with av.open(out, "w", format="mp4", options={"movflags": "faststart"} if path else {}) as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        if noise:
+            stream.bit_rate = 20_000_000
         for k in range(frames):
-            pixels = np.full((size[1], size[0], 3), k * 8, np.uint8)  # frame k is gray level 8k
+            pixels = np.full((size[1], size[0], 3), k * 8 % 256, np.uint8)
+            if noise:
+                pixels ^= rng.integers(0, 64, pixels.shape, np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    if path:
+        with open(path, "rb") as f:
+            return f.read()
     return out.getvalue()
 
 
@@ -228,6 +274,51 @@ def _flac(rate=22050, seconds=0.5) -> bytes:
         for packet in stream.encode():
             container.mux(packet)
     return out.getvalue()
+
+
+def test_raw_videos_are_read_by_byte_range(s3_server, tmp_path, monkeypatch):
+    import boto3
+
+    from chute import _core, _object_reader
+    from object_store import create_s3_bucket, s3_options
+
+    video = _mp4(frames=600, fps=10, noise=True, path=str(tmp_path / "clip.mp4"))  # 60 s, index at the front
+    monkeypatch.setattr(_object_reader, "BLOCK", 32 << 10)  # ranges much smaller than the video
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    create_s3_bucket(s3_server.endpoint, "videos")
+    for k in range(3):
+        s3.put_object(Bucket="videos", Key=f"v/clip{k}.mp4", Body=video)
+    rows = "url,label\n" + "".join(f"clip{k}.mp4,{k}\n" for k in range(3)) + "gone.mp4,9\n"
+    s3.put_object(Bucket="videos", Key="v/index.csv", Body=rows.encode())
+
+    def dataset(ranged=True, **kwargs):
+        return chute.StreamingRawDataset("s3://videos/v/index.csv", columns_to_download=["url"],
+                                         storage_options=s3_options(s3_server.endpoint), cache_dir=tmp_path / "cache",
+                                         transform=[T.DecodeVideo("url", 4, fps=2, start=20.0, ranged=ranged),
+                                                    T.KeepFields(["url", "label"])], **kwargs)
+
+    ds = dataset()
+    before = _core.trace_counters()["bytes_fetched"]
+    clip = ds[1]
+    fetched = _core.trace_counters()["bytes_fetched"] - before
+    expected = T.DecodeVideo("url", 4, fps=2, start=20.0)({"url": video})["url"]
+    assert clip["label"] == 1 and np.array_equal(clip["url"], expected)
+    assert fetched < len(video) / 4  # the index and the frames' packets, not the 60 s
+    with pytest.raises(FileNotFoundError, match=r"row 3 of s3://videos/v/index.csv, column 'url': "
+                                                 r"s3://videos/v/gone.mp4 does not exist"):
+        ds[3]
+    skipping = dataset(allow_missing=True)
+    assert sorted(b["label"].item() for b in chute.StreamingDataLoader(skipping, batch_size=1)) == [0, 1, 2]
+    assert skipping.skipped == [3]
+    # Fetched whole into the node cache instead: the same frames.
+    assert np.array_equal(dataset(ranged=False, allow_missing=True)[1]["url"], expected)
+    # A directory of videos: the only object field is read by range, from the file itself.
+    os.makedirs(tmp_path / "local")
+    os.replace(tmp_path / "clip.mp4", tmp_path / "local" / "0001.mp4")
+    local = chute.StreamingRawDataset(tmp_path / "local", cache_dir=tmp_path / "cache",
+                                      transform=[T.DecodeVideo("mp4", 4, fps=2, start=20.0)])
+    assert np.array_equal(local[0]["mp4"], expected) and local[0]["__key__"] == "0001"
 
 
 def test_audio_resampled_to_the_requested_rate_and_length():

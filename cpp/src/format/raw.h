@@ -5,7 +5,8 @@
 // JSON, Parquet, a listing of a prefix or directory), with its settings in the file's
 // key-value metadata under "chute.raw":
 //   {"download": [column, ...], "local": bool, "index_col": column or null,
-//    "block_bytes": [estimated object bytes of each row group] or absent}
+//    "block_bytes": [estimated object bytes of each row group] or absent,
+//    "ranged": [URL columns whose objects Python reads by byte range, not fetched here]}
 // A chunk is a block of rows: a row group. Its rows are read from the index on demand (a
 // process holds a few row groups, never the table).
 //
