@@ -11,7 +11,8 @@ page cache warm: one untimed epoch first). Every case decodes, resizes to cover
 --resolution and center-crops to --resolution x --resolution, uint8 CHW, batches of --batch,
 with --workers worker processes (`chute@threads`: chute's preset on a thread per core of
 the training process, num_workers=0). The
-limit is one PIL decode-and-resize loop on one core (no DCT scaling), times the cores.
+limit is one PIL decode-and-resize loop on each core at once (no DCT scaling), measured
+before and after the loaders (the mean: a shared machine's speed drifts).
 `chute@R` / `limit@R` repeat chute and the loop at resolution R (default 112: at most half
 the source, where libjpeg decodes at reduced scale). Each case runs in its own process
 (litdata and WebDataset under --peer-python). Prints images/s and chute's ratios.
@@ -126,6 +127,16 @@ def _loader_rate(make, batch_images) -> float:
     return n / (time.perf_counter() - started)
 
 
+def _decode_loop(job) -> float:
+    """Images/s of one PIL decode-and-resize loop."""
+    images, resolution, draft, seconds = job
+    started, n = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        pil_decode(images[n % len(images)], resolution, draft)
+        n += 1
+    return n / (time.perf_counter() - started)
+
+
 def run_case(case: str, args) -> dict:
     resolution = args.small if case.endswith("@small") else args.resolution
     path = os.path.join(args.dir, "litdata" if case.startswith("litdata") else
@@ -133,17 +144,18 @@ def run_case(case: str, args) -> dict:
     if case.startswith("limit"):
         import chute
 
+        import multiprocessing
+
         images = [s["jpg"] for s in chute.StreamingDataset(path)[:DISTINCT]]
         for data in images:  # warm
             pil_decode(data, resolution, draft=True)
+        cores = os.cpu_count()
         rates = {}
-        for draft in (False, True):
-            started, n = time.perf_counter(), 0
-            while time.perf_counter() - started < args.limit_seconds:
-                pil_decode(images[n % len(images)], resolution, draft)
-                n += 1
-            rates["draft" if draft else "plain"] = n / (time.perf_counter() - started)
-        return {"per_core": rates["plain"], "per_core_draft": rates["draft"], "cores": os.cpu_count()}
+        with multiprocessing.get_context("fork").Pool(cores) as pool:  # a loop per core, all at once
+            for draft in (False, True):
+                per_loop = pool.map(_decode_loop, [(images, resolution, draft, args.limit_seconds)] * cores)
+                rates["draft" if draft else "plain"] = sum(per_loop) / cores
+        return {"per_core": rates["plain"], "per_core_draft": rates["draft"], "cores": cores}
     if case.startswith("chute"):
         import chute
         from chute import transforms
@@ -211,13 +223,14 @@ def main():
             python = sys.executable if kind == "chute" else args.peer_python
             subprocess.run([python, os.path.abspath(__file__), *base, "--dir", args.dir, "--write", kind], check=True)
         results = {}
-        for case in args.cases:
+        # The limit again at the end: the machine's speed drifts over minutes (a shared host).
+        for k, case in enumerate(args.cases + (["limit"] if "limit" in args.cases else [])):
             python = sys.executable if CASES[case] == "python" else args.peer_python
             proc = subprocess.run([python, os.path.abspath(__file__), *base, "--dir", args.dir, "--run", case],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"{case}: failed\n{proc.stderr[-3000:]}")
-            results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[case if k < len(args.cases) else "limit-after"] = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(args.dir, ignore_errors=True)
     report(args, results)
@@ -227,9 +240,10 @@ def report(args, r: dict) -> None:
     print(f"{args.samples} JPEGs 400x350 q90 -> {args.resolution}x{args.resolution} uint8 CHW, batch {args.batch}, "
           f"{args.workers} workers, local warm")
     if "limit" in r:
-        limit = r["limit"]["per_core"] * r["limit"]["cores"]
-        print(f"machine limit (one PIL loop x {r['limit']['cores']} cores): {limit:.0f} images/s "
-              f"({r['limit']['per_core']:.0f}/s per core)")
+        before, after = (r[k]["per_core"] * r[k]["cores"] for k in ("limit", "limit-after"))
+        limit = (before + after) / 2
+        print(f"machine limit (a PIL loop on each of the {r['limit']['cores']} cores): {limit:.0f} images/s "
+              f"(measured before the loaders {before:.0f}, after them {after:.0f})")
     for case in ("chute", "chute@threads", "chute+PIL", "litdata+PIL", "webdataset+PIL"):
         if case in r:
             extra = f"  ({r[case]['rate'] / limit:.0%} of the limit)" if "limit" in r else ""

@@ -5,6 +5,8 @@ in a DataLoader worker, where that tensor is shared memory the batch crosses in.
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import numpy as np
 import torch
 from torch.utils.data import default_collate
@@ -37,6 +39,7 @@ class BatchDecoding:
             samples = [f.result() for f in self.futures]
         except BaseException:
             self.cancel()
+            concurrent.futures.wait(self.futures)  # none still writes into the rows
             raise
         kept = [k for k, s in enumerate(samples) if s is not SKIPPED]
         if not kept:

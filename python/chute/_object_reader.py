@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import io
 import os
-import threading
 
 from chute import _core
 
@@ -15,7 +14,6 @@ BLOCK = 1 << 20  # bytes per ranged read: the first holds an MP4's index when it
 KEPT_BLOCKS = 8  # blocks an open reader keeps (a decoder goes back a little when it seeks)
 
 _stores: dict = {}  # (process, root URL, options) -> that process's Storage of that bucket / host
-_stores_lock = threading.Lock()
 
 
 def open_object(url: str, storage_options: dict) -> ObjectReader:
@@ -34,6 +32,8 @@ class ObjectReader(io.RawIOBase):
         self.url = url
         self._store, self._name = _store(url, storage_options)
         first, self.size = self._store.read_prefix(self._name, BLOCK)
+        # A server that ignores byte ranges sent it all: read from that.
+        self._whole = first if len(first) >= self.size > BLOCK else None
         self._blocks = collections.OrderedDict({0: first})
         self._pos = 0
 
@@ -57,9 +57,14 @@ class ObjectReader(io.RawIOBase):
         out = memoryview(out).cast("B")
         done = 0
         while done < len(out) and self._pos < self.size:
-            block, at = divmod(self._pos, BLOCK)
-            data = self._block(block)
+            if self._whole is not None:
+                data, at = self._whole, self._pos
+            else:
+                block, at = divmod(self._pos, BLOCK)
+                data = self._block(block)
             n = min(len(out) - done, len(data) - at)
+            if n <= 0:
+                raise OSError(f"{self.url}: {len(data)} bytes where {self.size} were announced (a short read)")
             out[done:done + n] = data[at:at + n]
             done += n
             self._pos += n
@@ -88,8 +93,7 @@ def _store(url: str, storage_options: dict):
         authority, _, name = rest.partition("/")
         root = f"{scheme}://{authority}"
     key = (os.getpid(), root, tuple(sorted(storage_options.items())))  # (a forked child has its own)
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = _core.Storage.open(root, storage_options)
+    store = _stores.get(key)
+    if store is None:
+        store = _stores.setdefault(key, _core.Storage.open(root, storage_options))  # (atomic: decode threads)
     return store, name

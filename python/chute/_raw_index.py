@@ -75,7 +75,7 @@ def build(src: str, *, columns_to_download, index_col, filter, storage_options: 
         kind, store, names = "prefix", None, []
         identity = os.path.abspath(src) if "://" not in src else src.rstrip("/")
     settings = [_VERSION, kind, base, identity, columns_to_download, index_col, filter, block_rows,
-                storage_options.get("endpoint_url"), sorted(ranged)]
+                storage_options.get("endpoint_url")] + ([sorted(ranged)] if ranged else [])
     digest = hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:20]
     root = os.path.join(cache_dir, "raw-index")
     os.makedirs(root, exist_ok=True)

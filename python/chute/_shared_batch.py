@@ -38,8 +38,8 @@ _MIN_BYTES = 4096
 _ALIGN = 64  # array payloads and the flag get their own cache lines
 _POOL = 6    # reusable buffers per worker (a worker has prefetch_factor batches in flight)
 # Room a Reservation keeps after its rows for the batch's other leaves (address space only:
-# shared memory takes pages when they are written).
-_ROOM = 1 << 20
+# shared memory takes pages when they are written); it grows to what a batch needed.
+_room = 1 << 20
 
 
 class SharedBatch:
@@ -96,7 +96,7 @@ class _Slot:
 def _is_plain_tensor(obj) -> bool:
     """A CPU tensor that a view of shared bytes can stand for (torch's reducer sends the rest)."""
     return (type(obj) is torch.Tensor and obj.device.type == "cpu" and obj.layout == torch.strided
-            and not obj.requires_grad and obj.nbytes >= _MIN_BYTES)
+            and not obj.requires_grad and not obj.is_quantized and not obj.is_nested and obj.nbytes >= _MIN_BYTES)
 
 
 def _aligned(n: int) -> int:
@@ -191,7 +191,7 @@ class Reservation:
 
     def __init__(self, shape, dtype):
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self.index, self.tensor = _buffer_for(nbytes + _ROOM)
+        self.index, self.tensor = _buffer_for(nbytes + _room)
         self.rows = torch.from_numpy(self.tensor.numpy()[_ALIGN:_ALIGN + nbytes].view(dtype).reshape(shape))
 
     def release(self):
@@ -204,18 +204,25 @@ def _reduce(shared: SharedBatch):
 
 
 def _reduce_batch(shared: SharedBatch):
+    global _room
     reserved = shared.reservation
     if reserved is not None:  # the rows are in place: the other leaves go after them
-        leaves, end, found = [], [_aligned(reserved.rows.nbytes)], []
+        rows_end = _aligned(reserved.rows.nbytes)
+        leaves, end, found = [], [rows_end], []
         skeleton = _strip(shared.batch, leaves, end, reserved.rows, found)
         if found and end[0] <= _capacity(reserved.tensor):
             return _sent(skeleton, leaves, reserved.index, reserved.tensor, shared.report)
-        reserved.release()  # the rows are not in the batch (rows were dropped), or the rest does not fit
+        if found:  # the rest does not fit: the next reservations keep room for it
+            _room = max(_room, end[0] - rows_end)
     leaves, end = [], [0]
     skeleton = _strip(shared.batch, leaves, end)
-    if not leaves:
-        return _rebuild_plain, (shared.batch, shared.report)
-    return _sent(skeleton, leaves, *_buffer_for(end[0]), shared.report)
+    try:
+        if not leaves:
+            return _rebuild_plain, (shared.batch, shared.report)
+        return _sent(skeleton, leaves, *_buffer_for(end[0]), shared.report)
+    finally:
+        if reserved is not None:  # (after its rows, if they are in the batch, were copied)
+            reserved.release()
 
 
 def _sent(skeleton, leaves, index, tensor, report):

@@ -24,6 +24,11 @@ from chute.transforms import TransformError, as_transform
 _DEFAULTS = _core.DEFAULTS  # the C++ options' defaults (one definition)
 
 
+class MissingObject(FileNotFoundError):
+    """A sample's object does not exist (raw objects read by byte range: found missing when
+    the sample is decoded). Iterating with allow_missing skips the sample."""
+
+
 class _Skipped:
     """Yielded in place of a sample skipped for its missing objects (raw objects with
     allow_missing) under a StreamingDataLoader, so that batches keep their positions in the
@@ -56,7 +61,8 @@ class StreamingDataset(IterableDataset):
             sample — runs on a pool of threads, several samples at a time, with randomness
             drawn from (seed, epoch, sample id). Made only of chute.transforms,
             :class:`StreamingDataLoader` needs no worker processes; with functions of
-            yours, each worker process decodes its batches on its own threads.
+            yours, each worker process decodes its batches on its own threads (so
+            those functions must be thread-safe).
         partitions: the epoch is read as this many interleaved streams; a layout whose
             world size divides it reads each chunk on one rank only (locality).
         shuffle_window: items are shuffled within windows of this many chunks (an int)
@@ -272,7 +278,14 @@ class StreamingDataset(IterableDataset):
 
     def _sample(self, leaves, item, epoch, out=None):
         """A Reader batch entry as the sample (SKIPPED for a skipped item)."""
-        return self._skip(leaves) if isinstance(leaves, int) else self._decode(leaves, item, epoch, out)
+        if isinstance(leaves, int):
+            return self._skip(leaves)
+        try:
+            return self._decode(leaves, item, epoch, out)
+        except MissingObject:
+            if self._allow_missing:
+                return self._skip(item)
+            raise
 
     def _decode_pool(self, threads: int | None = None) -> ThreadPoolExecutor:
         """This process's decode threads: `threads`, or this process's share of the cores
@@ -319,8 +332,6 @@ class StreamingDataset(IterableDataset):
         if self._tar_samples:
             sample = webdataset_sample(sample, self.decode)
         sample = self._objects(sample, item)
-        if sample is SKIPPED:
-            return sample
         if self._preset is not None:
             rng = np.random.default_rng([self.seed, epoch or 0, item or 0])
             try:
@@ -347,7 +358,8 @@ class StreamingDataset(IterableDataset):
         return self._missing(i) if leaves is None else self._decode(leaves, i, self.epoch)
 
     def _objects(self, sample: dict, item) -> dict:
-        """The sample with its raw objects as the transform is given them (chute.raw)."""
+        """The sample with its raw objects as the transform is given them (chute.raw; may
+        raise MissingObject)."""
         return sample
 
     def _missing(self, index: int):

@@ -17,7 +17,7 @@ from chute._object_reader import open_object
 from chute._transform_base import as_transform
 from chute._units import parse_size, storage_options_to_strings
 from chute._process import default_cache_dir
-from chute.dataset import _DEFAULTS, StreamingDataset
+from chute.dataset import _DEFAULTS, MissingObject, StreamingDataset
 
 # Requests in flight per process: small objects are bound by time to first byte, not
 # bandwidth (at 20 ms per request, 64 in flight fetch ~3,000 objects/s).
@@ -151,7 +151,7 @@ class StreamingRawDataset(StreamingDataset):
 
     def _objects(self, sample: dict, item) -> dict:
         """Downloaded objects as paths with as_paths; URLs of ranged columns as
-        ObjectReaders (SKIPPED for a missing object with allow_missing)."""
+        ObjectReaders (MissingObject for a missing one)."""
         if self._object_files is not None:
             sample = self._object_files.paths(sample)
         for field in self._ranged:
@@ -160,12 +160,13 @@ class StreamingRawDataset(StreamingDataset):
                 continue
             try:
                 sample[field] = open_object(url, _options_for(self._object_storage_options, url))
-            except FileNotFoundError:
-                if self._allow_missing:
-                    return self._skip(item)
-                raise FileNotFoundError(f"{self._row(sample, item)}, column {field!r}: {url} does not exist "
-                                        "(allow_missing=True skips such samples)") from None
-            except OSError as e:
+            except FileNotFoundError as e:
+                if "NoSuchBucket" in str(e) or "NO_SUCH_BUCKET" in str(e):  # a mistake, as the engine says
+                    raise OSError(f"{self._row(sample, item)}, column {field!r}: {e} (the bucket does not exist)") \
+                        from None
+                raise MissingObject(f"{self._row(sample, item)}, column {field!r}: {url} does not exist "
+                                    "(iterating with allow_missing=True skips such samples)") from None
+            except (OSError, ValueError) as e:
                 raise type(e)(f"{self._row(sample, item)}, column {field!r}: {url}: {e}") from None
         return sample
 

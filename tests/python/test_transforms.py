@@ -140,36 +140,48 @@ def test_loader_builds_image_batches_on_threads_without_worker_processes(images)
     assert [len(b["id"]) for b in whole] == [5] * (N // 5) == [5] * len(whole)
 
 
-def _with_blob(sample):
-    """A step of the user's own: a field big enough to cross in shared memory."""
-    return {**sample, "blob": bytes([sample["id"]]) * 5000}
+class _WithBlob:
+    """A step of the user's own: a field of `size` bytes (crossing in shared memory)."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def __call__(self, sample):
+        return {**sample, "blob": bytes([sample["id"]]) * self.size}
 
 
-def test_workers_decode_batches_straight_into_shared_memory(images):
+# A batch's blobs within / beyond the room a worker first keeps after its rows (1 MiB).
+@pytest.mark.parametrize("blob,batch", [(5000, 5), (600_000, 2)])
+def test_workers_decode_batches_straight_into_shared_memory(images, blob, batch):
     from chute import _shared_batch
 
     def dataset():
         return chute.StreamingDataset(images, shuffle=True, seed=3, transform=[
-            _with_blob, T.DecodeImage("jpg", size=32, resize="crop", crop="random", flip=0.5),
+            _WithBlob(blob), T.DecodeImage("jpg", size=32, resize="crop", crop="random", flip=0.5),
             T.KeepFields(["id", "blob", "jpg"])])
 
     ds = dataset()
-    loader = chute.StreamingDataLoader(ds, batch_size=5, num_workers=2)
+    loader = chute.StreamingDataLoader(ds, batch_size=batch, num_workers=2)
     assert loader.num_workers == 2 and loader._worker_decoding is False
     batches, buffers = [], set()
     for b in loader:
         batches.append(b)
         buffers |= {t.data_ptr() for t in _shared_batch._received.values()}  # (forgotten when workers exit)
-    assert len(batches) == len(loader) == math.ceil(N / 5)
+    assert len(batches) == len(loader) == math.ceil(N / batch)
     assert sorted(i for b in batches for i in b["id"].tolist()) == list(range(N))
+    in_place = 0
     for b in batches:
         assert b["jpg"].dtype == torch.uint8 and b["jpg"].shape[1:] == (3, 32, 32)
-        assert b["blob"] == [bytes([i]) * 5000 for i in b["id"].tolist()]
+        assert b["blob"] == [bytes([i]) * blob for i in b["id"].tolist()]
         # Decoded in the worker into the start of the buffer it crossed in (the blobs,
         # first in the batch, were placed after it), and not copied on arrival.
-        assert b["jpg"].data_ptr() - _shared_batch._ALIGN in buffers
+        in_place += b["jpg"].data_ptr() - _shared_batch._ALIGN in buffers
         for i, img in zip(b["id"].tolist(), b["jpg"]):
             assert torch.equal(img, torch.from_numpy(ds[i]["jpg"]))  # the same augmentation as ds[i]
+    if blob * batch < 1 << 20:
+        assert in_place == len(batches)
+    else:  # each worker copies its first batches whole (those decoding meanwhile too), then keeps room
+        assert len(batches) - 2 * 3 <= in_place < len(batches)
     whole = chute.StreamingDataLoader(dataset(), batch_size=5, num_workers=2, drop_last=True)
     assert [len(b["id"]) for b in whole] == [5] * (N // 5) == [5] * len(whole)
 
@@ -311,6 +323,8 @@ def test_raw_videos_are_read_by_byte_range(s3_server, tmp_path, monkeypatch):
     skipping = dataset(allow_missing=True)
     assert sorted(b["label"].item() for b in chute.StreamingDataLoader(skipping, batch_size=1)) == [0, 1, 2]
     assert skipping.skipped == [3]
+    with pytest.raises(FileNotFoundError, match="gone.mp4 does not exist"):
+        skipping[3]  # random access does not skip
     # Fetched whole into the node cache instead: the same frames.
     assert np.array_equal(dataset(ranged=False, allow_missing=True)[1]["url"], expected)
     # A directory of videos: the only object field is read by range, from the file itself.
