@@ -250,10 +250,17 @@ def test_webdataset_samples_equal_what_webdataset_reads():
     assert ds.core.format == "webdataset" and len(ds) == len(expected) == 24
     for i, want in enumerate(expected):
         want = {k: v for k, v in want.items() if k != "__local_path__"}
-        assert ds[i] == want, f"sample {i}"
+        assert _no_url(ds[i]) == want, f"sample {i}"
+    # "__url__": the shard's, as WebDataset gives it (the fixtures were written elsewhere)
+    assert sorted({ds[i]["__url__"] for i in range(24)}) == sorted(
+        os.path.join(WEBDATASET, n) for n in os.listdir(WEBDATASET))
     decoded = chute.StreamingDataset(WEBDATASET, decode=True)
-    assert decoded[8] == {"__key__": "000008", "cls": 3, "txt": "caption 8", "json": {"i": 8},
-                          "bin": expected[8]["bin"]}
+    assert decoded[8] == {"__key__": "000008", "__url__": decoded[8]["__url__"], "cls": 3, "txt": "caption 8",
+                          "json": {"i": 8}, "bin": expected[8]["bin"]}
+
+
+def _no_url(sample: dict) -> dict:
+    return {k: v for k, v in sample.items() if k != "__url__"}
 
 
 def test_webdataset_order_resume_and_s3(s3_server, tmp_path):
@@ -272,7 +279,8 @@ def test_webdataset_order_resume_and_s3(s3_server, tmp_path):
     assert chute._core.trace_counters()["bytes_fetched"] - before < shards / 10
     copies = [p for p in (tmp_path / "cache" / "webdataset-scans").iterdir() if p.name.endswith(".shards")]
     assert len(copies) == 1 and not os.listdir(copies[0])  # all moved into the node cache
-    assert remote.core.format == "webdataset" and remote[13] == local[13]
+    assert remote.core.format == "webdataset" and _no_url(remote[13]) == _no_url(local[13])
+    assert remote[13]["__url__"] == f"s3://{bucket}/shards/{os.path.basename(local[13]['__url__'])}"
     # The scan is kept in the cache directory: the next open reads no shard bytes.
     before = chute._core.trace_counters()["bytes_fetched"]
     again = chute.StreamingDataset(f"s3://{bucket}/shards", storage_options=s3_options(s3_server.endpoint),
@@ -320,7 +328,8 @@ def test_webdataset_gzip_shards(s3_server, tmp_path):
     plain = chute.StreamingDataset(WEBDATASET)
     ds = chute.StreamingDataset(str(gz))
     assert ds.core.format == "webdataset" and len(ds) == 24
-    assert [ds[i] for i in range(24)] == [plain[i] for i in range(24)]
+    assert [_no_url(ds[i]) for i in range(24)] == [_no_url(plain[i]) for i in range(24)]
+    assert ds[0]["__url__"] == str(gz / "shard-000000.tar.gz")
     assert global_batches(run_layout(str(gz), 1, 2, 2, transform=_key_only)[0]) == global_batches(
         run_layout(WEBDATASET, 1, 2, 2, transform=_key_only)[0])
     # Members larger than the scan's window are skipped piece by piece.
@@ -338,12 +347,12 @@ def test_webdataset_gzip_shards(s3_server, tmp_path):
     with pytest.raises(ValueError, match=r"shard-000001\.tar\.gz and .*shard-000001\.tar are the same shard twice"):
         chute.StreamingDataset(str(gz))
     os.remove(gz / "shard-000001.tar")
-    assert [chute.StreamingDataset(str(big))[i] for i in range(2)] == [
+    assert [_no_url(chute.StreamingDataset(str(big))[i]) for i in range(2)] == [
         {"__key__": "a", "bin": payload, "txt": b"first"}, {"__key__": "b", "txt": b"second"}]
     bucket = _upload(s3_server, str(gz), "gz")
     remote = chute.StreamingDataset(f"s3://{bucket}/gz", storage_options=s3_options(s3_server.endpoint),
                                     cache_dir=str(tmp_path / "cache"), decode=True)
-    assert remote[13] == chute.StreamingDataset(WEBDATASET, decode=True)[13]
+    assert _no_url(remote[13]) == _no_url(chute.StreamingDataset(WEBDATASET, decode=True)[13])
     loader = chute.StreamingDataLoader(remote, batch_size=5, num_workers=2, collate_fn=list)
     assert sorted(s["__key__"] for b in loader for s in b) == sorted(s["__key__"] for s in plain)
 

@@ -7,8 +7,9 @@
 // source's description, so worker processes do not scan again, and it is kept in the
 // cache directory (SourceLocation::cache_dir) for the next runs, reused while the shards'
 // names and sizes are those it was made from. A sample is one ranged read; its fields are
-// its members' bytes keyed by (lower-cased) extension, plus "__key__" (str); fields a
-// sample lacks are null leaves (the Python layer drops them).
+// its members' bytes keyed by (lower-cased) extension, plus "__key__" and "__url__" (its
+// shard's URL) as WebDataset gives them; fields a sample lacks are null leaves (the Python
+// layer drops them).
 // Gzip shards (.tar.gz, .tgz) have no random access inside: the scan inflates each as a
 // stream (memory bounded), and a chunk is inflated whole when it is opened (like a
 // compressed MDS shard); ds[i] of one reads its whole shard. Other compressions
@@ -21,6 +22,7 @@
 #include <future>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "chute/source.h"
 #include "format/foreign_source.h"
@@ -45,27 +47,29 @@ class TarSampleReader final : public ChunkReader {
  public:
   TarSampleReader(std::shared_ptr<ChunkBytes> bytes, std::string url, std::shared_ptr<const Ranges> ranges,
                   std::shared_ptr<const std::vector<std::string>> fields)
-      : bytes_(std::move(bytes)), url_(std::move(url)), ranges_(std::move(ranges)), fields_(std::move(fields)) {}
+      : bytes_(std::move(bytes)), url_(std::make_shared<const std::string>(std::move(url))),
+        ranges_(std::move(ranges)), fields_(std::move(fields)) {}
 
   Result<Item> GetItem(uint64_t j) override {
+    const std::string& url = *url_;
     auto [begin, end] = (*ranges_)[j];
     if (begin > end || end > bytes_->size())
-      return Status::Corrupt(url_ + ": sample " + std::to_string(j) + " runs past the shard");
+      return Status::Corrupt(url + ": sample " + std::to_string(j) + " runs past the shard");
     CHUTE_RETURN_NOT_OK(bytes_->Wait(begin, end - begin));
     const std::byte* base = bytes_->data();
     Item item;
     const std::vector<std::string>& fields = *fields_;
-    item.leaves.resize(fields.size() + 1);  // "__key__", then the fields; kNull where missing
+    item.leaves.resize(fields.size() + 2);  // "__key__", "__url__", then the fields; kNull where missing
     auto key_text = std::make_shared<std::string>();
     auto get = [&](uint64_t offset, uint64_t) -> Result<const std::byte*> { return base + offset; };
-    CHUTE_RETURN_NOT_OK(Walk(get, begin, end, url_, [&](Member m) -> Status {
+    CHUTE_RETURN_NOT_OK(Walk(get, begin, end, url, [&](Member m) -> Status {
       std::string key, ext;
       if (!m.regular || !KeyAndExtension(m.name, &key, &ext)) return Status::OK();
       *key_text = key;
       auto at = std::lower_bound(fields.begin(), fields.end(), ext);
-      if (at == fields.end() || *at != ext) return Status::Corrupt(url_ + ": member " + m.name + " was not there when "
-                                                                    "the dataset was opened (the shard changed)");
-      LeafView& leaf = item.leaves[1 + (at - fields.begin())];
+      if (at == fields.end() || *at != ext) return Status::Corrupt(url + ": member " + m.name + " was not there when "
+                                                                   "the dataset was opened (the shard changed)");
+      LeafView& leaf = item.leaves[2 + (at - fields.begin())];
       leaf.kind = LeafKind::kBytes;
       leaf.data = base + m.data;
       leaf.size = m.size;
@@ -74,21 +78,27 @@ class TarSampleReader final : public ChunkReader {
     item.leaves[0].kind = LeafKind::kString;
     item.leaves[0].data = reinterpret_cast<const std::byte*>(key_text->data());
     item.leaves[0].size = key_text->size();
-    item.owner = std::shared_ptr<const void>(std::make_shared<std::pair<std::shared_ptr<ChunkBytes>,
-                                                                        std::shared_ptr<std::string>>>(bytes_, key_text));
+    item.leaves[1].kind = LeafKind::kString;
+    item.leaves[1].data = reinterpret_cast<const std::byte*>(url.data());
+    item.leaves[1].size = url.size();
+    item.owner = std::shared_ptr<const void>(
+        std::make_shared<std::tuple<std::shared_ptr<ChunkBytes>, std::shared_ptr<std::string>,
+                                    std::shared_ptr<const std::string>>>(bytes_, key_text, url_));
     return item;
   }
 
  private:
   std::shared_ptr<ChunkBytes> bytes_;
-  std::string url_;
+  std::shared_ptr<const std::string> url_;
   std::shared_ptr<const Ranges> ranges_;
   std::shared_ptr<const std::vector<std::string>> fields_;
 };
 
-// The schema: "__key__" (str), then each extension (bytes).
+// The schema: "__key__" and "__url__" (str), then each extension (bytes).
 std::string TarSchema(const std::vector<std::string>& fields) {
-  json::Array tree{json::Array{"__key__", "*"}}, schema_fields{json::Object{{"name", "__key__"}, {"type", "str"}}};
+  json::Array tree{json::Array{"__key__", "*"}, json::Array{"__url__", "*"}};
+  json::Array schema_fields{json::Object{{"name", "__key__"}, {"type", "str"}},
+                            json::Object{{"name", "__url__"}, {"type", "str"}}};
   for (const std::string& f : fields) {
     tree.push_back(json::Array{f, "*"});
     schema_fields.push_back(json::Object{{"name", f}, {"type", "bytes"}});
