@@ -188,6 +188,10 @@ def test_litdata_from_s3_with_workers(s3_server, tmp_path):
         assert sorted(got) == sorted(e[key] for e in expected)
         for want in expected:
             _same_as_peer(got[want[key]], want, f"s3 {variant} sample {want[key]}")
+        if variant != "tree-zstd-batch":  # chunks read whole (Arrow rows, a zstd file): once per node, even
+            chunks = sum(os.path.getsize(os.path.join(LITDATA, variant, n))  # for the first batch (plus the
+                         for n in os.listdir(os.path.join(LITDATA, variant)) if n.endswith(".bin"))  # headers)
+            assert chunks <= loader.stats()["bytes_fetched"] < 1.5 * chunks
 
 
 def test_litdata_refusals_name_the_reason(tmp_path):

@@ -110,12 +110,16 @@ void RemoteChunkBytes::FetchPart(size_t k) {
 OnDemandChunkBytes::OnDemandChunkBytes(std::shared_ptr<Storage> storage, std::string path, uint64_t size,
                                        uint64_t tables_hint)
     : storage_(std::move(storage)), path_(std::move(path)), size_(size), tables_hint_(tables_hint),
-      buffer_(AllocateAligned(size)) {}
+      buffer_(AllocateAligned(size)), max_wait_(size / 2) {}
 
 OnDemandChunkBytes::~OnDemandChunkBytes() { owner_.LeakIfInherited(cv_); }  // see ~RemoteChunkBytes
 
 Status OnDemandChunkBytes::Wait(uint64_t offset, uint64_t length) {
   if (offset + length > size_) return PastEnd(storage_->Url(path_));
+  if (length > max_wait_.load()) {
+    wanted_whole_ = true;
+    return Status::Unsupported(storage_->Url(path_) + ": read whole, not by ranges");
+  }
   uint64_t end = offset + length;
   auto deadline = Deadline(*storage_);
   std::unique_lock lock(mu_);

@@ -8,6 +8,8 @@
 // All are thread-safe. Remote ones time out after the storage's timeout (+5 s).
 #pragma once
 
+#include <atomic>
+
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -88,6 +90,9 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
 
 // A chunk-sized buffer whose untouched pages the OS never commits. Readers of different
 // ranges read in parallel; a reader of a range being read by another waits for it.
+// Until AllowAnyWait(), a wait for more than half the chunk (a layout read whole, such as
+// litdata's Arrow rows or a compressed shard) fails at once and sets wanted_whole(): the
+// engine reads such a chunk whole, once per node, rather than by ranges in every process.
 class OnDemandChunkBytes final : public ChunkBytes {
  public:
   // `tables_hint`: the likely size of the header and tables, read in one request with the
@@ -98,6 +103,8 @@ class OnDemandChunkBytes final : public ChunkBytes {
   const std::byte* data() const override { return buffer_.get(); }
   size_t size() const override { return size_; }
   Status Wait(uint64_t offset, uint64_t length) override;
+  bool wanted_whole() const { return wanted_whole_.load(); }
+  void AllowAnyWait() { max_wait_.store(UINT64_MAX); }
 
  private:
   struct Range {
@@ -116,6 +123,8 @@ class OnDemandChunkBytes final : public ChunkBytes {
   std::mutex mu_;
   std::unique_ptr<std::condition_variable> cv_ = std::make_unique<std::condition_variable>();
   std::map<uint64_t, Range> ranges_;  // start -> range read or being read
+  std::atomic<uint64_t> max_wait_;
+  std::atomic<bool> wanted_whole_{false};
 };
 
 }  // namespace chute

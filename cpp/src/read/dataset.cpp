@@ -117,11 +117,15 @@ struct Dataset::Impl {
     std::string path = ChunkPath(c);
     if (opener) {
       auto bytes = std::make_shared<OnDemandChunkBytes>(storage, path, chunks()[c].num_bytes, source->TablesSizeHint(c));
-      auto reader = source->OpenChunk(c, std::move(bytes), storage->Url(path), options.verify_checksums, nullptr);
+      auto reader = source->OpenChunk(c, bytes, storage->Url(path), options.verify_checksums, nullptr);
+      if (reader.ok()) bytes->AllowAnyWait();
+      else if (bytes->wanted_whole()) reader = Chunk(c);  // (through the node cache, if any)
       if (!reader.ok()) DropOnDemand(c);  // the next caller tries again
       promise.set_value(std::move(reader));
     }
-    if (future.wait_for(std::chrono::duration<double>(storage->timeout() + 5)) != std::future_status::ready)
+    // (The opener may read the chunk whole: a part after another, each within the timeout.)
+    const double parts = 1.0 + static_cast<double>(chunks()[c].num_bytes) / static_cast<double>(options.part_size);
+    if (future.wait_for(std::chrono::duration<double>((storage->timeout() + 5) * parts)) != std::future_status::ready)
       return Status::IOError(storage->Url(path) + ": timed out reading its tables");
     return future.get();
   }
