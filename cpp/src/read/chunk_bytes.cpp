@@ -116,15 +116,19 @@ OnDemandChunkBytes::~OnDemandChunkBytes() { owner_.LeakIfInherited(cv_); }  // s
 
 Status OnDemandChunkBytes::Wait(uint64_t offset, uint64_t length) {
   if (offset + length > size_) return PastEnd(storage_->Url(path_));
-  if (length > max_wait_.load()) {
-    wanted_whole_ = true;
-    return Status::Unsupported(storage_->Url(path_) + ": read whole, not by ranges");
-  }
   uint64_t end = offset + length;
   auto deadline = Deadline(*storage_);
   std::unique_lock lock(mu_);
+  if (length > max_wait_.load()) {  // refused when what is not read yet is that much
+    uint64_t unread = 0;
+    for (auto [from, to] : ClaimGaps(offset, end, false)) unread += to - from;
+    if (unread > max_wait_.load()) {
+      wanted_whole_ = true;
+      return Status::Unsupported(storage_->Url(path_) + ": read whole, not by ranges");
+    }
+  }
   for (;;) {
-    std::vector<std::pair<uint64_t, uint64_t>> gaps = ClaimGaps(offset, end);
+    std::vector<std::pair<uint64_t, uint64_t>> gaps = ClaimGaps(offset, end, true);
     if (!gaps.empty()) {
       trace::Span span("wait_chunk");
       trace::WaitTimer waited(trace::counters().data_wait_ns);
@@ -157,9 +161,9 @@ std::map<uint64_t, OnDemandChunkBytes::Range>::iterator OnDemandChunkBytes::Firs
   return it;
 }
 
-// Registers (as being read) and returns the parts of [offset, end) nobody has read or is
-// reading; a read of the header is widened to the tables.
-std::vector<std::pair<uint64_t, uint64_t>> OnDemandChunkBytes::ClaimGaps(uint64_t offset, uint64_t end) {
+// Returns the parts of [offset, end) nobody has read or is reading, and with `claim`
+// registers them as being read; a read of the header is widened to the tables.
+std::vector<std::pair<uint64_t, uint64_t>> OnDemandChunkBytes::ClaimGaps(uint64_t offset, uint64_t end, bool claim) {
   std::vector<std::pair<uint64_t, uint64_t>> gaps;
   uint64_t pos = offset;
   for (auto it = First(offset); pos < end; ++it) {
@@ -172,7 +176,8 @@ std::vector<std::pair<uint64_t, uint64_t>> OnDemandChunkBytes::ClaimGaps(uint64_
     if (it == ranges_.end()) break;
     pos = std::max(pos, it->second.end);
   }
-  for (auto [from, to] : gaps) ranges_[from] = Range{to, false};
+  if (claim)
+    for (auto [from, to] : gaps) ranges_[from] = Range{to, false};
   return gaps;
 }
 

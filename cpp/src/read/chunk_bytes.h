@@ -90,7 +90,7 @@ class RemoteChunkBytes final : public ChunkBytes, public std::enable_shared_from
 
 // A chunk-sized buffer whose untouched pages the OS never commits. Readers of different
 // ranges read in parallel; a reader of a range being read by another waits for it.
-// Until AllowAnyWait(), a wait for more than half the chunk (a layout read whole, such as
+// Until AllowAnyWait(), a wait for more than half the chunk not read yet (a layout read whole, such as
 // litdata's Arrow rows or a compressed shard) fails at once and sets wanted_whole(): the
 // engine reads such a chunk whole, once per node, rather than by ranges in every process.
 class OnDemandChunkBytes final : public ChunkBytes {
@@ -112,7 +112,7 @@ class OnDemandChunkBytes final : public ChunkBytes {
     bool done;  // false while being read
   };
   std::map<uint64_t, Range>::iterator First(uint64_t pos);
-  std::vector<std::pair<uint64_t, uint64_t>> ClaimGaps(uint64_t offset, uint64_t end);
+  std::vector<std::pair<uint64_t, uint64_t>> ClaimGaps(uint64_t offset, uint64_t end, bool claim);
 
   ProcessOwner owner_;
   std::shared_ptr<Storage> storage_;

@@ -100,7 +100,12 @@ struct Dataset::Impl {
     return static_cast<uint32_t>(RangeOf(starts, i));
   }
 
+  // Every wait on a chunk being opened (by ranges, or whole through the node cache: table
+  // reads, then another process's or this one's download).
+  double OpenTimeout() const { return 3 * (timeout + 30); }
+
   Result<std::shared_ptr<ChunkReader>> OnDemandChunk(uint32_t c) {
+    if (AtHand(c)) return Chunk(c);  // (it fell back to the whole chunk meanwhile)
     std::promise<Result<std::shared_ptr<ChunkReader>>> promise;
     ReaderFuture future;
     bool opener = false;
@@ -118,15 +123,14 @@ struct Dataset::Impl {
     if (opener) {
       auto bytes = std::make_shared<OnDemandChunkBytes>(storage, path, chunks()[c].num_bytes, source->TablesSizeHint(c));
       auto reader = source->OpenChunk(c, bytes, storage->Url(path), options.verify_checksums, nullptr);
-      if (reader.ok()) bytes->AllowAnyWait();
-      else if (bytes->wanted_whole()) reader = Chunk(c);  // (through the node cache, if any)
-      if (!reader.ok()) DropOnDemand(c);  // the next caller tries again
-      promise.set_value(std::move(reader));
+      const bool whole = !reader.ok() && bytes->wanted_whole();
+      if (whole) reader = Chunk(c);  // through the node cache, if any (then AtHand)
+      else if (reader.ok()) bytes->AllowAnyWait();
+      promise.set_value(reader);
+      if (whole || !reader.ok()) DropOnDemand(c);  // held by `open` / the next caller tries again
     }
-    // (The opener may read the chunk whole: a part after another, each within the timeout.)
-    const double parts = 1.0 + static_cast<double>(chunks()[c].num_bytes) / static_cast<double>(options.part_size);
-    if (future.wait_for(std::chrono::duration<double>((storage->timeout() + 5) * parts)) != std::future_status::ready)
-      return Status::IOError(storage->Url(path) + ": timed out reading its tables");
+    if (future.wait_for(std::chrono::duration<double>(OpenTimeout())) != std::future_status::ready)
+      return Status::IOError(storage->Url(path) + ": timed out opening it (storage_options timeout)");
     return future.get();
   }
 
@@ -390,7 +394,7 @@ Result<std::vector<Item>> Dataset::GetItems(std::span<const uint64_t> ids, bool 
       batch->Done(item.status());
     });
   }
-  if (!batch->Wait(m->timeout + 30))
+  if (!batch->Wait(m->OpenTimeout()))
     return Status::IOError(m->url + ": timed out reading " + std::to_string(late.size()) +
                            " items (storage_options timeout)");
   CHUTE_RETURN_NOT_OK(batch->status);
