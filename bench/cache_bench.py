@@ -24,7 +24,8 @@ import shutil
 import statistics
 import tempfile
 
-from compare_peers import _bytes_sample, _collate, _document, _read_epochs, make_documents
+from compare_peers import _bytes_sample, _collate, _document, make_documents
+from peer_runtime import read_epochs
 from s3_bench_server import case_arguments, run_cases
 
 
@@ -59,7 +60,7 @@ def run_case(case, args):
             ds = chute.StreamingDataset(url, shuffle=True, cache_dir=cache)
             return chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_collate)
 
-        epochs = _read_epochs(make, epochs=1 + args.epochs)
+        epochs = read_epochs(make, epochs=1 + args.epochs)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     print(json.dumps([n / t for _, t, n in epochs]))

@@ -4,8 +4,8 @@ batch size and workers. Each library runs in its own process; peers run under
 whose registry build does not import next to the CPU torch here, so Mosaic's unused
 vision subpackage is replaced by an empty module before import).
 
-    python bench/compare_peers.py tokens [--tokens 100000000] [--block 2049] [--batch 64]
-        [--workers 2] [--peer-python /path/to/python] [--dir /tmp/chute-peers]
+    python bench/compare_peers.py tokens [--source local|s3] [--tokens 100000000] [--block 2049]
+        [--batch 64] [--workers 2] [--peer-python /path/to/python] [--dir /tmp/chute-peers]
     python bench/compare_peers.py bytes [--source local|s3] [--samples 10000] [--sample-kb 110]
         [--first-byte-ms 20] [--mbps-per-connection 100] ...
 
@@ -13,7 +13,8 @@ Workload `tokens`: documents of random int32 tokens (lengths 100..4000) summing 
 --tokens, read as shuffled blocks of --block tokens from local disk in a warm page cache
 (one untimed epoch first). chute and litdata use their TokensLoader; Mosaic Streaming has
 none, so it gets the same blocks pre-cut as fixed-size samples. Prints blocks/s, tokens/s,
-time to first batch, peak memory, and chute's ratios.
+time to first batch, peak memory, and chute's ratios. `--source s3`: epoch 1 read from the
+S3 bench server (below) into a fresh cache directory instead.
 
 Workload `bytes`: --samples random byte strings of --sample-kb KB (JPEG-like, undecoded)
 with an int label, shuffled, two epochs. `--source local`: from local disk (epoch 1 with
@@ -36,7 +37,6 @@ memory only).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import glob
 import json
@@ -45,11 +45,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-import types
 
 import numpy as np
+
+from peer_runtime import MemorySampler, import_streaming, litdata_over_http, read_epochs
 
 # ---- the data ------------------------------------------------------------------------
 
@@ -80,6 +79,14 @@ def _document(i):
 
 # ---- one library per process -----------------------------------------------------------
 
+def _tokens_source(args, workdir, copy):
+    """(URL, cache directory) of `copy`'s tokens on the S3 bench server, or (its local path,
+    None); and which epoch is timed (local: the second, in a warm page cache)."""
+    if not args.endpoint:
+        return os.path.join(workdir, copy), None, 1
+    return f"s3://tokens/{copy}", tempfile.mkdtemp(prefix=f"{copy}-cache-", dir=workdir), 0
+
+
 def run_chute(args, workdir, out_dtype, copy="chute"):
     """chute reading its own copy, or (copy "litdata" / "mosaic") that library's, in place."""
     import chute
@@ -90,9 +97,11 @@ def run_chute(args, workdir, out_dtype, copy="chute"):
     if not os.path.exists(os.path.join(path, "index.json")):
         chute.optimize(_document, range(len(_DOCS[1]) - 1), path, chunk_bytes="64MB", num_workers=2,
                        progress=False, overwrite=True)
-    ds = chute.StreamingDataset(path, item_loader=chute.TokensLoader(args.block, dtype=out_dtype), shuffle=True)
+    source, cache, epoch = _tokens_source(args, workdir, copy)
+    ds = chute.StreamingDataset(source, item_loader=chute.TokensLoader(args.block, dtype=out_dtype), shuffle=True,
+                                cache_dir=cache)
     loader = chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers)
-    return _read_epochs(lambda: loader)[1]  # the first epoch warms the page cache
+    return read_epochs(lambda: loader)[epoch]
 
 
 def run_litdata(args, workdir):
@@ -102,13 +111,17 @@ def run_litdata(args, workdir):
     if not os.path.exists(os.path.join(path, "index.json")):
         litdata.optimize(fn=_document, inputs=list(range(len(_DOCS[1]) - 1)), output_dir=path, chunk_bytes="64MB",
                          item_loader=litdata.TokensLoader(), num_workers=2)
-    ds = litdata.StreamingDataset(path, item_loader=litdata.TokensLoader(block_size=args.block), shuffle=True)
+    source, cache, epoch = _tokens_source(args, workdir, "litdata")
+    if cache:
+        litdata_over_http()
+        source = litdata.streaming.resolver.Dir(path=cache, url=source)
+    ds = litdata.StreamingDataset(source, item_loader=litdata.TokensLoader(block_size=args.block), shuffle=True)
     loader = litdata.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers)
-    return _read_epochs(lambda: loader)[1]
+    return read_epochs(lambda: loader)[epoch]
 
 
 def run_mosaic(args, workdir):
-    _import_streaming()
+    import_streaming()
     import streaming
     from torch.utils.data import DataLoader
 
@@ -120,9 +133,11 @@ def run_mosaic(args, workdir):
             for b in range(n_blocks):
                 w.write({"tokens": np.array(stream[b * args.block: (b + 1) * args.block])})
     streaming.base.util.clean_stale_shared_memory()
-    ds = streaming.StreamingDataset(local=path, shuffle=True, batch_size=args.batch)
+    source, cache, epoch = _tokens_source(args, workdir, "mosaic")
+    ds = streaming.StreamingDataset(remote=source if cache else None, local=cache or source, shuffle=True,
+                                    batch_size=args.batch)
     loader = DataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_stack_tokens)
-    return _read_epochs(lambda: loader)[1]
+    return read_epochs(lambda: loader)[epoch]
 
 
 def _stack_tokens(samples):
@@ -133,29 +148,6 @@ def _stack_tokens(samples):
 
 def _bytes_sample(i, size):
     return {"image": np.random.default_rng(i).integers(0, 256, size, dtype=np.uint8).tobytes(), "label": i}
-
-
-def _count(batch):
-    if isinstance(batch, dict):
-        return len(batch["label"])
-    return batch.shape[0] if hasattr(batch, "shape") else len(batch)
-
-
-def _read_epochs(make_loader, epochs=2):
-    """(seconds to first batch, seconds, samples) per epoch; epoch 1 includes opening the
-    dataset (reading its index, from S3 too)."""
-    out = []
-    t0 = time.perf_counter()
-    loader = make_loader()
-    for _ in range(epochs):
-        first, n = None, 0
-        for batch in loader:
-            if first is None:
-                first = time.perf_counter() - t0
-            n += _count(batch)
-        out.append((first, time.perf_counter() - t0, n))
-        t0 = time.perf_counter()
-    return out
 
 
 def _copy_of(lib):
@@ -190,7 +182,7 @@ def write_bytes(lib, args):
         litdata.optimize(fn=sample, inputs=list(range(args.samples)), output_dir=path, chunk_bytes="64MB",
                          num_workers=2)
     elif lib == "mosaic":
-        _import_streaming()
+        import_streaming()
         import streaming
 
         with streaming.MDSWriter(out=path, columns={"image": "bytes", "label": "int"}, size_limit="64mb") as w:
@@ -203,13 +195,6 @@ def write_bytes(lib, args):
         with wds.ShardWriter(os.path.join(path, "shard-%06d.tar"), maxsize=64e6) as w:
             for i in range(args.samples):
                 w.write({"__key__": f"{i:08d}", "jpg": sample(i)["image"], "cls": str(i)})
-
-
-def _import_streaming():
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # its registry build fails next to the CPU torch; vision is unused here
-        sys.modules["streaming.vision"] = types.ModuleType("streaming.vision")
 
 
 def bytes_loader(lib, args):
@@ -227,18 +212,15 @@ def bytes_loader(lib, args):
             return chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=workers, collate_fn=_collate)
     elif lib == "litdata":
         import litdata
-        from litdata.streaming import downloader
 
-        # litdata fetches chunks with obstore, whose client refuses http:// endpoints
-        # unless told otherwise (a real S3 endpoint is https).
-        downloader._OBSTORE_CLIENT_OPTIONS = {**downloader._OBSTORE_CLIENT_OPTIONS, "allow_http": "true"}
+        litdata_over_http()
 
         def make():
             source = litdata.streaming.resolver.Dir(path=cache, url=remote) if remote else local
             ds = litdata.StreamingDataset(source, shuffle=True)
             return litdata.StreamingDataLoader(ds, batch_size=args.batch, num_workers=workers, collate_fn=_collate)
     elif lib == "mosaic":
-        _import_streaming()
+        import_streaming()
         import streaming
         from torch.utils.data import DataLoader
 
@@ -261,46 +243,6 @@ def bytes_loader(lib, args):
     return make
 
 
-class MemorySampler:
-    """Peak memory of this process and its descendants, sampled every 20 ms from /proc:
-    RSS (resident pages, file-backed ones too: mapped chunks, page cache of mmaps) and
-    anonymous RSS (the process's own heap, stacks, private buffers)."""
-
-    def __init__(self):
-        self.peak_rss = self.peak_anon = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _tree(pid):
-        # Children of each process's main thread, which forks the DataLoader workers (and
-        # their subprocesses): listing every thread's children would cost this thread
-        # (and the GIL it shares with the loader) more with every I/O thread of a library.
-        pids = [pid]
-        for p in pids:
-            with contextlib.suppress(OSError), open(f"/proc/{p}/task/{p}/children") as f:
-                pids += [int(c) for c in f.read().split()]
-        return pids
-
-    def _run(self):
-        while not self._stop.wait(0.02):
-            rss = anon = 0
-            for pid in self._tree(os.getpid()):
-                with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            rss += int(line.split()[1])
-                        elif line.startswith("RssAnon:"):
-                            anon += int(line.split()[1])
-            self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        return self.peak_rss / 1024, self.peak_anon / 1024
-
-
 def _collate(samples):
     # litdata hands out bytes leaves as memoryviews of its chunk buffer, which cannot be
     # pickled to the main process: its users convert them.
@@ -313,7 +255,7 @@ def run_one(lib, args):
     if args.workload == "bytes":
         make = bytes_loader(lib, args)
         memory = MemorySampler()
-        epochs = _read_epochs(make)
+        epochs = read_epochs(make)
         rss, anon = memory.stop()
         for cache in glob.glob(os.path.join(args.dir, f"{lib}-cache-*")):  # GBs the next runs need not share
             shutil.rmtree(cache, ignore_errors=True)
@@ -336,6 +278,8 @@ def run_one(lib, args):
     else:
         first, seconds, blocks = run_mosaic(args, workdir)
     rss, anon = memory.stop()
+    for cache in glob.glob(os.path.join(workdir, "*-cache-*")):
+        shutil.rmtree(cache, ignore_errors=True)
     print(json.dumps({"lib": lib, "first_batch_s": first, "seconds": seconds, "blocks": blocks,
                       "blocks_per_s": blocks / seconds, "tokens_per_s": blocks * args.block / seconds,
                       "peak_rss_mb": rss, "peak_anon_mb": anon}))
@@ -345,7 +289,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("workload", choices=["tokens", "bytes"])
     p.add_argument("--source", choices=["local", "s3"], default="local",
-                   help="bytes: read from local disk or from the S3 bench server")
+                   help="read from local disk or from the S3 bench server")
     p.add_argument("--first-byte-ms", type=float, default=20)
     p.add_argument("--mbps-per-connection", type=float, default=100)
     p.add_argument("--samples", type=int, default=10_000)
@@ -372,19 +316,19 @@ def main():
                          else ["chute", "chute-threads", "litdata", "mosaic", "webdataset"])
     env = dict(os.environ)
     server = None
-    if args.workload == "tokens":
+    if args.workload == "tokens":  # (each library writes its copy when it first runs)
         make_documents(os.path.join(args.dir, "tokens"), args.tokens)
     else:
         write_bytes_datasets(args, libs)
-        if args.source == "s3":
-            from s3_bench_server import start
+    if args.source == "s3":
+        from s3_bench_server import start
 
-            server, args.endpoint = start(args.dir, args.first_byte_ms, args.mbps_per_connection)
-            print(f"S3 bench server {args.endpoint}: {args.first_byte_ms:g} ms to first byte, "
-                  f"{args.mbps_per_connection:g} MB/s per connection", flush=True)
-            # chute and litdata (boto3) read AWS_ENDPOINT_URL, Mosaic S3_ENDPOINT_URL.
-            env.update(AWS_ENDPOINT_URL=args.endpoint, S3_ENDPOINT_URL=args.endpoint, AWS_ACCESS_KEY_ID="bench",
-                       AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
+        server, args.endpoint = start(args.dir, args.first_byte_ms, args.mbps_per_connection)
+        print(f"S3 bench server {args.endpoint}: {args.first_byte_ms:g} ms to first byte, "
+              f"{args.mbps_per_connection:g} MB/s per connection", flush=True)
+        # chute and litdata (boto3) read AWS_ENDPOINT_URL, Mosaic S3_ENDPOINT_URL.
+        env.update(AWS_ENDPOINT_URL=args.endpoint, S3_ENDPOINT_URL=args.endpoint, AWS_ACCESS_KEY_ID="bench",
+                   AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
     results = {}
     for lib in libs:
         python = sys.executable if lib.startswith("chute") else args.peer_python

@@ -28,7 +28,8 @@ import shutil
 import statistics
 import tempfile
 
-from compare_peers import _bytes_sample, _collate, _read_epochs
+from compare_peers import _bytes_sample, _collate
+from peer_runtime import read_epochs
 from s3_bench_server import case_arguments, run_cases
 
 
@@ -55,7 +56,7 @@ def run_case(case, args):
             ds = dataset("one") if case == "single" else chute.CombinedStreamingDataset([dataset("a"), dataset("b")])
             return chute.StreamingDataLoader(ds, batch_size=args.batch, num_workers=args.workers, collate_fn=_collate)
 
-        epochs = _read_epochs(make, epochs=1 + args.epochs)
+        epochs = read_epochs(make, epochs=1 + args.epochs)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     print(json.dumps({"first_batch_s": epochs[0][0], "per_s": [n / t for _, t, n in epochs]}))

@@ -100,8 +100,7 @@ struct Dataset::Impl {
     return static_cast<uint32_t>(RangeOf(starts, i));
   }
 
-  // Every wait on a chunk being opened (by ranges, or whole through the node cache: table
-  // reads, then another process's or this one's download).
+  // Every wait on a chunk being opened: table reads, then a download (this process's or another's).
   double OpenTimeout() const { return 3 * (timeout + 30); }
 
   Result<std::shared_ptr<ChunkReader>> OnDemandChunk(uint32_t c) {
