@@ -40,6 +40,7 @@ import argparse
 import functools
 import glob
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -111,6 +112,8 @@ def run_litdata(args, workdir):
     if not os.path.exists(os.path.join(path, "index.json")):
         litdata.optimize(fn=_document, inputs=list(range(len(_DOCS[1]) - 1)), output_dir=path, chunk_bytes="64MB",
                          item_loader=litdata.TokensLoader(), num_workers=2)
+        # optimize switched this process to spawn: forked loader workers keep litdata_over_http
+        multiprocessing.set_start_method("fork", force=True)
     source, cache, epoch = _tokens_source(args, workdir, "litdata")
     if cache:
         litdata_over_http()
