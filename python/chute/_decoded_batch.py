@@ -54,7 +54,7 @@ class BatchDecoding:
 
 def worker_batches(ds, reader, epoch: int, drop_partial: bool):
     """A DataLoader worker's batches (DecodedBatch items), each decoded on the worker's
-    threads into a buffer its way to the main process starts from."""
+    threads into the shared buffer it then crosses to the main process in."""
     pool = ds._decode_pool()
     fixed = ds._preset.fixed_output()
     while (items := reader.next()) is not None:

@@ -7,7 +7,6 @@ import collections
 import os
 import time
 
-
 import torch
 from torch.utils.data import DataLoader, default_collate
 from torch.utils.data._utils.pin_memory import pin_memory
