@@ -57,7 +57,10 @@ class StreamingRawDataset(StreamingDataset):
         block_rows: rows per block: blocks are the unit of locality, caching and prefetch.
         refresh_index: list the prefix (or read the index files) again instead of reusing
             the node's index.
-        max_concurrency: requests in flight per process.
+        max_concurrency: requests in flight per process (default 64). Small objects are
+            bound by time to first byte: more in flight reads them faster (on the raw
+            objects bench, 128 gave 3,100 objects/s against 2,600), at the price of up to
+            8 MiB of memory per request for large objects.
         storage_options: the stores' options (:class:`StreamingDataset`'s); for an index
             naming objects in several kinds of stores, options of one kind go in a dict
             under its scheme: ``{"s3": {"endpoint_url": ...}, "https": {"ca_file": ...},
