@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import default_collate
 
 from chute._shared_batch import DecodedBatch, Reservation
-from chute.dataset import SKIPPED
+from chute._missing import SKIPPED
 
 
 class BatchDecoding:

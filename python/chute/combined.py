@@ -10,7 +10,8 @@ from torch.utils.data import IterableDataset
 
 from chute import _profile
 from chute._distributed import current_layout
-from chute.dataset import SKIPPED, StreamingDataset
+from chute._missing import SKIPPED
+from chute.dataset import StreamingDataset
 
 BATCHING = ("stratified", "per_stream", "random")
 

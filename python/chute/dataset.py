@@ -14,7 +14,9 @@ import torch
 from torch.utils.data import IterableDataset
 
 from chute import _core, _profile
+from chute._decoded_batch import worker_batches
 from chute._distributed import current_layout
+from chute._missing import SKIPPED, MissingObject
 from chute._process import clean_up_at_exit, default_cache_dir, keep_freed_memory
 from chute._serialize import Decoder, webdataset_sample
 from chute._units import parse_size, storage_options_to_strings
@@ -22,26 +24,6 @@ from chute.tokens import TokensLoader
 from chute.transforms import TransformError, as_transform
 
 _DEFAULTS = _core.DEFAULTS  # the C++ options' defaults (one definition)
-
-
-class MissingObject(FileNotFoundError):
-    """A sample's object does not exist (raw objects read by byte range: found missing when
-    the sample is decoded). Iterating with allow_missing skips the sample."""
-
-
-class _Skipped:
-    """Yielded in place of a sample skipped for its missing objects (raw objects with
-    allow_missing) under a StreamingDataLoader, so that batches keep their positions in the
-    epoch (resume counts them); the loader's collate drops it."""
-
-    def __reduce__(self):
-        return "SKIPPED"
-
-    def __repr__(self):
-        return "chute.dataset.SKIPPED"
-
-
-SKIPPED = _Skipped()
 
 
 class StreamingDataset(IterableDataset):
@@ -395,8 +377,6 @@ class StreamingDataset(IterableDataset):
     def _read(self, reader):
         epoch = self._position[0]
         if self._decode_batches is not None:
-            from chute._decoded_batch import worker_batches  # (it needs this module)
-
             yield from worker_batches(self, reader, epoch, self._decode_batches)
             return
         while (batch := reader.next()) is not None:

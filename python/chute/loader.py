@@ -16,7 +16,8 @@ from chute._distributed import current_layout
 from chute._decoded_batch import BatchDecoding
 from chute._shared_batch import SharedCollate, forget_exited_workers, worker_counters
 from chute._process import keep_freed_memory
-from chute.dataset import SKIPPED, StreamingDataset
+from chute._missing import SKIPPED
+from chute.dataset import StreamingDataset
 
 STATE_VERSION = 1
 

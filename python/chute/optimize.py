@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from chute import _core
 from chute._serialize import Encoder, SampleError
 from chute._units import parse_size, storage_options_to_strings
-from chute.dataset import SKIPPED, StreamingDataset
+from chute._missing import SKIPPED
+from chute.dataset import StreamingDataset
 from chute.executors import JobFailure, JobLost, executor_for
 
 # In output_dir while a run is unfinished: one record per part (its landed chunks and

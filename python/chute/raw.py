@@ -17,7 +17,8 @@ from chute._object_reader import open_object
 from chute._transform_base import as_transform
 from chute._units import parse_size, storage_options_to_strings
 from chute._process import default_cache_dir
-from chute.dataset import _DEFAULTS, MissingObject, StreamingDataset
+from chute._missing import MissingObject
+from chute.dataset import _DEFAULTS, StreamingDataset
 
 # Requests in flight per process: small objects are bound by time to first byte, not
 # bandwidth (at 20 ms per request, 64 in flight fetch ~3,000 objects/s).

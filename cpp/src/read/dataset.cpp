@@ -85,7 +85,8 @@ struct Dataset::Impl {
 
   // Chunks read on demand (random access; items wanted before their chunk has arrived).
   // Each is opened (its header and tables read) once, by the first thread to ask, without
-  // holding the lock: other chunks are opened meanwhile.
+  // holding the lock: other chunks are opened meanwhile. A layout read whole (its opening
+  // wants over half the chunk: OnDemandChunkBytes::wanted_whole) is opened whole instead.
   using ReaderFuture = std::shared_future<Result<std::shared_ptr<ChunkReader>>>;
   std::mutex on_demand_mu;
   LruMap<uint32_t, ReaderFuture> on_demand{kMaxOnDemand};
@@ -100,8 +101,7 @@ struct Dataset::Impl {
     return static_cast<uint32_t>(RangeOf(starts, i));
   }
 
-  // Every wait on a chunk being opened: table reads, then a download (this process's or another's).
-  double OpenTimeout() const { return 3 * (timeout + 30); }
+  double OpenTimeout() const { return 3 * (timeout + 30); }  // table reads, then a download
 
   Result<std::shared_ptr<ChunkReader>> OnDemandChunk(uint32_t c) {
     if (AtHand(c)) return Chunk(c);  // (it fell back to the whole chunk meanwhile)
@@ -110,13 +110,10 @@ struct Dataset::Impl {
     bool opener = false;
     {
       std::lock_guard lock(on_demand_mu);
-      if (ReaderFuture* f = on_demand.Find(c)) {
-        future = *f;
-      } else {
-        future = promise.get_future().share();
-        on_demand.Insert(c, future);
-        opener = true;
-      }
+      ReaderFuture* f = on_demand.Find(c);
+      opener = f == nullptr;
+      future = opener ? promise.get_future().share() : *f;
+      if (opener) on_demand.Insert(c, future);
     }
     std::string path = ChunkPath(c);
     if (opener) {
@@ -215,12 +212,9 @@ struct Dataset::Impl {
 
   // Chunk c can be read without waiting for its download: local, open, or in the cache.
   bool AtHand(uint32_t c) {
-    if (local) return true;
-    {
-      std::lock_guard lock(open_mu);
-      if (open.Find(c)) return true;
-    }
-    return cache && cache->IsReady(c);
+    if (local || (cache && cache->IsReady(c))) return true;
+    std::lock_guard lock(open_mu);
+    return open.Find(c) != nullptr;
   }
 
   Result<Item> ReadOnDemand(uint32_t c, uint64_t j) {
