@@ -12,7 +12,8 @@ page cache warm: one untimed epoch first). Every case decodes, resizes to cover
 with --workers worker processes (`chute@threads`: chute's preset on a thread per core of
 the training process, num_workers=0). The
 limit is one PIL decode-and-resize loop on each core at once (no DCT scaling), measured
-before and after the loaders (the mean: a shared machine's speed drifts).
+before and after the loaders (the mean: a shared machine's speed drifts); chute's preset
+alone in the same loops (simplejpeg's decode, PyTorch's resize) is reported beside it.
 `chute@R` / `limit@R` repeat chute and the loop at resolution R (default 112: at most half
 the source, where libjpeg decodes at reduced scale). Each case runs in its own process
 (litdata and WebDataset under --peer-python). Prints images/s and chute's ratios.
@@ -128,11 +129,22 @@ def _loader_rate(make, batch_images) -> float:
 
 
 def _decode_loop(job) -> float:
-    """Images/s of one PIL decode-and-resize loop."""
-    images, resolution, draft, seconds = job
+    """Images/s of one decode-and-resize loop: PIL's ("plain", "draft") or chute's preset alone."""
+    images, resolution, kind, seconds = job
+    if kind == "chute":
+        from chute import transforms
+
+        preset, rng = transforms.image_pipeline("jpg", resolution), np.random.default_rng(0)
+        out = np.empty((3, resolution, resolution), np.uint8)
+
+        def decode(data):
+            preset.apply({"jpg": data}, rng, out)
+    else:
+        def decode(data):
+            pil_decode(data, resolution, kind == "draft")
     started, n = time.perf_counter(), 0
     while time.perf_counter() - started < seconds:
-        pil_decode(images[n % len(images)], resolution, draft)
+        decode(images[n % len(images)])
         n += 1
     return n / (time.perf_counter() - started)
 
@@ -152,10 +164,11 @@ def run_case(case: str, args) -> dict:
         cores = os.cpu_count()
         rates = {}
         with multiprocessing.get_context("fork").Pool(cores) as pool:  # a loop per core, all at once
-            for draft in (False, True):
-                per_loop = pool.map(_decode_loop, [(images, resolution, draft, args.limit_seconds)] * cores)
-                rates["draft" if draft else "plain"] = sum(per_loop) / cores
-        return {"per_core": rates["plain"], "per_core_draft": rates["draft"], "cores": cores}
+            for kind in ("plain", "draft", "chute"):
+                per_loop = pool.map(_decode_loop, [(images, resolution, kind, args.limit_seconds)] * cores)
+                rates[kind] = sum(per_loop) / cores
+        return {"per_core": rates["plain"], "per_core_draft": rates["draft"], "per_core_chute": rates["chute"],
+                "cores": cores}
     if case.startswith("chute"):
         import chute
         from chute import transforms
@@ -244,6 +257,9 @@ def report(args, r: dict) -> None:
         limit = (before + after) / 2
         print(f"machine limit (a PIL loop on each of the {r['limit']['cores']} cores): {limit:.0f} images/s "
               f"(measured before the loaders {before:.0f}, after them {after:.0f})")
+        alone = sum(r[k]["per_core_chute"] * r[k]["cores"] for k in ("limit", "limit-after")) / 2
+        share = f"; chute's loader at {r['chute']['rate'] / alone:.0%} of it" if "chute" in r else ""
+        print(f"chute's decode alone (its preset in a loop on each core): {alone:.0f} images/s{share}")
     for case in ("chute", "chute@threads", "chute+PIL", "litdata+PIL", "webdataset+PIL"):
         if case in r:
             extra = f"  ({r[case]['rate'] / limit:.0%} of the limit)" if "limit" in r else ""

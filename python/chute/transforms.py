@@ -2,11 +2,11 @@
 
 Each transform is a picklable callable on a sample dict; a list of them (or
 :class:`Compose`) is one transform. Given as a dataset's ``transform``, they run on a pool
-of threads — the decoders (Pillow, FFmpeg through PyAV) release the GIL — several samples
-at a time, fixed-shape outputs written straight into the batch tensor: in each worker
-process of a :class:`chute.StreamingDataLoader`, into the shared memory the batch crosses
-in; with ``num_workers=0`` and only these steps, on threads of the training process. A
-step of a list may also be a function of a sample.
+of threads — the decoders (simplejpeg, Pillow, FFmpeg through PyAV) and PyTorch's resize
+release the GIL — several samples at a time, fixed-shape outputs written straight into the
+batch tensor: in each worker process of a :class:`chute.StreamingDataLoader`, into the
+shared memory the batch crosses in; with ``num_workers=0`` and only these steps, on
+threads of the training process. A step of a list may also be a function of a sample.
 
 Randomness (crops, flips, start frames) is drawn from a generator seeded by (dataset seed,
 epoch, sample id): a resumed run, and any cluster layout, augment each sample the same way.
@@ -42,8 +42,12 @@ class DecodeImage(Transform):
         normalize: (mean, std) per channel, for float32.
         layout: "CHW" or "HWC".
 
-    JPEGs are decoded at 1/2, 1/4 or 1/8 scale by the decoder itself (libjpeg's DCT
-    scaling) when the target is at most that fraction of the source.
+    JPEGs in L, RGB or RGBA are decoded by simplejpeg (libjpeg-turbo; 1.2 ms against
+    Pillow's 1.4 for a 400x350 photo, the same pixels), at 1/2, 1/4 or 1/8 scale by the
+    decoder itself (DCT scaling) when the target is at most that fraction of the source;
+    other images by Pillow. Resizing is bilinear with antialiasing, Pillow's filter, through
+    PyTorch's vectorized kernel (0.3 ms against Pillow's 0.9 for that photo to 256x224;
+    pixels within 1 level of Pillow's).
     """
 
     def __init__(self, field: str, size=None, mode: str = "RGB", resize: str = "shorter", crop: str = "center",
@@ -63,7 +67,7 @@ class DecodeImage(Transform):
         if not 0.0 <= flip <= 1.0:
             raise ValueError(f"flip={flip!r} must be a probability")
         _pair(size, "size")
-        _pil()  # the extra is there
+        _pil(), _simplejpeg()  # the extra is there
         self.field, self.size, self.mode, self.resize, self.crop = field, size, mode, resize, crop
         self.flip, self.dtype, self.layout = flip, dtype, layout
         self.normalize = None if normalize is None else tuple(np.asarray(v, np.float32) for v in normalize)
@@ -79,23 +83,34 @@ class DecodeImage(Transform):
         return self.field, shape, np.dtype(self.dtype)
 
     def apply(self, sample, rng, out=None):
-        Image = _pil()
         data = _field(sample, self.field, "DecodeImage")
         try:
-            img = Image.open(io.BytesIO(data))
-            target = self._target(img.size)
-            if target is not None and img.format == "JPEG":
-                img.draft(self.mode, target)  # DCT scaling: the decoder reads fewer pixels
-            img = img.convert(self.mode) if img.mode != self.mode else img
-            img.load()
+            pixels, source = self._decoded(data)
         except Exception as e:
             raise TransformError(f"field {self.field!r}: not a decodable image ({type(e).__name__}: {e})") from None
-        img = self._resized(img, rng)
+        pixels = self._resized(pixels, source, rng)
         if self.flip and rng.random() < self.flip:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        sample = dict(sample)
-        sample[self.field] = self._array(img, out)
-        return sample
+            pixels = pixels[:, ::-1]
+        return {**sample, self.field: self._array(pixels, out)}
+
+    def _decoded(self, data):
+        """(HWC pixels in self.mode, perhaps DCT-scaled; the source's (width, height))."""
+        colorspace = _JPEG_COLORSPACES.get(self.mode)
+        if colorspace is not None and bytes(data[:2]) == b"\xff\xd8":
+            simplejpeg = _simplejpeg()
+            height, width, source_space, _ = simplejpeg.decode_jpeg_header(data)
+            if source_space not in ("CMYK", "YCCK"):  # Adobe's inverted CMYK: Pillow's conversion
+                f = _dct_factor((width, height), self._target((width, height)))
+                pixels = simplejpeg.decode_jpeg(data, colorspace, min_height=-(-height // f),
+                                                min_width=-(-width // f), min_factor=f)
+                return pixels, (width, height)
+        img = _pil().open(io.BytesIO(data))
+        source = img.size
+        target = self._target(source)
+        if target is not None and img.format == "JPEG":
+            img.draft(self.mode, target)
+        pixels = np.array(img.convert(self.mode) if img.mode != self.mode else img)
+        return (pixels[:, :, None] if pixels.ndim == 2 else pixels), source
 
     def _target(self, source):
         """(width, height) the image is resized to cover, or None."""
@@ -111,29 +126,23 @@ class DecodeImage(Transform):
         scale = max(tw / w, th / h)
         return max(tw, round(w * scale)), max(th, round(h * scale))
 
-    def _resized(self, img, rng):
-        Image = _pil()
-        target = self._target(img.size)
+    def _resized(self, pixels, source, rng):
+        target = self._target(source)
         if target is None:
-            return img
-        if img.size != target:
-            img = img.resize(target, Image.Resampling.BILINEAR, reducing_gap=None)
+            return pixels
+        pixels = _resize(pixels, target)
         if self.resize != "crop":
-            return img
+            return pixels
         th, tw = _pair(self.size, "size")
-        w, h = img.size
+        w, h = target
         if self.crop == "random":
             left, top = int(rng.integers(0, w - tw + 1)), int(rng.integers(0, h - th + 1))
         else:
             left, top = (w - tw) // 2, (h - th) // 2
-        return img.crop((left, top, left + tw, top + th))
+        return pixels[top:top + th, left:left + tw]
 
-    def _array(self, img, out):
-        a = np.asarray(img)
-        if a.ndim == 2:
-            a = a[:, :, None]
-        if self.layout == "CHW":
-            a = a.transpose(2, 0, 1)
+    def _array(self, pixels, out):
+        a = pixels.transpose(2, 0, 1) if self.layout == "CHW" else pixels
         if self.dtype == "float32":
             a = a.astype(np.float32) if out is None else _into(out, a)  # (a float32 copy either way)
             a *= np.float32(1 / 255)
@@ -143,7 +152,39 @@ class DecodeImage(Transform):
                 a -= mean.reshape(shape)
                 a /= std.reshape(shape)
             return a
-        return np.array(a) if out is None else _into(out, a)  # its own memory: PIL's is read-only
+        return np.ascontiguousarray(a) if out is None else _into(out, a)
+
+
+_JPEG_COLORSPACES = {"L": "GRAY", "RGB": "RGB", "RGBA": "RGBA"}
+
+
+def _dct_factor(source, target) -> int:
+    """The largest of 8, 4, 2 the source can be shrunk by and still cover target (else 1)."""
+    if target is None:
+        return 1
+    room = min(source[0] // target[0], source[1] // target[1])
+    return next((f for f in (8, 4, 2) if f <= room), 1)
+
+
+def _resize(pixels, size):
+    """HWC pixels resized to size (width, height): bilinear with antialiasing (Pillow's
+    filter), by PyTorch's kernel, which is vectorized for uint8 RGB/RGBA in HWC order."""
+    import torch
+    import torch.nn.functional as F
+
+    width, height = size
+    if pixels.shape[1] == width and pixels.shape[0] == height:
+        return pixels
+    values = pixels if pixels.dtype == np.uint8 else pixels.astype(np.float32)  # modes I, I;16, F
+    image = torch.from_numpy(values).permute(2, 0, 1)[None]  # NCHW with HWC memory (channels_last)
+    resized = F.interpolate(image, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    resized = resized[0].permute(1, 2, 0).numpy()
+    if resized.dtype == pixels.dtype:
+        return resized
+    if np.issubdtype(pixels.dtype, np.integer):
+        limits = np.iinfo(pixels.dtype)
+        resized = np.rint(resized).clip(limits.min, limits.max)
+    return resized.astype(pixels.dtype)
 
 
 class DecodeText(Transform):
@@ -203,3 +244,11 @@ def _pil():
     except ImportError:
         raise ImportError(f"chute.transforms.DecodeImage needs Pillow: {_IMAGE_EXTRA}") from None
     return Image
+
+
+def _simplejpeg():
+    try:
+        import simplejpeg
+    except ImportError:
+        raise ImportError(f"chute.transforms.DecodeImage needs simplejpeg: {_IMAGE_EXTRA}") from None
+    return simplejpeg
