@@ -234,7 +234,7 @@ class StreamingDataLoader(DataLoader):
                 yield pin_memory(batch) if pin and batch is not None else batch
         finally:  # stopped early (a break, an error): the queued samples are not decoded
             for decoding in pending:
-                decoding.cancel()
+                decoding.shares.cancel()
 
     def state_dict(self) -> dict:
         """Where the run stands, as small plain (JSON-serializable) data."""

@@ -89,6 +89,8 @@ class DecodeImage(Transform):
         except Exception as e:
             raise TransformError(f"field {self.field!r}: not a decodable image ({type(e).__name__}: {e})") from None
         pixels = self._resized(pixels, source, rng)
+        if self.mode == "RGB":
+            pixels = pixels[:, :, :3]  # (JPEGs resized as RGBX)
         if self.flip and rng.random() < self.flip:
             pixels = pixels[:, ::-1]
         return {**sample, self.field: self._array(pixels, out)}
@@ -100,7 +102,10 @@ class DecodeImage(Transform):
             simplejpeg = _simplejpeg()
             height, width, source_space, _ = simplejpeg.decode_jpeg_header(data)
             if source_space not in ("CMYK", "YCCK"):  # Adobe's inverted CMYK: Pillow's conversion
-                f = _dct_factor((width, height), self._target((width, height)))
+                target = self._target((width, height))
+                if colorspace == "RGB" and target is not None:
+                    colorspace = "RGBX"  # PyTorch resizes 4 channels without repacking them: 5-10% faster
+                f = _dct_factor((width, height), target)
                 pixels = simplejpeg.decode_jpeg(data, colorspace, min_height=-(-height // f),
                                                 min_width=-(-width // f), min_factor=f)
                 return pixels, (width, height)
