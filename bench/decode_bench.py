@@ -130,6 +130,9 @@ def _loader_rate(make, batch_images) -> float:
 
 def _decode_loop(job) -> float:
     """Images/s of one decode-and-resize loop: PIL's ("plain", "draft") or chute's preset alone."""
+    import torch
+
+    torch.set_num_threads(1)  # as in a DataLoader worker
     images, resolution, kind, seconds = job
     if kind == "chute":
         from chute import transforms

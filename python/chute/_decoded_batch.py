@@ -24,17 +24,25 @@ class Shares:
         self.results = [None] * n
         self._left = iter(range(n))  # shared by the tasks: next() on it is atomic under the GIL
         self._stopped = False
-        self.futures = [pool.submit(self._run, fn) for _ in range(min(pool._max_workers, n))]
+        self._failed = []  # (k, the error fn(k) raised)
+        self.futures = []
+        try:
+            for _ in range(min(pool._max_workers, n)):
+                self.futures.append(pool.submit(self._run, fn))
+        except BaseException:
+            self.abandon()
+            raise
 
     def _run(self, fn):
-        try:
-            for k in self._left:
-                if self._stopped:
-                    return
+        for k in self._left:
+            if self._stopped:
+                return
+            try:
                 self.results[k] = fn(k)
-        except BaseException:
-            self._stopped = True  # the other tasks stop at their next sample
-            raise
+            except BaseException as e:
+                self._failed.append((k, e))
+                self._stopped = True  # the other tasks stop at their next sample
+                return
 
     def cancel(self):
         self._stopped = True
@@ -47,13 +55,16 @@ class Shares:
         concurrent.futures.wait(self.futures)
 
     def wait(self) -> list:
-        """fn's results, in order (the first error raised, once every task stopped)."""
+        """fn's results, in order; once every task stopped, the error of the lowest-numbered
+        sample that failed."""
         try:
             for f in self.futures:
                 f.result()
         except BaseException:
             self.abandon()
             raise
+        if self._failed:
+            raise min(self._failed, key=lambda failure: failure[0])[1]
         return self.results
 
 

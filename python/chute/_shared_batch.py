@@ -36,7 +36,7 @@ from chute import _core, _profile
 # Leaves smaller than this are pickled with the rest: a slot costs more than it saves.
 _MIN_BYTES = 4096
 _ALIGN = 64  # array payloads and the flag get their own cache lines
-_POOL = 6    # reusable buffers per worker (a worker has prefetch_factor batches in flight)
+_POOL = 8    # reusable buffers per worker (prefetch_factor batches in flight, two decoding, one in use)
 # Room a Reservation keeps after its rows for the batch's other leaves (address space only:
 # shared memory takes pages when they are written); it grows to what a batch needed.
 _room = 1 << 20

@@ -95,8 +95,8 @@ class StreamingDataLoader(DataLoader):
             super().__init__(dataset, batch_size=None, num_workers=0, pin_memory=kwargs.get("pin_memory", False))
         elif preset is not None and num_workers > 0:
             # Worker processes decode whole batches, each on its threads, straight into the
-            # shared memory the batch crosses in. Measured ~10% faster than threads of one
-            # process (decode_bench.py): Pillow's Python between its decoder calls holds the GIL.
+            # shared memory the batch crosses in. Measured ~7% faster than threads of one
+            # process (decode_bench.py): the Python between decoder calls holds the GIL.
             self._worker_decoding = bool(kwargs.pop("drop_last", False))
             kwargs["collate_fn"] = self._collate = SharedCollate(None)
             super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)

@@ -45,9 +45,11 @@ class DecodeImage(Transform):
     JPEGs in L, RGB or RGBA are decoded by simplejpeg (libjpeg-turbo; 1.2 ms against
     Pillow's 1.4 for a 400x350 photo, the same pixels), at 1/2, 1/4 or 1/8 scale by the
     decoder itself (DCT scaling) when the target is at most that fraction of the source;
-    other images by Pillow. Resizing is bilinear with antialiasing, Pillow's filter, through
-    PyTorch's vectorized kernel (0.3 ms against Pillow's 0.9 for that photo to 256x224;
-    pixels within 1 level of Pillow's).
+    other images (and CMYK JPEGs, or JPEGs libjpeg warns about) by Pillow. Resizing is
+    bilinear with antialiasing, Pillow's filter, through PyTorch's vectorized kernel (0.3 ms
+    against Pillow's 0.9 for that photo to 256x224; pixels within 1 level of Pillow's);
+    images with alpha or a palette are resized by Pillow (premultiplied alpha, nearest
+    palette entries).
     """
 
     def __init__(self, field: str, size=None, mode: str = "RGB", resize: str = "shorter", crop: str = "center",
@@ -99,23 +101,40 @@ class DecodeImage(Transform):
         """(HWC pixels in self.mode, perhaps DCT-scaled; the source's (width, height))."""
         colorspace = _JPEG_COLORSPACES.get(self.mode)
         if colorspace is not None and bytes(data[:2]) == b"\xff\xd8":
-            simplejpeg = _simplejpeg()
-            height, width, source_space, _ = simplejpeg.decode_jpeg_header(data)
-            if source_space not in ("CMYK", "YCCK"):  # Adobe's inverted CMYK: Pillow's conversion
-                target = self._target((width, height))
-                if colorspace == "RGB" and target is not None:
-                    colorspace = "RGBX"  # PyTorch resizes 4 channels without repacking them: 5-10% faster
-                f = _dct_factor((width, height), target)
-                pixels = simplejpeg.decode_jpeg(data, colorspace, min_height=-(-height // f),
-                                                min_width=-(-width // f), min_factor=f)
-                return pixels, (width, height)
-        img = _pil().open(io.BytesIO(data))
+            decoded = self._jpeg(data, colorspace)
+            if decoded is not None:
+                return decoded
+        Image = _pil()
+        img = Image.open(io.BytesIO(data))
         source = img.size
         target = self._target(source)
         if target is not None and img.format == "JPEG":
             img.draft(self.mode, target)
-        pixels = np.array(img.convert(self.mode) if img.mode != self.mode else img)
+        img = img.convert(self.mode) if img.mode != self.mode else img
+        if target is not None and img.mode not in _PLAIN_CHANNELS:
+            # Pillow's own resize: it premultiplies alpha, and palettes and bits take the nearest
+            img = img.resize(target, Image.Resampling.BILINEAR, reducing_gap=None)
+        pixels = np.array(img)
         return (pixels[:, :, None] if pixels.ndim == 2 else pixels), source
+
+    def _jpeg(self, data, colorspace):
+        """_decoded's result by simplejpeg, or None for what Pillow decides: CMYK (Adobe's
+        inverted CMYK is Pillow's conversion) and files libjpeg warns about (say, extraneous
+        bytes), which Pillow reads more leniently."""
+        simplejpeg = _simplejpeg()
+        try:
+            height, width, source_space, _ = simplejpeg.decode_jpeg_header(data)
+            if source_space in ("CMYK", "YCCK"):
+                return None
+            target = self._target((width, height))
+            if colorspace == "RGB" and target is not None:
+                colorspace = "RGBX"  # PyTorch resizes 4 channels without repacking them: 5-10% faster
+            f = _dct_factor((width, height), target)
+            pixels = simplejpeg.decode_jpeg(data, colorspace, min_height=-(-height // f), min_width=-(-width // f),
+                                            min_factor=f)
+        except ValueError:
+            return None
+        return pixels, (width, height)
 
     def _target(self, source):
         """(width, height) the image is resized to cover, or None."""
@@ -160,7 +179,9 @@ class DecodeImage(Transform):
         return np.ascontiguousarray(a) if out is None else _into(out, a)
 
 
-_JPEG_COLORSPACES = {"L": "GRAY", "RGB": "RGB", "RGBA": "RGBA"}
+_JPEG_COLORSPACES = {"L": "GRAY", "RGB": "RGB", "RGBA": "RGBA"}  # (a JPEG's alpha is opaque)
+# Modes whose channels resize independently, as PyTorch's kernel does.
+_PLAIN_CHANNELS = {"L", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "I;16", "F"}
 
 
 def _dct_factor(source, target) -> int:

@@ -96,6 +96,22 @@ def test_jpeg_dct_scaling_is_used_when_the_target_is_small(size, scaled):
     assert np.abs(out.astype(int) - whole).max() > 1  # so not decoded whole
 
 
+def test_pillow_decides_what_simplejpeg_refuses_and_resizes_alpha_and_palettes():
+    raw = _image(5)
+    sos = raw.index(b"\xff\xda")
+    lenient = raw[:sos] + b"\x00\x00" + raw[sos:]  # "extraneous bytes before marker": libjpeg warns
+    out = T.DecodeImage("jpg")({"jpg": lenient})["jpg"]
+    assert np.array_equal(out, np.asarray(_pil(lenient)).transpose(2, 0, 1))
+    rgba = np.asarray(_pil(raw, "RGBA")).copy()
+    rgba[:, :, 3] = np.arange(80, dtype=np.uint8)[None, :] * 3  # partly transparent
+    for mode, image in (("RGBA", Image.fromarray(rgba)), ("P", _pil(raw).quantize(64))):
+        f = io.BytesIO()
+        image.save(f, format="PNG")
+        out = T.DecodeImage("png", mode=mode, size=30, layout="HWC")({"png": f.getvalue()})["png"]
+        reference = np.asarray(Image.open(f).convert(mode).resize((40, 30), Image.Resampling.BILINEAR))
+        assert np.array_equal(out.reshape(reference.shape), reference), mode  # premultiplied / nearest, as Pillow
+
+
 def test_cmyk_jpegs_and_16_bit_pngs_go_through_pillow():
     cmyk, deep = io.BytesIO(), io.BytesIO()
     _pil(_image(2)).convert("CMYK").save(cmyk, format="JPEG")
