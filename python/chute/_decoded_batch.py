@@ -110,7 +110,8 @@ def worker_batches(ds, reader, epoch: int, drop_partial: bool):
                 continue
             reservation = Reservation((len(items), *fixed[1]), fixed[2]) if fixed else None
             try:
-                return BatchDecoding(ds, items, reader.ids, epoch, pool, reservation and reservation.rows), reservation
+                rows = reservation.rows if reservation is not None else None
+                return BatchDecoding(ds, items, reader.ids, epoch, pool, rows), reservation
             except BaseException:
                 if reservation is not None:
                     reservation.release()
