@@ -16,16 +16,11 @@ KEPT_BLOCKS = 8  # blocks an open reader keeps (a decoder goes back a little whe
 _stores: dict = {}  # (process, root URL, options) -> that process's Storage of that bucket / host
 
 
-def open_object(url: str, storage_options: dict) -> ObjectReader:
-    """An ObjectReader of `url` (a URL or a local path). FileNotFoundError when there is no
-    such object."""
-    return ObjectReader(url, storage_options)
-
-
 class ObjectReader(io.RawIOBase):
-    """An object read in BLOCK-byte ranged reads (the storage's retries and timeouts),
-    the last KEPT_BLOCKS kept. Opening it reads the first block and the size in one
-    request. Not thread-safe: one reader per decode."""
+    """Object `url` (a URL or a local path) read in BLOCK-byte ranged reads (the storage's
+    retries and timeouts), the last KEPT_BLOCKS kept. Opening it reads the first block and
+    the size in one request (FileNotFoundError when there is no such object). Not
+    thread-safe: one reader per decode."""
 
     def __init__(self, url: str, storage_options: dict):
         super().__init__()

@@ -13,7 +13,7 @@ import time
 import pyarrow.parquet as pq
 
 from chute import _raw_index
-from chute._object_reader import open_object
+from chute._object_reader import ObjectReader
 from chute._transform_base import as_transform
 from chute._units import parse_size, storage_options_to_strings
 from chute._process import default_cache_dir
@@ -100,6 +100,7 @@ class StreamingRawDataset(StreamingDataset):
         self.src = os.fspath(src)
         self._allow_missing = allow_missing
         self._object_storage_options = _flat_options(storage_options)
+        self._scheme_options = {}  # scheme -> its objects' store options (_options_of)
         cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
         preset = as_transform(transform)
         self._index_args = dict(columns_to_download=columns_to_download, index_col=index_col, filter=filter,
@@ -163,7 +164,7 @@ class StreamingRawDataset(StreamingDataset):
             if url is None:
                 continue
             try:
-                sample[field] = open_object(url, _options_for(self._object_storage_options, url))
+                sample[field] = ObjectReader(url, self._options_of(url))
             except FileNotFoundError as e:
                 if "NoSuchBucket" in str(e) or "NO_SUCH_BUCKET" in str(e):  # a mistake, as the engine says
                     raise OSError(f"{self._row(sample, item)}, column {field!r}: {e} (the bucket does not exist)") \
@@ -173,6 +174,14 @@ class StreamingRawDataset(StreamingDataset):
             except (OSError, ValueError) as e:
                 raise type(e)(f"{self._row(sample, item)}, column {field!r}: {url}: {e}") from None
         return sample
+
+    def _options_of(self, url: str) -> dict:
+        """The store options for object `url`, worked out once per scheme."""
+        scheme = url.split("://", 1)[0] if "://" in url else "file"
+        options = self._scheme_options.get(scheme)
+        if options is None:
+            options = self._scheme_options[scheme] = _options_for(self._object_storage_options, url)
+        return options
 
     def _row(self, sample: dict, item) -> str:
         """The sample as errors name it (as the engine does): its row, index_col value and index."""

@@ -87,10 +87,10 @@ class DecodeImage(Transform):
     def apply(self, sample, rng, out=None):
         data = _field(sample, self.field, "DecodeImage")
         try:
-            pixels, source = self._decoded(data)
+            pixels, target = self._decoded(data)
         except Exception as e:
             raise TransformError(f"field {self.field!r}: not a decodable image ({type(e).__name__}: {e})") from None
-        pixels = self._resized(pixels, source, rng)
+        pixels = self._resized(pixels, target, rng)
         if self.mode == "RGB":
             pixels = pixels[:, :, :3]  # (JPEGs resized as RGBX)
         if self.flip and rng.random() < self.flip:
@@ -98,7 +98,8 @@ class DecodeImage(Transform):
         return {**sample, self.field: self._array(pixels, out)}
 
     def _decoded(self, data):
-        """(HWC pixels in self.mode, perhaps DCT-scaled; the source's (width, height))."""
+        """(HWC pixels in self.mode, perhaps DCT-scaled; the (width, height) they are resized
+        to cover, or None)."""
         colorspace = _JPEG_COLORSPACES.get(self.mode)
         if colorspace is not None and bytes(data[:2]) == b"\xff\xd8":
             decoded = self._jpeg(data, colorspace)
@@ -106,8 +107,7 @@ class DecodeImage(Transform):
                 return decoded
         Image = _pil()
         img = Image.open(io.BytesIO(data))
-        source = img.size
-        target = self._target(source)
+        target = self._target(img.size)
         if target is not None and img.format == "JPEG":
             img.draft(self.mode, target)
         img = img.convert(self.mode) if img.mode != self.mode else img
@@ -115,7 +115,7 @@ class DecodeImage(Transform):
             # Pillow's own resize: it premultiplies alpha, and palettes and bits take the nearest
             img = img.resize(target, Image.Resampling.BILINEAR, reducing_gap=None)
         pixels = np.array(img)
-        return (pixels[:, :, None] if pixels.ndim == 2 else pixels), source
+        return (pixels[:, :, None] if pixels.ndim == 2 else pixels), target
 
     def _jpeg(self, data, colorspace):
         """_decoded's result by simplejpeg, or None for what Pillow decides: CMYK (Adobe's
@@ -134,7 +134,7 @@ class DecodeImage(Transform):
                                             min_factor=f)
         except ValueError:
             return None
-        return pixels, (width, height)
+        return pixels, target
 
     def _target(self, source):
         """(width, height) the image is resized to cover, or None."""
@@ -150,8 +150,7 @@ class DecodeImage(Transform):
         scale = max(tw / w, th / h)
         return max(tw, round(w * scale)), max(th, round(h * scale))
 
-    def _resized(self, pixels, source, rng):
-        target = self._target(source)
+    def _resized(self, pixels, target, rng):
         if target is None:
             return pixels
         pixels = _resize(pixels, target)
